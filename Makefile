@@ -1,0 +1,31 @@
+# Targets used by the README quickstart and by .ci/run.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install main test test-fast lint clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU wheel first, so that no dependency pulls a multi-GB CUDA build of torch.
+	$(PY) -m pip install -q torch==2.13.0 || $(PY) -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+main: install  ## the main job: a default sweep and its figures
+	$(VENV)/bin/stability models
+
+test: install  ## the whole suite (CI runs this)
+	$(PY) -m pytest -q -ra
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) results figures

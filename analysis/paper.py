@@ -1,0 +1,65 @@
+"""The paper's published numbers as data (Xiao et al., NeurIPS 2021; DESIGN sections 3 and 5).
+
+This module imports nothing, so the trainer, the sweep engine, the CLI and the analysis all
+read the one copy without pulling in torch or Ray.
+"""
+
+from __future__ import annotations
+
+# Table 1 / Table 2 complexity: flops (B, multiply-adds), params (M), acts (M) at 224 px.
+# vit_p_18gf's params are 86.7 in Table 1 and 86.6 in Table 2; the exact count is 86.57 M.
+COMPLEXITY: dict[str, tuple[float, float, float]] = {
+    "vit_p_1gf": (1.1, 4.8, 5.5),
+    "vit_p_4gf": (3.9, 18.5, 11.1),
+    "vit_p_18gf": (17.5, 86.6, 24.0),
+    "vit_p_36gf": (35.9, 178.4, 37.3),
+    "vit_c_1gf": (1.1, 4.6, 5.7),
+    "vit_c_4gf": (4.0, 17.8, 11.3),
+    "vit_c_18gf": (17.7, 81.6, 24.1),
+    "vit_c_36gf": (35.0, 167.8, 36.7),
+    "regnety_1gf": (1.0, 9.6, 6.2),
+    "regnety_4gf": (4.1, 22.4, 14.5),
+    "regnety_16gf": (15.5, 72.3, 30.7),
+    "resnet50": (4.1, 25.6, 11.3),
+}
+
+# Table 4: (lr, wd) optima at 50 epochs; lr normalized to batch 2048.
+OPTIMUM: dict[str, dict[str, tuple[float, float]]] = {
+    "regnety": {"adamw": (3.8e-3, 0.1), "sgd": (2.54, 2.4e-5)},
+    "vit_p_1gf": {"adamw": (2.0e-3, 0.20), "sgd": (1.9, 1.3e-5)},
+    "vit_p_4gf": {"adamw": (2.0e-3, 0.20), "sgd": (1.9, 1.3e-5)},
+    "vit_p_18gf": {"adamw": (1.0e-3, 0.24), "sgd": (1.1, 1.2e-5)},
+    "vit_c_1gf": {"adamw": (2.5e-3, 0.19), "sgd": (1.9, 1.3e-5)},
+    "vit_c_4gf": {"adamw": (1.0e-3, 0.24), "sgd": (1.3, 2.2e-5)},
+    "vit_c_18gf": {"adamw": (1.0e-3, 0.24), "sgd": (1.1, 2.7e-5)},
+}
+
+# Table 4: log-uniform sampling intervals ((lr lo, lr hi), (wd lo, wd hi)) per family.
+INTERVALS: dict[str, dict[str, tuple[tuple[float, float], tuple[float, float]]]] = {
+    "vit": {"adamw": ((2.5e-4, 8.0e-3), (0.02, 0.8)), "sgd": ((0.1, 3.2), (4.0e-6, 1.2e-4))},
+    "cnn": {"adamw": ((1.25e-3, 4.0e-2), (0.0075, 0.24)), "sgd": ((0.25, 8.0), (3.0e-6, 8.0e-5))},
+}
+
+# Section 6 peak-performance settings (400 epochs).
+PEAK = {"cnn": ("sgd", 2.54, 2.4e-5), "vit": ("adamw", 1e-3, 0.24), "vit_36gf": ("adamw", 6e-4, 0.28)}
+
+STEM_4GF_OPTIMUM = {"P": "vit_p_4gf", "C": "vit_c_4gf"}
+
+
+def optimum(model: str, optim: str) -> tuple[float, float]:
+    """Table 4's (lr, wd) for a model, falling back as section 5 says.
+
+    RegNetY and ResNet take the RegNetY row; ViTs without a row (36GF, ablations, deeper
+    models) take the 4GF optimum of their stem type, patchify (P) or convolutional (C).
+    """
+    if not model.startswith("vit"):
+        return OPTIMUM["regnety"][optim]
+    if model in OPTIMUM:
+        return OPTIMUM[model][optim]
+    stem = "P" if model.startswith(("vit_p_", "vit_pbn_")) else "C"
+    return OPTIMUM[STEM_4GF_OPTIMUM[stem]][optim]
+
+
+def interval(model: str, optim: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Table 4's sampling intervals for the model's family (all ViT stems share one)."""
+    return INTERVALS["vit" if model.startswith("vit") else "cnn"][optim]

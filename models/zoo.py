@@ -1,0 +1,138 @@
+"""The registry: every model of DESIGN section 3, keyed by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from models.cost import Cost
+from models.regnet import regnety, resnet50
+from models.stems import ConvSpec, ConvStem, PatchifyStem, fit_to_patch, stride_two_stem
+from models.vit import ViT
+
+C1 = stride_two_stem([24, 48, 96, 192], [2, 2, 2, 2])
+C4 = stride_two_stem([48, 96, 192, 384], [2, 2, 2, 2])
+C18 = stride_two_stem([64, 128, 128, 256, 256, 512], [2, 2, 1, 2, 1, 2])
+
+
+def table3_stem(kernels: list[int], strides: list[int], paddings: list[int], channels: list[int]) -> list[ConvSpec]:
+    """A Table 3 ablation stem; its last entry is the 1x1 to the hidden size, added by ConvStem."""
+    return [ConvSpec(*spec) for spec in zip(kernels[:-1], strides[:-1], paddings[:-1], channels[:-1], strict=True)]
+
+
+S1 = table3_stem([3, 3, 3, 2, 1], [2, 2, 2, 2, 1], [1, 1, 1, 0, 0], [42, 104, 208, 416, 384])
+S2 = table3_stem([3, 3, 3, 4, 1], [2, 2, 1, 4, 1], [1, 1, 1, 0, 0], [32, 64, 128, 256, 384])
+S3 = table3_stem([3, 3, 3, 8, 1], [2, 1, 1, 8, 1], [1, 1, 1, 0, 0], [17, 34, 68, 136, 384])
+S4 = table3_stem([3, 3, 3, 16, 1], [1, 1, 1, 16, 1], [1, 1, 1, 0, 0], [8, 16, 32, 64, 384])
+
+
+@dataclass(frozen=True)
+class ViTSpec:
+    dim: int
+    mlp_dim: int
+    heads: int
+    depth: int
+    stem: str  # "P", "P+BN", or a conv stem's name
+    convs: tuple[ConvSpec, ...] = ()
+    stem_norm: str = "bn"
+
+
+@dataclass(frozen=True)
+class CNNSpec:
+    builder: Callable[..., nn.Module]  # takes image_size, num_classes, in_chans
+    stem: str
+
+
+def _vit(dim: int, mlp: int, heads: int, depth: int, stem: str, convs=(), norm: str = "bn") -> ViTSpec:
+    return ViTSpec(dim, mlp, heads, depth, stem, tuple(convs), norm)
+
+
+W1, W4, W18, W36 = (192, 576, 3), (384, 1152, 6), (768, 3072, 12), (1024, 4096, 16)
+
+SPECS: dict[str, ViTSpec | CNNSpec] = {
+    "vit_p_1gf": _vit(*W1, 12, "P"),
+    "vit_p_4gf": _vit(*W4, 12, "P"),
+    "vit_p_18gf": _vit(*W18, 12, "P"),
+    "vit_p_36gf": _vit(*W36, 14, "P"),
+    "vit_c_1gf": _vit(*W1, 11, "C1", C1),
+    "vit_c_4gf": _vit(*W4, 11, "C4", C4),
+    "vit_c_18gf": _vit(*W18, 11, "C18", C18),
+    "vit_c_36gf": _vit(*W36, 13, "C18", C18),
+    "vit_s1_4gf": _vit(*W4, 11, "S1", S1),
+    "vit_s2_4gf": _vit(*W4, 11, "S2", S2),
+    "vit_s3_4gf": _vit(*W4, 11, "S3", S3),
+    "vit_s4_4gf": _vit(*W4, 11, "S4", S4),
+    "vit_pbn_4gf": _vit(*W4, 12, "P+BN"),
+    "vit_cln_4gf": _vit(*W4, 11, "C4-LN", C4, "ln"),
+    "vit_p_16gf": _vit(*W4, 48, "P"),
+    "vit_c_16gf": _vit(*W4, 47, "C4", C4),
+    "regnety_1gf": CNNSpec(partial(regnety, [1, 4, 10, 3], [40, 120, 328, 904], 4), "RegNetY"),
+    "regnety_4gf": CNNSpec(partial(regnety, [2, 6, 16, 2], [96, 192, 512, 1216], 32), "RegNetY"),
+    "regnety_16gf": CNNSpec(partial(regnety, [2, 7, 18, 2], [168, 336, 896, 2128], 56), "RegNetY"),
+    "resnet50": CNNSpec(resnet50, "ResNet"),
+}
+
+
+def family(name: str) -> str:
+    """The paper's model families: ViT_P (patchify), ViT_C (any conv stem), RegNetY, ResNet."""
+    spec = _spec(name)
+    if isinstance(spec, CNNSpec):
+        return spec.stem
+    return "ViT_P" if spec.stem.startswith("P") else "ViT_C"
+
+
+def stem(name: str) -> str:
+    return _spec(name).stem
+
+
+def names() -> list[str]:
+    return list(SPECS)
+
+
+def default_patch_size(image_size: int) -> int:
+    """16 for ImageNet-sized inputs, 4 for small (e.g. 32-pixel) images."""
+    return 16 if image_size >= 128 else 4
+
+
+def _spec(name: str) -> ViTSpec | CNNSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(SPECS)}") from None
+
+
+def create(
+    name: str, *, num_classes: int = 1000, image_size: int = 224, patch_size: int | None = None, in_chans: int = 3
+) -> nn.Module:
+    """Build a registered model. ``patch_size`` (total stem stride) applies to ViTs only."""
+    spec = _spec(name)
+    if isinstance(spec, CNNSpec):
+        return spec.builder(image_size=image_size, num_classes=num_classes, in_chans=in_chans)
+    patch = patch_size or default_patch_size(image_size)
+    if spec.convs:
+        stem_module: nn.Module = ConvStem(in_chans, spec.dim, fit_to_patch(list(spec.convs), patch), spec.stem_norm)
+    else:
+        stem_module = PatchifyStem(in_chans, spec.dim, patch, norm="bn" if spec.stem == "P+BN" else None)
+    return ViT(
+        stem_module,
+        dim=spec.dim,
+        mlp_dim=spec.mlp_dim,
+        heads=spec.heads,
+        depth=spec.depth,
+        image_size=image_size,
+        num_classes=num_classes,
+    )
+
+
+def complexity(
+    name: str, *, num_classes: int = 1000, image_size: int = 224, patch_size: int | None = None, in_chans: int = 3
+) -> dict[str, int]:
+    """Analytic flops (multiply-adds), params and acts; the model is built on the meta device."""
+    with torch.device("meta"):
+        model = create(name, num_classes=num_classes, image_size=image_size, patch_size=patch_size, in_chans=in_chans)
+    cost: Cost = model.complexity()
+    return {"flops": cost.flops, "params": cost.params, "acts": cost.acts}

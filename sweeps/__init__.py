@@ -1,0 +1,1 @@
+"""Ray Tune orchestration: search spaces, seeded manifests, trial execution, resume, the store."""
