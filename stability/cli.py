@@ -26,7 +26,53 @@ def build_parser() -> Parser:
     p = sub.add_parser("models", help="list the model zoo with complexity counts")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--image-size", type=int, default=224)
+
+    p = sub.add_parser("train", help="train one model once and store its result")
+    add_model_flags(p)
+    p.add_argument("--lr", type=float, help="lr normalized to batch 2048 (default: Table 4 optimum)")
+    p.add_argument("--wd", type=float, help="weight decay (default: Table 4 optimum)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--patch-size", type=int)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--no-autoaugment", action="store_true", help="turn AutoAugment off (ablation)")
+    p.add_argument("--no-mixing", action="store_true", help="turn mixup/CutMix off (ablation)")
+
+    p = sub.add_parser("sweep", help="an EDF sweep: N (lr, wd) pairs of one model and optimizer on Ray Tune")
+    add_model_flags(p)
+    add_sweep_flags(p)
+    p.add_argument("--trials", type=int, default=64)
+    p.add_argument("--name", help="sweep name (default: MODEL-OPTIM-PRESET)")
+    p.add_argument("--sampler", default="random", choices=["random", "sobol"])
+    p.add_argument("--lr-range", help="A,B: lr interval (batch 2048), default Table 4")
+    p.add_argument("--wd-range", help="C,D: wd interval, default Table 4")
+
+    p = sub.add_parser("status", help="planned / done / diverged / failed / remaining per sweep")
+    p.add_argument("--results", default="results")
     return parser
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True)
+    p.add_argument("--optim", required=True, choices=["adamw", "sgd"])
+    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", default="results")
+
+
+def add_sweep_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", help="smoke | small | paper (default: small with a GPU, smoke without)")
+    p.add_argument("--dataset")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--image-size", type=int)
+    p.add_argument("--patch-size", type=int)
+    p.add_argument("--address", help="HOST:PORT of an existing Ray cluster (default: a local one on 127.0.0.1)")
+    p.add_argument("--gpus-per-trial", type=float, help="may be fractional (default: 1 with a GPU, else 0)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a trial that raises")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -34,6 +80,36 @@ def dispatch(args: argparse.Namespace) -> int:
         from stability import catalog
 
         return catalog.run(args.json, args.image_size)
+    if args.command == "train":
+        from stability import single
+        from stability.trainer import TrainConfig
+
+        cfg = TrainConfig(
+            model=args.model,
+            optim=args.optim,
+            lr=args.lr,
+            wd=args.wd,
+            epochs=args.epochs,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            patch_size=args.patch_size,
+            seed=args.seed,
+            device=args.device,
+            autoaugment=not args.no_autoaugment,
+            mixing=not args.no_mixing,
+        )
+        return single.run(cfg, args.results)
+    if args.command == "sweep":
+        from sweeps import commands
+
+        return commands.sweep(args)
+    if args.command == "status":
+        from sweeps import commands
+        from sweeps.store import Store
+
+        return commands.print_status(Store(args.results))
     raise UserError(f"unknown command {args.command!r}")
 
 

@@ -1,0 +1,113 @@
+"""`stability sweep`, `stability grid` and `stability status`."""
+
+from __future__ import annotations
+
+import sys
+
+import pandas as pd
+
+from sweeps import engine, plan
+from sweeps.space import parse_range
+from sweeps.store import Store
+
+
+def has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def announce(scale: plan.Scale, explicit: bool, gpu: bool) -> None:
+    why = "" if explicit else (" (a GPU is visible)" if gpu else " (no GPU found)")
+    print(f"protocol: {scale.preset}{why}: {plan.PRESET_NOTES[scale.preset]}")
+    if scale.preset != "paper":
+        print("the paper's protocol: add --preset paper --data-dir /path/to/imagenet (train/ and val/ class folders)")
+
+
+def sweep(args) -> int:
+    gpu = has_gpu()
+    scale = plan.choose_scale(
+        args.preset,
+        gpu,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+    )
+    announce(scale, args.preset is not None, gpu)
+    lr_range = parse_range(args.lr_range, "--lr-range") if args.lr_range else None
+    wd_range = parse_range(args.wd_range, "--wd-range") if args.wd_range else None
+    name = args.name or f"{args.model}-{args.optim}-{scale.preset}"
+    manifest = plan.edf_manifest(
+        name,
+        args.model,
+        args.optim,
+        scale,
+        trials=args.trials,
+        seed=args.seed,
+        sampler=args.sampler,
+        lr_range=lr_range,
+        wd_range=wd_range,
+    )
+    resources = resources_from(args, gpu)
+    engine.run(Store(args.results), name, manifest, resources)
+    print_status(Store(args.results), [name])
+    return 0
+
+
+def resources_from(args, gpu: bool) -> engine.Resources:
+    from stability.errors import UserError
+
+    gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpu else 0.0)
+    if args.cpus_per_trial <= 0 or gpus < 0:
+        raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if gpus > 0 and not gpu and not args.address:
+        raise UserError("--gpus-per-trial > 0 but no GPU is visible on this machine")
+    return engine.Resources(
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=gpus,
+        address=args.address,
+        data_dir=args.data_dir,
+        max_failures=args.max_failures,
+    )
+
+
+def summarize(store: Store, sweep: str) -> dict:
+    manifest = store.read_manifest(sweep)
+    done, bad = store.finished(sweep)
+    frames = [pd.read_parquet(p) for p in done.values()]
+    trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["status", "top1_err"])
+    counts = trials["status"].value_counts()
+    ok = trials[trials["status"] == "ok"]
+    best = ok.loc[ok["top1_err"].idxmin()] if not ok.empty else None
+    return {
+        "sweep": sweep,
+        "planned": len(manifest),
+        "done": int(counts.get("ok", 0)),
+        "diverged": int(counts.get("diverged", 0)),
+        "failed": int(counts.get("failed", 0)),
+        "remaining": len(manifest) - len(trials),
+        "unreadable": [str(p) for p in bad],
+        "best": None
+        if best is None
+        else f"{best['trial_id']} err {best['top1_err']:.2f}% lr={best['lr']:.3g} wd={best['wd']:.3g}",
+    }
+
+
+def print_status(store: Store, sweeps: list[str] | None = None, out=sys.stdout) -> int:
+    names = sweeps or store.sweeps()
+    if not names:
+        print(f"no sweeps in {store.root}", file=out)
+        return 0
+    print(f"{'sweep':40} {'planned':>7} {'done':>5} {'diverged':>8} {'failed':>6} {'remaining':>9}  best", file=out)
+    for name in names:
+        s = summarize(store, name)
+        print(
+            f"{name:40} {s['planned']:>7} {s['done']:>5} {s['diverged']:>8} {s['failed']:>6} {s['remaining']:>9}  "
+            f"{s['best'] or '-'}",
+            file=out,
+        )
+        for path in s["unreadable"]:
+            print(f"  unreadable result file: {path} (set aside and re-run on the next resume)", file=out)
+    return 0

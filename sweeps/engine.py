@@ -1,0 +1,256 @@
+"""Run a manifest's missing trials on Ray Tune and store every result.
+
+The driver writes the manifest before any trial starts, then hands Tune only the trials that
+have no readable result. Each trial trains through ``stability.trainer.train``, reports every
+epoch to Tune, checkpoints every epoch under the store, and writes its own result files
+atomically when it ends; a trial that raises is retried from its checkpoint up to
+``max_failures`` times, then recorded as ``failed`` with its error text by the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from stability.errors import UserError
+from sweeps.plan import same_definition
+from sweeps.store import Store
+
+RAY_QUIET_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",  # no usage reports: the cluster may be closed to the network
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # our store is the record; skip Tune's CSV/JSON/TB files
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "TUNE_RESULT_BUFFER_LENGTH": "0",
+    "RAY_DEDUP_LOGS": "0",
+}
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 2
+    address: str | None = None
+    data_dir: str | None = None
+
+
+def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.DataFrame:
+    """Write the manifest if the sweep is new; refuse a different definition under the same name."""
+    store.check_writable()
+    old = store.read_manifest(sweep)
+    if old is None:
+        store.write_manifest(sweep, manifest)
+        return manifest
+    if not same_definition(old, manifest):
+        raise UserError(
+            f"sweep {sweep!r} already exists in {store.root} with another definition; "
+            "rerun it with the same flags or choose a new --name"
+        )
+    return old
+
+
+def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print) -> pd.DataFrame:
+    """Manifest rows without a readable result; unreadable result files are set aside."""
+    done, bad = store.finished(sweep)
+    for path in bad:
+        log(f"unreadable result {path} set aside in {store.quarantine(path)}; its trial will run again")
+    return manifest[~manifest["trial_id"].isin(done)]
+
+
+def check_address(address: str) -> None:
+    """Fail fast on an unreachable cluster instead of waiting out Ray's connect timeout."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except (OSError, ValueError):
+        raise UserError(f"cannot reach a Ray cluster at {address!r} (expected HOST:PORT of a running head)") from None
+
+
+def start_ray(resources: Resources, num_cpus: int | None = None):
+    import ray
+
+    for key, value in RAY_QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    common = {"logging_level": logging.ERROR, "log_to_driver": False, "ignore_reinit_error": True}
+    if resources.address:
+        check_address(resources.address)
+        return ray.init(address=resources.address, **common)
+    return ray.init(
+        num_cpus=num_cpus,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",  # listen on loopback only
+        **common,
+    )
+
+
+def trial_config(row: dict, sweep: str, resources: Resources):
+    from stability.trainer import TrainConfig
+
+    return TrainConfig(
+        model=row["model"],
+        optim=row["optimizer"],
+        lr=float(row["lr"]),
+        wd=float(row["wd"]),
+        epochs=int(row["epochs"]),
+        dataset=row["dataset"],
+        data_dir=resources.data_dir,
+        batch_size=int(row["batch_size"]),
+        image_size=int(row["image_size"]),
+        patch_size=int(row["patch_size"]),
+        seed=int(row["seed"]),
+        device="cuda" if resources.gpus_per_trial > 0 else "cpu",
+        threads=max(1, int(resources.cpus_per_trial)),
+        sweep=sweep,
+        trial_id=row["trial_id"],
+        index=int(row["index"]),
+    )
+
+
+def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Resources) -> None:
+    """The Tune trainable: train one manifest row (resuming its checkpoint) and store it."""
+    from ray import tune
+
+    from stability.trainer import train
+
+    row = rows[config["trial_id"]]
+    store = Store(root)
+    cfg = trial_config(row, sweep, resources)
+    result = train(cfg, checkpoint_dir=store.checkpoint_dir(sweep, cfg.trial_id), on_epoch=tune.report)
+    store.write_trial(sweep, result.row, result.curve)
+    tune.report(
+        {
+            "finished": True,
+            "status": result.row["status"],
+            "top1_err": result.row["top1_err"],
+            "top1_err_raw": result.row["top1_err_raw"],
+            "wall_s": result.row["wall_s"],
+        }
+    )
+
+
+def failed_row(row: dict, sweep: str, error: str) -> dict:
+    now = datetime.now(timezone.utc).isoformat()
+    return {
+        **{
+            k: row[k]
+            for k in (
+                "index",
+                "trial_id",
+                "model",
+                "family",
+                "optimizer",
+                "lr",
+                "wd",
+                "epochs",
+                "dataset",
+                "image_size",
+                "patch_size",
+                "batch_size",
+                "seed",
+            )
+        },
+        "sweep": sweep,
+        "status": "failed",
+        "top1_err": 100.0,
+        "top1_err_raw": 100.0,
+        "train_loss": float("nan"),
+        "diverged_epoch": None,
+        "completed_epochs": None,
+        "wall_s": float("nan"),
+        "started_at": now,
+        "finished_at": now,
+        "error": error[-4000:],
+    }
+
+
+def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before: int, out=sys.stdout):
+    from ray import tune
+
+    class Progress(tune.Callback):
+        """One line per finished trial with an overall bar; failed trials go to the store."""
+
+        def __init__(self) -> None:
+            self.done = done_before
+            self.start = time.perf_counter()
+
+        def _line(self, trial_id: str, text: str) -> None:
+            self.done += 1
+            width = 24
+            filled = round(width * self.done / total)
+            bar = "#" * filled + "." * (width - filled)
+            elapsed = time.perf_counter() - self.start
+            print(f"[{bar}] {self.done:>4}/{total}  {trial_id}  {text}  ({elapsed:.0f}s)", file=out, flush=True)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            r = trial.last_result or {}
+            row = rows[trial.config["trial_id"]]
+            self._line(
+                row["trial_id"],
+                f"lr={row['lr']:.3g} wd={row['wd']:.3g}  {r.get('status', '?')}  "
+                f"err {r.get('top1_err', float('nan')):.2f}% (raw {r.get('top1_err_raw', float('nan')):.2f}%)",
+            )
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            row = rows[trial.config["trial_id"]]
+            error = read_error(trial)
+            store.write_trial(sweep, failed_row(row, sweep, error), [])
+            self._line(row["trial_id"], f"FAILED: {error.strip().splitlines()[-1] if error.strip() else 'unknown'}")
+
+    return Progress()
+
+
+def read_error(trial) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and Path(path).exists():
+        return Path(path).read_text(errors="replace")
+    return str(getattr(trial, "error_msg", "") or "trial failed")
+
+
+def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources, out=sys.stdout) -> pd.DataFrame:
+    """Run every pending trial of the sweep; returns the rows that were pending."""
+    manifest = prepare_manifest(store, sweep, manifest)
+    pending = pending_trials(store, sweep, manifest, log=lambda m: print(m, file=out))
+    done_before = len(manifest) - len(pending)
+    if pending.empty:
+        print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run", file=out)
+        return pending
+    print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run", file=out, flush=True)
+    import ray
+    from ray import tune
+
+    start_ray(resources)
+    try:
+        rows = {r["trial_id"]: r for r in manifest.to_dict("records")}
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial, root=str(store.root.resolve()), sweep=sweep, rows=rows, resources=resources
+            ),
+            {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial_id": tune.grid_search(list(pending["trial_id"]))},
+            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
+            run_config=tune.RunConfig(
+                name=f"tune-{int(time.time())}",
+                storage_path=str((store.sweep_dir(sweep) / ".tune").resolve()),
+                failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+                verbose=0,
+                callbacks=[make_callback(store, sweep, rows, len(manifest), done_before, out)],
+            ),
+        )
+        tuner.fit()
+    finally:
+        ray.shutdown()
+    return pending

@@ -1,0 +1,146 @@
+"""What a sweep is: presets for scale, the manifest of planned trials, and its identity check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import pandas as pd
+
+import models
+from stability.data import DATASETS
+from stability.errors import UserError
+from sweeps.space import default_ranges, draw_pairs
+
+# Scale presets. Every field can be overridden by its own flag.
+PRESETS: dict[str, dict] = {
+    # ImageNet at the paper's scale; the lr is scaled from batch 2048 to the batch used.
+    "paper": {"dataset": "imagenet", "image_size": 224, "patch_size": 16, "epochs": 50, "batch_size": 2048},
+    # Fashion-MNIST at 32 px: an EDF sweep that fits a GPU in minutes.
+    "small": {"dataset": "fashion-mnist", "image_size": 32, "patch_size": 4, "epochs": 10, "batch_size": 256},
+    # A CPU-sized budget: the whole pipeline on scikit-learn's 8x8 digits, 2x2 tokens.
+    "smoke": {"dataset": "digits", "image_size": 8, "patch_size": 4, "epochs": 1, "batch_size": 32},
+}
+PRESET_NOTES = {
+    "paper": "ImageNet, 224 px, 50 epochs, batch 2048 (lr scaled to the batch used)",
+    "small": "Fashion-MNIST, 32 px / patch 4, 10 epochs, batch 256",
+    "smoke": "digits (8x8, bundled with scikit-learn), 8 px / patch 4, 1 epoch, batch 32: a CPU-sized check",
+}
+MANIFEST_IDENTITY = [
+    "index",
+    "trial_id",
+    "model",
+    "optimizer",
+    "lr",
+    "wd",
+    "epochs",
+    "dataset",
+    "image_size",
+    "patch_size",
+    "batch_size",
+    "seed",
+]
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The data and schedule every trial of a sweep shares."""
+
+    dataset: str
+    image_size: int
+    patch_size: int
+    epochs: int
+    batch_size: int
+    preset: str = ""
+
+
+def choose_scale(preset: str | None, has_gpu: bool, **overrides) -> Scale:
+    """The named preset (or small on a GPU, smoke without one), with explicit flags on top."""
+    name = preset or ("small" if has_gpu else "smoke")
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}, "preset": name}
+    scale = Scale(**{f.name: values[f.name] for f in fields(Scale)})
+    if scale.dataset not in DATASETS:
+        raise UserError(f"unknown dataset {scale.dataset!r}; choose from {', '.join(DATASETS)}")
+    for name in ("image_size", "patch_size", "epochs", "batch_size"):
+        if getattr(scale, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(scale, name)}")
+    if scale.image_size % scale.patch_size:
+        raise UserError(f"--image-size {scale.image_size} is not divisible by --patch-size {scale.patch_size}")
+    return scale
+
+
+def check_model(name: str, scale: Scale) -> None:
+    if name not in models.names():
+        raise UserError(f"unknown model {name!r}; see `stability models`")
+    try:
+        models.complexity(name, image_size=scale.image_size, patch_size=scale.patch_size)
+    except ValueError as e:
+        raise UserError(f"{name}: {e}") from None
+
+
+def trial_id(model: str, optim: str, epochs: int, index: int) -> str:
+    return f"{model}-{optim}-e{epochs}-{index:03d}"
+
+
+def edf_manifest(
+    sweep: str,
+    model: str,
+    optim: str,
+    scale: Scale,
+    *,
+    trials: int,
+    seed: int,
+    sampler: str = "random",
+    lr_range: tuple[float, float] | None = None,
+    wd_range: tuple[float, float] | None = None,
+) -> pd.DataFrame:
+    """An EDF sweep: ``trials`` (lr, wd) pairs drawn once, log-uniform in the model's intervals."""
+    if optim not in ("adamw", "sgd"):
+        raise UserError(f"unknown optimizer {optim!r}; choose adamw or sgd")
+    check_model(model, scale)
+    lr_default, wd_default = default_ranges(model, optim)
+    pairs = draw_pairs(lr_range or lr_default, wd_range or wd_default, trials, seed, sampler)
+    rows = [manifest_row(sweep, i, model, optim, lr, wd, scale, seed, sampler) for i, (lr, wd) in enumerate(pairs)]
+    return pd.DataFrame(rows)
+
+
+def manifest_row(sweep, index, model, optim, lr, wd, scale: Scale, seed, sampler="fixed", epochs=None) -> dict:
+    epochs = epochs or scale.epochs
+    return {
+        "sweep": sweep,
+        "index": index,
+        "trial_id": trial_id(model, optim, epochs, index),
+        "model": model,
+        "family": models.family(model),
+        "optimizer": optim,
+        "lr": float(lr),
+        "wd": float(wd),
+        "epochs": int(epochs),
+        "dataset": scale.dataset,
+        "image_size": scale.image_size,
+        "patch_size": scale.patch_size,
+        "batch_size": scale.batch_size,
+        "seed": seed,
+        "sampler": sampler,
+        "preset": scale.preset,
+    }
+
+
+def same_definition(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """Two manifests plan the same trials (float columns compared to 12 significant digits)."""
+    if len(old) != len(new) or not set(MANIFEST_IDENTITY) <= set(old.columns):
+        return False
+    a = old[MANIFEST_IDENTITY].reset_index(drop=True)
+    b = new[MANIFEST_IDENTITY].reset_index(drop=True)
+    for col in MANIFEST_IDENTITY:
+        if pd.api.types.is_float_dtype(a[col]):
+            if not ((a[col] - b[col]).abs() <= 1e-12 * b[col].abs().clip(lower=1e-300)).all():
+                return False
+        elif not (a[col].astype(str) == b[col].astype(str)).all():
+            return False
+    return True
+
+
+def with_scale(scale: Scale, **changes) -> Scale:
+    return replace(scale, **changes)

@@ -1,0 +1,114 @@
+"""The parquet results store (DESIGN section 6).
+
+    <root>/<sweep>/manifest.parquet          one row per planned trial, written before any trial
+    <root>/<sweep>/trials/<trial_id>.parquet one row per finished trial
+    <root>/<sweep>/curves/<trial_id>.parquet one row per epoch
+    <root>/<sweep>/checkpoints/<trial_id>/   the last epoch checkpoint of an unfinished trial
+    <root>/<sweep>/quarantine/               unreadable result files, set aside (never deleted)
+
+Every file is written under a temporary name in its folder and renamed into place, so a
+reader sees either no file or a whole one. A trial's curve is written before its trial row:
+the trial row is the commit marker that says the trial is done.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from stability.errors import UserError
+
+TRIAL_DTYPES = {"diverged_epoch": "Int64", "completed_epochs": "Int64", "error": "string", "patch_size": "Int64"}
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    frame.to_parquet(tmp, index=False)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def trial_frame(row: dict) -> pd.DataFrame:
+    frame = pd.DataFrame([row])
+    for col, dtype in TRIAL_DTYPES.items():
+        if col in frame:
+            frame[col] = frame[col].astype(dtype)
+    return frame
+
+
+class Store:
+    """One results root; every path and write of the store goes through here."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+
+    def sweep_dir(self, sweep: str) -> Path:
+        return self.root / sweep
+
+    def manifest_path(self, sweep: str) -> Path:
+        return self.root / sweep / "manifest.parquet"
+
+    def trial_path(self, sweep: str, trial_id: str) -> Path:
+        return self.root / sweep / "trials" / f"{trial_id}.parquet"
+
+    def curve_path(self, sweep: str, trial_id: str) -> Path:
+        return self.root / sweep / "curves" / f"{trial_id}.parquet"
+
+    def checkpoint_dir(self, sweep: str, trial_id: str) -> Path:
+        return self.root / sweep / "checkpoints" / trial_id
+
+    def check_writable(self) -> None:
+        """Fail early, before anything is written, if the root cannot hold results."""
+        probe = self.root
+        while not probe.exists():
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+            raise UserError(f"results folder {self.root} is not writable")
+
+    def sweeps(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.root.glob("*/manifest.parquet"))
+
+    def read_manifest(self, sweep: str) -> pd.DataFrame | None:
+        path = self.manifest_path(sweep)
+        return pd.read_parquet(path) if path.exists() else None
+
+    def write_manifest(self, sweep: str, manifest: pd.DataFrame) -> None:
+        write_parquet_atomic(manifest, self.manifest_path(sweep))
+
+    def write_trial(self, sweep: str, row: dict, curve: list[dict]) -> None:
+        trial_id = row["trial_id"]
+        points = pd.DataFrame(curve, columns=["epoch", "lr", "train_loss", "top1_err", "top1_err_raw", "wall_s"])
+        points.insert(0, "trial_id", trial_id)
+        points.insert(0, "sweep", sweep)
+        write_parquet_atomic(points, self.curve_path(sweep, trial_id))
+        write_parquet_atomic(trial_frame(row), self.trial_path(sweep, trial_id))
+        shutil.rmtree(self.checkpoint_dir(sweep, trial_id), ignore_errors=True)
+
+    def finished(self, sweep: str) -> tuple[dict[str, Path], list[Path]]:
+        """Trial ids with a readable result, and the unreadable result files (set aside)."""
+        good: dict[str, Path] = {}
+        bad: list[Path] = []
+        for path in sorted((self.root / sweep / "trials").glob("*.parquet")):
+            try:
+                frame = pd.read_parquet(path)
+                if len(frame) != 1 or frame["trial_id"].iloc[0] != path.stem:
+                    raise ValueError("not one row for this trial")
+                good[path.stem] = path
+            except Exception:
+                bad.append(path)
+        return good, bad
+
+    def quarantine(self, path: Path) -> Path:
+        """Move an unreadable file aside so that its trial runs again; the bytes are kept."""
+        dest = path.parents[1] / "quarantine" / f"{path.parent.name}-{path.name}.{int(time.time())}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(path, dest)
+        return dest
