@@ -116,19 +116,22 @@ def load_fashion_mnist(root: Path) -> TensorData:
 # --- CIFAR python batches --------------------------------------------------------------------
 
 
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles only what CIFAR batches hold (dicts, lists, bytes, numpy arrays): no code runs."""
-
-    ALLOWED = {
+CIFAR_PICKLE_GLOBALS = frozenset(
+    {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("_codecs", "encode"),
     }
+)
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR batches hold (dicts, lists, bytes, numpy arrays): no code runs."""
 
     def find_class(self, module: str, name: str):
-        if (module, name) in self.ALLOWED:
+        if (module, name) in CIFAR_PICKLE_GLOBALS:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR batch")
 

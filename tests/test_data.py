@@ -1,0 +1,122 @@
+"""Dataset readers on small files generated in each real format."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from stability import data
+from stability.data import DataError
+
+
+def write_idx(path, array: np.ndarray, gz: bool) -> None:
+    header = b"\x00\x00\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+
+
+@pytest.fixture
+def fmnist_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    for prefix, n, gz in (("train", 50, True), ("t10k", 20, False)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte{'.gz' if gz else ''}", rng.integers(0, 256, (n, 28, 28)), gz)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte{'.gz' if gz else ''}", rng.integers(0, 10, n), gz)
+    return tmp_path
+
+
+def test_idx_reader_roundtrip(fmnist_dir):
+    d = data.load_small("fashion-mnist", 32, fmnist_dir)
+    assert d.train_x.shape == (50, 1, 32, 32) and d.test_x.shape == (20, 1, 32, 32)
+    assert d.train_x.dtype == torch.uint8 and d.num_classes == 10
+    raw = data.read_idx(fmnist_dir / "t10k-images-idx3-ubyte")
+    assert raw.shape == (20, 28, 28)
+    labels = data.read_idx(fmnist_dir / "t10k-labels-idx1-ubyte")
+    assert torch.equal(d.test_y, torch.from_numpy(labels.astype(np.int64)))
+
+
+def test_idx_errors_name_the_file(fmnist_dir, tmp_path):
+    bad = fmnist_dir / "t10k-labels-idx1-ubyte"
+    bad.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 99) + b"\x01\x02")
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*header says 99"):
+        data.load_small("fashion-mnist", 32, fmnist_dir)
+    bad.write_bytes(b"PK\x03\x04junk")
+    with pytest.raises(DataError, match="not an IDX file"):
+        data.load_small("fashion-mnist", 32, fmnist_dir)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="missing train-images-idx3-ubyte"):
+        data.load_small("fashion-mnist", 32, empty)
+
+
+def write_cifar(path, n: int, label_key: bytes, classes: int) -> None:
+    rng = np.random.default_rng(1)
+    batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), label_key: list(rng.integers(0, classes, n))}
+    batch[label_key] = [int(v) for v in batch[label_key]]
+    with open(path, "wb") as f:
+        pickle.dump(batch, f)
+
+
+def test_cifar10_batches(tmp_path):
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    for i in range(1, 6):
+        write_cifar(root / f"data_batch_{i}", 8, b"labels", 10)
+    write_cifar(root / "test_batch", 6, b"labels", 10)
+    d = data.load_small("cifar10", 32, tmp_path)
+    assert d.train_x.shape == (40, 3, 32, 32) and d.test_y.shape == (6,) and d.num_classes == 10
+
+
+def test_cifar100_and_malicious_pickle_refused(tmp_path):
+    write_cifar(tmp_path / "train", 10, b"fine_labels", 100)
+    write_cifar(tmp_path / "test", 4, b"fine_labels", 100)
+    assert data.load_small("cifar100", 16, tmp_path).train_x.shape == (10, 3, 16, 16)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(tmp_path / "test", "wb") as f:
+        pickle.dump({b"data": Evil()}, f)
+    with pytest.raises(DataError, match="refusing to load builtins.print"):
+        data.load_small("cifar100", 16, tmp_path)
+
+
+def test_jpeg_folder_tree(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for split, per in (("train", 3), ("val", 2)):
+        for cls in ("n01", "n02"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(per):
+                Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.JPEG")
+    d = data.load_folder(tmp_path, 32, seed=0, workers=0)
+    assert d.num_classes == 2 and d.train_size == 6 and len(d.test) == 4
+    x, y = next(d.loader("train", 4, torch.arange(6)))
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.uint8 and set(y.tolist()) <= {0, 1}
+    tx, ty = next(d.loader("test", 4))
+    assert tx.shape == (4, 3, 32, 32) and ty.tolist() == [0, 0, 1, 1]
+    (tmp_path / "val" / "n03").mkdir()
+    with pytest.raises(DataError, match="different class folders"):
+        data.load_folder(tmp_path, 32, seed=0)
+
+
+def test_missing_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("STABILITY_DATA", str(tmp_path))
+    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
+    with pytest.raises(DataError, match="no fashion-mnist data found"):
+        data.load_small("fashion-mnist", 32)
+    with pytest.raises(DataError, match="missing"):
+        data.load_folder(tmp_path / "nowhere", 224, 0)
+
+
+def test_digits_and_synthetic():
+    d = data.load_small("digits", 16)
+    assert d.train_x.shape == (1437, 1, 16, 16) and d.test_x.shape == (360, 1, 16, 16)
+    s1, s2 = data.load_small("synthetic", 8), data.load_small("synthetic", 8)
+    assert torch.equal(s1.train_x, s2.train_x) and s1.num_classes == 10
