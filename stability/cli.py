@@ -49,6 +49,18 @@ def build_parser() -> Parser:
     p.add_argument("--lr-range", help="A,B: lr interval (batch 2048), default Table 4")
     p.add_argument("--wd-range", help="C,D: wd interval, default Table 4")
 
+    p = sub.add_parser("grid", help="the paper's experiment grid of one figure (2-5)")
+    p.add_argument("--figure", type=int, required=True, choices=[2, 3, 4, 5])
+    p.add_argument("--models", help="comma-separated subset of the figure's models")
+    p.add_argument("--optims", help="comma-separated subset: adamw,sgd")
+    p.add_argument("--trials", type=int, default=64, help="trials per EDF sweep (figures 4, 5)")
+    p.add_argument("--sampler", default="random", choices=["random", "sobol"])
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", default="results")
+    add_sweep_flags(p, epochs_type=str)
+
     p = sub.add_parser("status", help="planned / done / diverged / failed / remaining per sweep")
     p.add_argument("--results", default="results")
     return parser
@@ -62,10 +74,10 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", default="results")
 
 
-def add_sweep_flags(p: argparse.ArgumentParser) -> None:
+def add_sweep_flags(p: argparse.ArgumentParser, epochs_type=int) -> None:
     p.add_argument("--preset", help="smoke | small | paper (default: small with a GPU, smoke without)")
     p.add_argument("--dataset")
-    p.add_argument("--epochs", type=int)
+    p.add_argument("--epochs", type=epochs_type, help="epochs (grid: a comma-separated list)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--image-size", type=int)
     p.add_argument("--patch-size", type=int)
@@ -105,6 +117,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from sweeps import commands
 
         return commands.sweep(args)
+    if args.command == "grid":
+        from sweeps import commands
+
+        return commands.grid(args)
     if args.command == "status":
         from sweeps import commands
         from sweeps.store import Store

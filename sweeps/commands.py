@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pandas as pd
 
 from sweeps import engine, plan
@@ -56,6 +54,56 @@ def sweep(args) -> int:
     return 0
 
 
+def split_list(text: str | None, cast=str) -> list | None:
+    from stability.errors import UserError
+
+    if not text:
+        return None
+    try:
+        return [cast(v) for v in text.split(",") if v]
+    except ValueError:
+        raise UserError(f"expected a comma-separated list, got {text!r}") from None
+
+
+def grid(args) -> int:
+    from sweeps.grid import describe, plan_grid
+
+    gpu = has_gpu()
+    scale = plan.choose_scale(
+        args.preset,
+        gpu,
+        dataset=args.dataset,
+        epochs=None,
+        image_size=args.image_size,
+        patch_size=args.patch_size,
+        batch_size=args.batch_size,
+    )
+    epochs = split_list(args.epochs, int)
+    if epochs and min(epochs) < 1:
+        from stability.errors import UserError
+
+        raise UserError(f"--epochs values must be at least 1, got {args.epochs}")
+    sweeps = plan_grid(
+        args.figure,
+        scale,
+        models=split_list(args.models),
+        epochs=epochs,
+        optims=split_list(args.optims),
+        trials=args.trials,
+        seed=args.seed,
+        sampler=args.sampler,
+    )
+    announce(scale, args.preset is not None, gpu)
+    print(describe(sweeps))
+    if args.dry_run:
+        return 0
+    store, resources = Store(args.results), resources_from(args, gpu)
+    for name, manifest in sweeps.items():
+        engine.run(store, name, manifest, resources)
+    print_status(store, list(sweeps))
+    return 0
+
+
 def resources_from(args, gpu: bool) -> engine.Resources:
     from stability.errors import UserError
 
@@ -95,19 +143,18 @@ def summarize(store: Store, sweep: str) -> dict:
     }
 
 
-def print_status(store: Store, sweeps: list[str] | None = None, out=sys.stdout) -> int:
+def print_status(store: Store, sweeps: list[str] | None = None) -> int:
     names = sweeps or store.sweeps()
     if not names:
-        print(f"no sweeps in {store.root}", file=out)
+        print(f"no sweeps in {store.root}")
         return 0
-    print(f"{'sweep':40} {'planned':>7} {'done':>5} {'diverged':>8} {'failed':>6} {'remaining':>9}  best", file=out)
+    print(f"{'sweep':40} {'planned':>7} {'done':>5} {'diverged':>8} {'failed':>6} {'remaining':>9}  best")
     for name in names:
         s = summarize(store, name)
         print(
             f"{name:40} {s['planned']:>7} {s['done']:>5} {s['diverged']:>8} {s['failed']:>6} {s['remaining']:>9}  "
-            f"{s['best'] or '-'}",
-            file=out,
+            f"{s['best'] or '-'}"
         )
         for path in s["unreadable"]:
-            print(f"  unreadable result file: {path} (set aside and re-run on the next resume)", file=out)
+            print(f"  unreadable result file: {path} (set aside and re-run on the next resume)")
     return 0

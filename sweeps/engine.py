@@ -119,6 +119,7 @@ def trial_config(row: dict, sweep: str, resources: Resources):
 
 def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Resources) -> None:
     """The Tune trainable: train one manifest row (resuming its checkpoint) and store it."""
+    import ray
     from ray import tune
 
     from stability.trainer import train
@@ -127,6 +128,7 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     store = Store(root)
     cfg = trial_config(row, sweep, resources)
     result = train(cfg, checkpoint_dir=store.checkpoint_dir(sweep, cfg.trial_id), on_epoch=tune.report)
+    result.row["node_id"] = ray.get_runtime_context().get_node_id()
     store.write_trial(sweep, result.row, result.curve)
     tune.report(
         {
@@ -174,7 +176,7 @@ def failed_row(row: dict, sweep: str, error: str) -> dict:
     }
 
 
-def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before: int, out=sys.stdout):
+def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before: int):
     from ray import tune
 
     class Progress(tune.Callback):
@@ -190,7 +192,8 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
             filled = round(width * self.done / total)
             bar = "#" * filled + "." * (width - filled)
             elapsed = time.perf_counter() - self.start
-            print(f"[{bar}] {self.done:>4}/{total}  {trial_id}  {text}  ({elapsed:.0f}s)", file=out, flush=True)
+            # sys.stdout is looked up per line: Tune pickles its callbacks, and streams do not pickle
+            print(f"[{bar}] {self.done:>4}/{total}  {trial_id}  {text}  ({elapsed:.0f}s)", file=sys.stdout, flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             r = trial.last_result or {}
@@ -217,15 +220,15 @@ def read_error(trial) -> str:
     return str(getattr(trial, "error_msg", "") or "trial failed")
 
 
-def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources, out=sys.stdout) -> pd.DataFrame:
+def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources) -> pd.DataFrame:
     """Run every pending trial of the sweep; returns the rows that were pending."""
     manifest = prepare_manifest(store, sweep, manifest)
-    pending = pending_trials(store, sweep, manifest, log=lambda m: print(m, file=out))
+    pending = pending_trials(store, sweep, manifest)
     done_before = len(manifest) - len(pending)
     if pending.empty:
-        print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run", file=out)
+        print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run")
         return pending
-    print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run", file=out, flush=True)
+    print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run", flush=True)
     import ray
     from ray import tune
 
@@ -247,7 +250,7 @@ def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources, 
                 storage_path=str((store.sweep_dir(sweep) / ".tune").resolve()),
                 failure_config=tune.FailureConfig(max_failures=resources.max_failures),
                 verbose=0,
-                callbacks=[make_callback(store, sweep, rows, len(manifest), done_before, out)],
+                callbacks=[make_callback(store, sweep, rows, len(manifest), done_before)],
             ),
         )
         tuner.fit()

@@ -42,14 +42,14 @@ def test_idx_reader_roundtrip(fmnist_dir):
 def test_idx_errors_name_the_file(fmnist_dir, tmp_path):
     bad = fmnist_dir / "t10k-labels-idx1-ubyte"
     bad.write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 99) + b"\x01\x02")
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.*header says 99"):
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.*header says 99"):
         data.load_small("fashion-mnist", 32, fmnist_dir)
     bad.write_bytes(b"PK\x03\x04junk")
     with pytest.raises(DataError, match="not an IDX file"):
         data.load_small("fashion-mnist", 32, fmnist_dir)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(DataError, match="missing train-images-idx3-ubyte"):
+    with pytest.raises(DataError, match=r"missing train-images-idx3-ubyte"):
         data.load_small("fashion-mnist", 32, empty)
 
 
@@ -82,7 +82,7 @@ def test_cifar100_and_malicious_pickle_refused(tmp_path):
 
     with open(tmp_path / "test", "wb") as f:
         pickle.dump({b"data": Evil()}, f)
-    with pytest.raises(DataError, match="refusing to load builtins.print"):
+    with pytest.raises(DataError, match=r"refusing to load builtins\.print"):
         data.load_small("cifar100", 16, tmp_path)
 
 
@@ -94,7 +94,9 @@ def test_jpeg_folder_tree(tmp_path):
         for cls in ("n01", "n02"):
             (tmp_path / split / cls).mkdir(parents=True)
             for i in range(per):
-                Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(tmp_path / split / cls / f"{i}.JPEG")
+                Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(
+                    tmp_path / split / cls / f"{i}.JPEG"
+                )
     d = data.load_folder(tmp_path, 32, seed=0, workers=0)
     assert d.num_classes == 2 and d.train_size == 6 and len(d.test) == 4
     x, y = next(d.loader("train", 4, torch.arange(6)))

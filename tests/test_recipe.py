@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -35,14 +36,19 @@ def test_lr_schedule_landmarks():
 @given(lr=st.floats(1e-5, 10), spe=st.integers(1, 200), epochs=st.integers(1, 400))
 def test_lr_schedule_bounds_and_shape(lr, spe, epochs):
     total = spe * epochs
-    values = [recipe.lr_at(s, base_lr=lr, steps_per_epoch=spe, epochs=epochs) for s in range(0, total, max(1, total // 97))]
+    values = [
+        recipe.lr_at(s, base_lr=lr, steps_per_epoch=spe, epochs=epochs) for s in range(0, total, max(1, total // 97))
+    ]
     assert all(0.005 * lr * (1 - 1e-9) <= v <= lr * (1 + 1e-9) for v in values)
     warm = round(recipe.warmup_epochs(epochs) * spe)
     peak = max(range(len(values)), key=values.__getitem__)
     rising, falling = values[: peak + 1], values[peak:]
-    assert all(a <= b + 1e-12 for a, b in zip(rising, rising[1:], strict=False))
-    assert all(a >= b - 1e-12 for a, b in zip(falling, falling[1:], strict=False))
-    assert recipe.lr_at(total - 1, base_lr=lr, steps_per_epoch=spe, epochs=epochs) == pytest.approx(0.005 * lr) or warm >= total - 1
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(rising))
+    assert all(a >= b - 1e-12 for a, b in itertools.pairwise(falling))
+    assert (
+        recipe.lr_at(total - 1, base_lr=lr, steps_per_epoch=spe, epochs=epochs) == pytest.approx(0.005 * lr)
+        or warm >= total - 1
+    )
 
 
 def test_warmup_is_five_epochs_from_fifty():
@@ -54,14 +60,41 @@ def test_weight_decay_split_vit():
     model = models.create("vit_c_1gf", image_size=32, patch_size=4, num_classes=10)
     decay, no_decay = recipe.decay_split(model)
     blocks = range(len(model.blocks))
-    expected_decay = {"cls_token", "pos_embed", "stem.body.0.weight", "stem.body.3.weight", "stem.proj.weight",
-                      "head.weight"}
-    expected_decay |= {f"blocks.{i}.{m}.weight" for i in blocks for m in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
-    expected_none = {"stem.body.1.weight", "stem.body.1.bias", "stem.body.4.weight", "stem.body.4.bias",
-                     "stem.proj.bias", "norm.weight", "norm.bias", "head.bias"}
-    expected_none |= {f"blocks.{i}.{m}" for i in blocks for m in (
-        "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias",
-        "attn.qkv.bias", "attn.proj.bias", "mlp.fc1.bias", "mlp.fc2.bias")}
+    expected_decay = {
+        "cls_token",
+        "pos_embed",
+        "stem.body.0.weight",
+        "stem.body.3.weight",
+        "stem.proj.weight",
+        "head.weight",
+    }
+    expected_decay |= {
+        f"blocks.{i}.{m}.weight" for i in blocks for m in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+    }
+    expected_none = {
+        "stem.body.1.weight",
+        "stem.body.1.bias",
+        "stem.body.4.weight",
+        "stem.body.4.bias",
+        "stem.proj.bias",
+        "norm.weight",
+        "norm.bias",
+        "head.bias",
+    }
+    expected_none |= {
+        f"blocks.{i}.{m}"
+        for i in blocks
+        for m in (
+            "norm1.weight",
+            "norm1.bias",
+            "norm2.weight",
+            "norm2.bias",
+            "attn.qkv.bias",
+            "attn.proj.bias",
+            "mlp.fc1.bias",
+            "mlp.fc2.bias",
+        )
+    }
     assert set(decay) == expected_decay
     assert set(no_decay) == expected_none
 
@@ -112,7 +145,9 @@ def test_ema_copy_and_average():
         assert torch.allclose(e, 0.75 * o + 0.25 * m)
     assert int(ema.module[1].num_batches_tracked) == 1
     ema.update(model, 1.0)
-    assert all(torch.equal(e, m) for e, m in zip(ema.module.state_dict().values(), model.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(e, m) for e, m in zip(ema.module.state_dict().values(), model.state_dict().values(), strict=True)
+    )
 
 
 def test_smoothed_targets_and_loss():

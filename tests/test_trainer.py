@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from stability.cli import main
-from stability.trainer import TrainConfig, train
 from stability.data import load_synthetic
+from stability.trainer import TrainConfig, train
 from tests.conftest import TINY
 
 SMALL = load_synthetic(8, train=256, test=64)
@@ -59,10 +59,35 @@ def test_divergence_is_recorded_with_partial_curve():
 
 def test_result_row_columns():
     row = train(tiny(epochs=1), data=SMALL).row
-    for col in ["sweep", "trial_id", "index", "model", "family", "stem", "optimizer", "lr", "wd", "epochs",
-                "batch_size", "dataset", "image_size", "seed", "status", "top1_err", "top1_err_raw", "train_loss",
-                "diverged_epoch", "wall_s", "device", "flops", "params", "acts", "started_at", "finished_at",
-                "version"]:
+    for col in [
+        "sweep",
+        "trial_id",
+        "index",
+        "model",
+        "family",
+        "stem",
+        "optimizer",
+        "lr",
+        "wd",
+        "epochs",
+        "batch_size",
+        "dataset",
+        "image_size",
+        "seed",
+        "status",
+        "top1_err",
+        "top1_err_raw",
+        "train_loss",
+        "diverged_epoch",
+        "wall_s",
+        "device",
+        "flops",
+        "params",
+        "acts",
+        "started_at",
+        "finished_at",
+        "version",
+    ]:
         assert col in row
     assert row["family"] == "ViT_C" and row["lr"] == pytest.approx(2.5e-3)  # Table 4 optimum when lr is None
 
@@ -73,9 +98,29 @@ def test_learning_beats_chance_on_synthetic():
 
 
 def test_train_command_writes_store(tmp_path, capsys):
-    rc = main(["train", "--model", "vit_c_1gf", "--optim", "sgd", "--dataset", "synthetic", "--epochs", "2",
-               "--image-size", "8", "--patch-size", "4", "--batch-size", "64", "--results", str(tmp_path),
-               "--device", "cpu"])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "vit_c_1gf",
+            "--optim",
+            "sgd",
+            "--dataset",
+            "synthetic",
+            "--epochs",
+            "2",
+            "--image-size",
+            "8",
+            "--patch-size",
+            "4",
+            "--batch-size",
+            "64",
+            "--results",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "epoch   1/2" in out and "img/s" in out

@@ -1,0 +1,38 @@
+"""Read a results root (any number of sweeps) as DataFrames; unreadable files are reported."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+
+class UnreadableResultWarning(UserWarning):
+    """A result file in the store could not be read; it is skipped and named."""
+
+
+def _read_all(paths: list[Path]) -> pd.DataFrame:
+    frames = []
+    for path in paths:
+        try:
+            frames.append(pd.read_parquet(path))
+        except Exception as e:
+            warnings.warn(f"unreadable result file {path}: {type(e).__name__}", UnreadableResultWarning, stacklevel=3)
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_trials(results_root: str | os.PathLike) -> pd.DataFrame:
+    """One row per finished trial of every sweep under the root."""
+    return _read_all(sorted(Path(results_root).glob("*/trials/*.parquet")))
+
+
+def load_curves(results_root: str | os.PathLike) -> pd.DataFrame:
+    """One row per epoch of every finished trial under the root."""
+    return _read_all(sorted(Path(results_root).glob("*/curves/*.parquet")))
+
+
+def load_manifests(results_root: str | os.PathLike) -> pd.DataFrame:
+    return _read_all(sorted(Path(results_root).glob("*/manifest.parquet")))

@@ -1,0 +1,91 @@
+"""`stability grid`: the paper's experiment grids for Figures 2-5 (sections 5.1-5.3).
+
+Figures 2 and 3 are one sweep each: every (model, optimizer, epochs) point at its Table 4
+optimum. Figures 4 and 5 are one 64-trial EDF sweep per model, named as `stability sweep`
+names them, so a grid and single sweeps share results.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.paper import optimum
+from stability.errors import UserError
+from sweeps import plan
+
+VITS = ["vit_p_1gf", "vit_p_4gf", "vit_p_18gf", "vit_c_1gf", "vit_c_4gf", "vit_c_18gf"]
+CNNS = ["regnety_1gf", "regnety_4gf", "regnety_16gf"]
+PAPER_EPOCHS = [50, 100, 200, 400]
+
+
+def grid_epochs(scale: plan.Scale, given: list[int] | None) -> list[int]:
+    """The paper's 50/100/200/400, rescaled so that 50 maps to the preset's epochs."""
+    if given:
+        return given
+    return [max(1, round(e * scale.epochs / 50)) for e in PAPER_EPOCHS]
+
+
+def figure_points(figure: int, models: list[str], optims: list[str] | None) -> list[tuple[str, str]]:
+    """(model, optimizer) pairs of a figure: Figure 2 trains ViTs with AdamW and CNNs with SGD;
+    Figure 3 trains both with both; Figures 4 / 5 use AdamW / SGD."""
+    if figure == 2:
+        default = {m: ["adamw"] if m.startswith("vit") else ["sgd"] for m in models}
+    elif figure == 3:
+        default = {m: ["adamw", "sgd"] for m in models}
+    else:
+        default = {m: ["adamw" if figure == 4 else "sgd"] for m in models}
+    return [(m, o) for m in models for o in default[m] if optims is None or o in optims]
+
+
+def plan_grid(
+    figure: int,
+    scale: plan.Scale,
+    *,
+    models: list[str] | None = None,
+    epochs: list[int] | None = None,
+    optims: list[str] | None = None,
+    trials: int = 64,
+    seed: int = 0,
+    sampler: str = "random",
+) -> dict[str, pd.DataFrame]:
+    """The figure's sweeps, name -> manifest."""
+    if figure not in (2, 3, 4, 5):
+        raise UserError(f"--figure must be 2, 3, 4 or 5, got {figure}")
+    chosen = models or VITS + CNNS
+    for m in chosen:
+        plan.check_model(m, scale)
+    for o in optims or []:
+        if o not in ("adamw", "sgd"):
+            raise UserError(f"unknown optimizer {o!r} in --optims; choose adamw or sgd")
+    points = figure_points(figure, chosen, optims)
+    if not points:
+        raise UserError("the chosen --models and --optims leave no experiment in this figure")
+    if figure in (4, 5):
+        if epochs and len(epochs) != 1:
+            raise UserError("figures 4 and 5 use one schedule length; give one --epochs value")
+        scale = plan.with_scale(scale, epochs=epochs[0]) if epochs else scale
+        return {
+            f"{m}-{o}-{scale.preset}": plan.edf_manifest(
+                f"{m}-{o}-{scale.preset}", m, o, scale, trials=trials, seed=seed, sampler=sampler
+            )
+            for m, o in points
+        }
+    name = f"figure{figure}-{scale.preset}"
+    rows = []
+    for m, o in points:
+        lr, wd = optimum(m, o)
+        for e in grid_epochs(scale, epochs):
+            rows.append(plan.manifest_row(name, len(rows), m, o, lr, wd, scale, seed, epochs=e))
+    return {name: pd.DataFrame(rows)}
+
+
+def describe(sweeps: dict[str, pd.DataFrame]) -> str:
+    lines = [f"{'sweep':36} {'trials':>6}  models x optimizers x epochs"]
+    for name, m in sweeps.items():
+        combos = m.groupby(["model", "optimizer"])["epochs"].apply(lambda e: "/".join(map(str, sorted(set(e)))))
+        what = ", ".join(f"{model} {opt} e{eps}" for (model, opt), eps in combos.items())
+        lines.append(f"{name:36} {len(m):>6}  {what}")
+    vit = sum(int(m["model"].str.startswith("vit").sum()) for m in sweeps.values())
+    total = sum(len(m) for m in sweeps.values())
+    lines.append(f"total: {total} trials ({vit} ViT, {total - vit} CNN) in {len(sweeps)} sweep(s)")
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Sweep planning: the sampler's laws, manifests, presets and the paper's grids."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from analysis.paper import INTERVALS
+from stability.errors import UserError
+from sweeps import grid, plan
+from sweeps.space import draw_pairs, parse_range
+
+SMOKE = plan.choose_scale("smoke", has_gpu=False)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    lo=st.floats(1e-6, 1.0),
+    span=st.floats(1.01, 1e4),
+    sampler=st.sampled_from(["random", "sobol"]),
+)
+def test_draws_lie_in_their_intervals(seed, lo, span, sampler):
+    lr_range, wd_range = (lo, lo * span), (lo / 10, lo / 10 * span)
+    for lr, wd in draw_pairs(lr_range, wd_range, 16, seed, sampler):
+        assert lr_range[0] <= lr <= lr_range[1]
+        assert wd_range[0] <= wd <= wd_range[1]
+
+
+@pytest.mark.parametrize("sampler", ["random", "sobol"])
+def test_4096_draws_are_log_uniform(sampler):
+    (lr_lo, lr_hi), (wd_lo, wd_hi) = INTERVALS["vit"]["sgd"]
+    pairs = np.array(draw_pairs((lr_lo, lr_hi), (wd_lo, wd_hi), 4096, 7, sampler))
+    for values, lo, hi in ((pairs[:, 0], lr_lo, lr_hi), (pairs[:, 1], wd_lo, wd_hi)):
+        u = (np.log(values) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        assert stats.kstest(u, "uniform").pvalue > 0.01
+    assert abs(stats.spearmanr(pairs[:, 0], pairs[:, 1]).statistic) < 0.05  # independent
+
+
+def test_same_seed_same_pairs_different_seed_different():
+    r = ((0.1, 3.2), (4e-6, 1.2e-4))
+    assert draw_pairs(*r, 64, 3) == draw_pairs(*r, 64, 3)
+    assert draw_pairs(*r, 64, 3) != draw_pairs(*r, 64, 4)
+    assert draw_pairs(*r, 64, 3, "sobol") == draw_pairs(*r, 64, 3, "sobol")
+
+
+def test_manifest_uses_table4_interval_and_is_stable():
+    m = plan.edf_manifest("s", "regnety_4gf", "adamw", SMOKE, trials=64, seed=0)
+    assert len(m) == 64 and m["trial_id"].is_unique and list(m["index"]) == list(range(64))
+    assert m["lr"].between(1.25e-3, 4.0e-2).all() and m["wd"].between(0.0075, 0.24).all()
+    assert plan.same_definition(m, plan.edf_manifest("s", "regnety_4gf", "adamw", SMOKE, trials=64, seed=0))
+    assert not plan.same_definition(m, plan.edf_manifest("s", "regnety_4gf", "adamw", SMOKE, trials=64, seed=1))
+    assert not plan.same_definition(m, plan.edf_manifest("s", "regnety_4gf", "adamw", SMOKE, trials=63, seed=0))
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"), [("0.1,3.2", True), ("3,1", False), ("0,1", False), ("-1,2", False), ("a,b", False), ("1", False)]
+)
+def test_parse_range(text, ok):
+    if ok:
+        assert parse_range(text, "--lr-range") == (0.1, 3.2)
+    else:
+        with pytest.raises(UserError, match="--lr-range"):
+            parse_range(text, "--lr-range")
+
+
+def test_presets():
+    assert plan.choose_scale(None, has_gpu=True).preset == "small"
+    assert plan.choose_scale(None, has_gpu=False).preset == "smoke"
+    paper = plan.choose_scale("paper", has_gpu=True)
+    assert (paper.dataset, paper.image_size, paper.epochs, paper.batch_size) == ("imagenet", 224, 50, 2048)
+    assert plan.choose_scale("smoke", False, epochs=3).epochs == 3
+    with pytest.raises(UserError, match="unknown preset"):
+        plan.choose_scale("huge", False)
+
+
+@pytest.mark.parametrize(
+    ("figure", "vit", "cnn", "sweeps"), [(2, 24, 12, 1), (3, 48, 24, 1), (4, 6 * 64, 3 * 64, 9), (5, 6 * 64, 3 * 64, 9)]
+)
+def test_grid_counts_match_the_paper(figure, vit, cnn, sweeps):
+    planned = grid.plan_grid(figure, plan.choose_scale("paper", True))
+    frames = list(planned.values())
+    assert len(planned) == sweeps
+    assert sum(int(f["model"].str.startswith("vit").sum()) for f in frames) == vit
+    assert sum(int((~f["model"].str.startswith("vit")).sum()) for f in frames) == cnn
+    if figure in (2, 3):
+        assert sorted(set(frames[0]["epochs"])) == [50, 100, 200, 400]
+        row = frames[0].set_index(["model", "optimizer", "epochs"]).loc[("vit_c_4gf", "adamw", 400)]
+        assert (row["lr"], row["wd"]) == (1.0e-3, 0.24)
+    else:
+        assert all(len(f) == 64 and set(f["epochs"]) == {50} for f in frames)
+        assert set(frames[0]["optimizer"]) == {"adamw" if figure == 4 else "sgd"}
+
+
+def test_grid_follows_preset_and_narrowing():
+    planned = grid.plan_grid(3, SMOKE, models=["vit_c_1gf", "regnety_1gf"], optims=["sgd"])
+    frame = next(iter(planned.values()))
+    assert sorted(set(frame["epochs"])) == [1, 2, 4, 8]  # 50/100/200/400 scaled to the smoke preset
+    assert set(frame["optimizer"]) == {"sgd"} and len(frame) == 8
+    with pytest.raises(UserError):
+        grid.plan_grid(2, SMOKE, models=["regnety_1gf"], optims=["adamw"])
