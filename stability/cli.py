@@ -61,6 +61,13 @@ def build_parser() -> Parser:
     p.add_argument("--results", default="results")
     add_sweep_flags(p, epochs_type=str)
 
+    p = sub.add_parser("figures", help="draw Figures 2-5 and the summary tables from a results store")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", default="figures")
+    p.add_argument("--figure", default="all", choices=["2", "3", "4", "5", "all"])
+    p.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for bands and intervals")
+
     p = sub.add_parser("status", help="planned / done / diverged / failed / remaining per sweep")
     p.add_argument("--results", default="results")
     return parser
@@ -121,12 +128,35 @@ def dispatch(args: argparse.Namespace) -> int:
         from sweeps import commands
 
         return commands.grid(args)
+    if args.command == "figures":
+        return figures(args)
     if args.command == "status":
         from sweeps import commands
         from sweeps.store import Store
 
         return commands.print_status(Store(args.results))
     raise UserError(f"unknown command {args.command!r}")
+
+
+def figures(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from analysis.report import HOW_TO, make_figures
+
+    if not Path(args.results).is_dir():
+        raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
+    wanted = ["2", "3", "4", "5"] if args.figure == "all" else [args.figure]
+    report = make_figures(args.results, args.out, wanted, args.format, args.resamples)
+    for line in report["unreadable"]:
+        print(f"warning: {line}", file=sys.stderr)
+    if report["empty"]:
+        raise UserError(f"no trial results in {args.results!r}; run `stability sweep` first")
+    for path in report["written"]:
+        print(f"wrote {path}")
+    for figure, parts in report["missing"].items():
+        if parts:
+            print(f"figure {figure}: the store has no {', '.join(parts)}; to fill it: {HOW_TO[figure]}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

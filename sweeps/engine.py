@@ -128,7 +128,7 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     store = Store(root)
     cfg = trial_config(row, sweep, resources)
     result = train(cfg, checkpoint_dir=store.checkpoint_dir(sweep, cfg.trial_id), on_epoch=tune.report)
-    result.row["node_id"] = ray.get_runtime_context().get_node_id()
+    result.row.update(node_id=ray.get_runtime_context().get_node_id(), sampler=row["sampler"], preset=row["preset"])
     store.write_trial(sweep, result.row, result.curve)
     tune.report(
         {
@@ -163,6 +163,8 @@ def failed_row(row: dict, sweep: str, error: str) -> dict:
             )
         },
         "sweep": sweep,
+        "sampler": row["sampler"],
+        "preset": row["preset"],
         "status": "failed",
         "top1_err": 100.0,
         "top1_err_raw": 100.0,

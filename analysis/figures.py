@@ -1,0 +1,179 @@
+"""Figures 2-5 of the paper in one visual language.
+
+One colour per family (ViT_P, ViT_C, RegNetY); AdamW up-triangles, SGD down-triangles;
+carried-forward points of diverged long runs dashed; EDF bootstrap bands shaded. Every
+function takes the trials table and returns a matplotlib Figure (drawing what the table
+holds); ``save`` writes it as PNG, PDF or SVG.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from analysis import experiments, stats
+
+COLORS = dict(zip(experiments.FAMILIES, sns.color_palette("colorblind", 3), strict=True))
+MARKERS = {"adamw": "^", "sgd": "v"}
+OPTIM_NAMES = {"adamw": "AdamW", "sgd": "SGD"}
+COLUMN_WIDTH = 6.75  # inches: a two-column paper's full text width
+EDF_GRID = np.linspace(0.0, 20.0, 201)
+STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "lines.linewidth": 1.4}
+
+
+def _axes(ncols: int, nrows: int = 1, height: float = 2.1):
+    return plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH, height * nrows), squeeze=False)
+
+
+def _log_axis(ax) -> None:
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _empty(ax, what: str) -> None:
+    ax.text(
+        0.5, 0.5, f"no {what}\nin this store", ha="center", va="center", transform=ax.transAxes, fontsize=7, color="0.4"
+    )
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _series(ax, g: pd.DataFrame, y: str, color, marker: str, label: str) -> None:
+    """One line over epochs; a segment ending at a carried-forward point is dashed."""
+    g = g.sort_values("epochs")
+    xs, ys, carried = g["epochs"].to_numpy(), g[y].to_numpy(), g["carried"].to_numpy()
+    for i in range(1, len(xs)):
+        ax.plot(xs[i - 1 : i + 1], ys[i - 1 : i + 1], color=color, linestyle="--" if carried[i] else "-")
+    ax.plot(xs[~carried], ys[~carried], linestyle="none", marker=marker, color=color, label=label, markersize=5)
+    if carried.any():
+        ax.plot(
+            xs[carried],
+            ys[carried],
+            linestyle="none",
+            marker=marker,
+            markerfacecolor="white",
+            color=color,
+            markersize=5,
+        )
+
+
+def _epoch_axis(ax, epochs) -> None:
+    ax.set_xscale("log", base=2)
+    ticks = sorted(set(int(e) for e in epochs))
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.minorticks_off()
+
+
+@plt.rc_context(STYLE)
+def figure2(trials: pd.DataFrame):
+    """Training-length deltas err(E) - err(longest) vs E, per model size (Figure 2)."""
+    deltas = experiments.training_length_deltas(trials)
+    fig, axes = _axes(3)
+    for ax, size in zip(axes[0], experiments.SIZES, strict=True):
+        g = deltas[deltas["size"] == size] if not deltas.empty else deltas
+        ax.set_title(size)
+        if g.empty:
+            _empty(ax, "training-length runs")
+            continue
+        for (family, optim), s in g.groupby(["family", "optimizer"]):
+            _series(ax, s, "delta", COLORS.get(family), MARKERS[optim], f"{family} ({OPTIM_NAMES[optim]})")
+        _epoch_axis(ax, g["epochs"])
+        ref = int(g["reference_epochs"].max())
+        ax.set_xlabel("epochs")
+        ax.set_ylabel(f"err(E) - err({ref})")
+        ax.axhline(0, color="0.7", linewidth=0.8)
+        ax.legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+@plt.rc_context(STYLE)
+def figure3(trials: pd.DataFrame):
+    """Top-1 error vs epochs, AdamW and SGD, per model size (Figure 3)."""
+    curve = experiments.error_vs_epochs(trials)
+    fig, axes = _axes(3)
+    for ax, size in zip(axes[0], experiments.SIZES, strict=True):
+        g = curve[curve["size"] == size] if not curve.empty else curve
+        ax.set_title(size)
+        if g.empty:
+            _empty(ax, "optimizer runs")
+            continue
+        for (family, optim), s in g.groupby(["family", "optimizer"]):
+            _series(ax, s, "top1_err", COLORS.get(family), MARKERS[optim], f"{family} {OPTIM_NAMES[optim]}")
+        _epoch_axis(ax, g["epochs"])
+        ax.set_xlabel("epochs")
+        ax.set_ylabel("top-1 error (%)")
+        ax.legend(frameon=False, ncol=1)
+    fig.tight_layout()
+    return fig
+
+
+@plt.rc_context(STYLE)
+def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
+    """Figures 4 (AdamW) and 5 (SGD): error vs lr, wd and lr*wd for the 4GF models with a bar at
+    each model's best trial; below, EDFs of delta error per model size with bootstrap bands."""
+    sets = {k: v for k, v in experiments.edf_sets(trials).items() if k[1] == optim}
+    fig, axes = _axes(3, nrows=2, height=2.2)
+    four = {k: v for k, v in sets.items() if experiments.SIZE_OF.get(k[0]) == "4GF"}
+    for ax, (label, values) in zip(
+        axes[0],
+        [("lr", lambda g: g["lr"]), ("wd", lambda g: g["wd"]), ("lr·wd", lambda g: g["lr"] * g["wd"])],
+        strict=True,
+    ):
+        ax.set_title(f"4GF models: error vs {label}")
+        if not four:
+            _empty(ax, f"4GF {OPTIM_NAMES[optim]} sweeps")
+            continue
+        for (model, _, _), g in sorted(four.items()):
+            color, v = COLORS.get(g["family"].iloc[0]), values(g)
+            ax.scatter(v, g["top1_err"], s=9, color=color, marker=MARKERS[optim], label=model, alpha=0.8)
+            ax.axvline(v.loc[g["top1_err"].idxmin()], color=color, linewidth=1.0, alpha=0.8)
+        _log_axis(ax)
+        ax.set_xlabel(label)
+        ax.set_ylabel("top-1 error (%)")
+        ax.legend(frameon=False)
+    for ax, size in zip(axes[1], experiments.SIZES, strict=True):
+        ax.set_title(f"{size}: EDF of Δ top-1 error")
+        chosen = {k: v for k, v in sets.items() if experiments.SIZE_OF.get(k[0]) == size}
+        if not chosen:
+            _empty(ax, f"{size} {OPTIM_NAMES[optim]} sweeps")
+            continue
+        for (model, _, epochs), g in sorted(chosen.items()):
+            color = COLORS.get(g["family"].iloc[0])
+            lo, hi = stats.edf_band(g["top1_err"], EDF_GRID, n_resamples=n_resamples)
+            ax.fill_between(EDF_GRID, lo, hi, color=color, alpha=0.2, step="post", linewidth=0)
+            ax.step(
+                EDF_GRID,
+                stats.edf_at(g["top1_err"], EDF_GRID),
+                where="post",
+                color=color,
+                label=f"{model} (n={len(g)})",
+            )
+        ax.set_xlim(0, EDF_GRID[-1])
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("Δ top-1 error (points)")
+        ax.set_ylabel("cumulative fraction")
+        ax.legend(frameon=False, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {"2": figure2, "3": figure3, "4": lambda t: figure_edf(t, "adamw"), "5": lambda t: figure_edf(t, "sgd")}
+
+
+def save(fig, out_dir: str | os.PathLike, name: str, fmt: str = "png") -> Path:
+    path = Path(out_dir) / f"{name}.{fmt}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=200, bbox_inches="tight")
+    plt.close(fig)
+    return path
