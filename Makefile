@@ -14,8 +14,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-main: install  ## the main job: a default sweep and its figures
-	$(VENV)/bin/stability models
+main: install  ## the main job: the default EDF sweep, then its figures and summary tables
+	$(VENV)/bin/stability sweep --model vit_c_4gf --optim sgd
+	$(VENV)/bin/stability figures --results results --out figures
 
 test: install  ## the whole suite (CI runs this)
 	$(PY) -m pytest -q -ra

@@ -78,7 +78,7 @@ def training_length_deltas(trials: pd.DataFrame) -> pd.DataFrame:
     """err(E) - err(longest E) per (model, optimizer): the paper's err(E) - err(400)."""
     curve = error_vs_epochs(trials)
     rows = []
-    for (model, optim), g in curve.groupby(["model", "optimizer"]):
+    for (_model, _optim), g in curve.groupby(["model", "optimizer"]):
         longest = g.loc[g["epochs"].idxmax()]
         for _, r in g[g["epochs"] < longest["epochs"]].iterrows():
             rows.append(

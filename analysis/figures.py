@@ -12,9 +12,7 @@ import os
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # headless machines fall back to Agg by themselves
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
@@ -148,7 +146,7 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
         if not chosen:
             _empty(ax, f"{size} {OPTIM_NAMES[optim]} sweeps")
             continue
-        for (model, _, epochs), g in sorted(chosen.items()):
+        for (model, _, _epochs), g in sorted(chosen.items()):
             color = COLORS.get(g["family"].iloc[0])
             lo, hi = stats.edf_band(g["top1_err"], EDF_GRID, n_resamples=n_resamples)
             ax.fill_between(EDF_GRID, lo, hi, color=color, alpha=0.2, step="post", linewidth=0)

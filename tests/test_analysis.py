@@ -1,0 +1,201 @@
+"""Analysis laws (EDFs, summaries, bootstrap, KS), gaps and deltas, and figure structure."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from matplotlib.lines import Line2D
+
+from analysis import experiments, figures, stats
+
+errors_st = st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=80)
+
+
+@settings(max_examples=80, deadline=None)
+@given(errors=errors_st, seed=st.integers(0, 1000))
+def test_edf_laws(errors, seed):
+    x, f = stats.edf(errors)
+    assert np.all(np.diff(x) >= 0) and np.all(np.diff(f) >= 0)
+    assert np.all((f > 0) & (f <= 1))
+    assert f[-1] == 1.0 and x[0] == 0.0
+    assert np.all(stats.deltas(errors) >= 0)
+    shuffled = np.random.default_rng(seed).permutation(errors)
+    x2, f2 = stats.edf(shuffled)
+    assert np.array_equal(x, x2) and np.array_equal(f, f2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(errors=errors_st, n_div=st.integers(1, 5))
+def test_diverged_trials_count_in_n(errors, n_div):
+    with_div = [*errors, *[100.0] * n_div]
+    n = len(with_div)
+    f_below_100 = stats.edf_at(with_div, [100.0 - min(with_div) - 1e-9])[0]
+    assert f_below_100 <= (n - n_div) / n + 1e-12
+    assert stats.edf_at([*errors, np.nan], [1e9])[0] == 1.0  # a missing error counts as 100
+
+
+def test_edf_matches_definition_and_baseline():
+    errs = [30.0, 32.0, 32.0, 40.0, 100.0]
+    x, f = stats.edf(errs)
+    assert list(x) == [0, 2, 2, 10, 70] and list(f) == [0.2, 0.6, 0.6, 0.8, 1.0]
+    assert list(stats.edf(errs, baseline=25.0)[0]) == [5, 7, 7, 15, 75]
+    s = stats.summarize(errs)
+    assert (s["within_1"], s["within_2"], s["within_8"]) == (0.2, 0.6, 0.6)
+    assert s["median_delta"] == 2.0
+    assert s["lr_sensitivity"] == pytest.approx((0 + 2 + 2 + 10 + 10) / 5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(errors=st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=2, max_size=40), seed=st.integers(0, 100))
+def test_bootstrap_band_contains_point_estimate(errors, seed):
+    grid = np.linspace(0, 30, 31)
+    lo, hi = stats.edf_band(errors, grid, n_resamples=200, seed=seed)
+    point = stats.edf_at(errors, grid)
+    assert np.all(lo <= point) and np.all(point <= hi) and np.all((lo >= 0) & (hi <= 1))
+    for est, low, high in stats.summary_intervals(errors, n_resamples=100, seed=seed).values():
+        assert low <= est <= high
+
+
+def test_ks_alike_and_shifted():
+    rng = np.random.default_rng(0)
+    a, b = rng.gamma(2, 2, 64), rng.gamma(2, 2, 64)
+    assert stats.compare(a, b)["p_value"] > 0.05
+    spread = np.concatenate([rng.gamma(2, 2, 32), rng.gamma(2, 2, 32) + 15])
+    assert stats.compare(a, spread)["p_value"] < 0.01
+
+
+@settings(max_examples=20, deadline=None)
+@given(shift=st.floats(8.0, 30.0), seed=st.integers(0, 10_000))
+def test_ks_finds_clearly_shifted_deltas(shift, seed):
+    rng = np.random.default_rng(seed)
+    stable = rng.exponential(1.0, 64)
+    fragile = np.concatenate([rng.exponential(1.0, 8), rng.exponential(1.0, 56) + shift])
+    assert stats.compare(stable, fragile)["p_value"] < 1e-3
+
+
+def grid_trials() -> pd.DataFrame:
+    """A grid store's trials table (Figure 3 style): two families, two optimizers, four lengths."""
+    rows = []
+    for model, family, base in [
+        ("vit_p_4gf", "ViT_P", 30.0),
+        ("vit_c_4gf", "ViT_C", 27.0),
+        ("regnety_4gf", "RegNetY", 26.0),
+    ]:
+        for optim, penalty in [("adamw", 0.0), ("sgd", 2.0)]:
+            for e, gain in zip([50, 100, 200, 400], [0.0, 2.0, 3.0, 3.5], strict=True):
+                diverged = model == "vit_p_4gf" and optim == "sgd" and e == 400
+                rows.append(
+                    {
+                        "model": model,
+                        "family": family,
+                        "optimizer": optim,
+                        "epochs": e,
+                        "sampler": "fixed",
+                        "status": "diverged" if diverged else "ok",
+                        "lr": 1e-3,
+                        "wd": 0.1,
+                        "top1_err": 100.0 if diverged else base + penalty - gain,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def edf_trials(optim: str = "adamw") -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for model, family, spread in [
+        ("vit_p_4gf", "ViT_P", 8.0),
+        ("vit_c_4gf", "ViT_C", 2.0),
+        ("vit_c_1gf", "ViT_C", 3.0),
+    ]:
+        for _i in range(16):
+            lr, wd = 10 ** rng.uniform(-3.6, -2.1), 10 ** rng.uniform(-1.7, -0.1)
+            rows.append(
+                {
+                    "model": model,
+                    "family": family,
+                    "optimizer": optim,
+                    "epochs": 50,
+                    "sampler": "random",
+                    "status": "ok",
+                    "lr": lr,
+                    "wd": wd,
+                    "top1_err": 25 + rng.exponential(spread),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_carry_forward_gap_and_length_delta():
+    curve = experiments.error_vs_epochs(grid_trials())
+    row = curve.set_index(["model", "optimizer", "epochs"]).loc[("vit_p_4gf", "sgd", 400)]
+    assert bool(row["carried"]) and row["top1_err"] == pytest.approx(32.0 - 3.0)  # the 200-epoch result
+    gaps = experiments.optimizer_gaps(grid_trials()).set_index(["model", "epochs"])
+    assert gaps.loc[("vit_c_4gf", 50), "gap"] == pytest.approx(2.0)
+    assert bool(gaps.loc[("vit_p_4gf", 400), "carried"])
+    deltas = experiments.training_length_deltas(grid_trials()).set_index(["model", "optimizer", "epochs"])
+    assert deltas.loc[("vit_c_4gf", "adamw", 50), "delta"] == pytest.approx(3.5)
+    assert set(deltas["reference_epochs"]) == {400}
+
+
+def test_stability_table_orders_fragile_after_stable():
+    table = experiments.stability_table(edf_trials(), n_resamples=100).set_index("model")
+    assert table.loc["vit_c_4gf", "within_2"] > table.loc["vit_p_4gf", "within_2"]
+    assert table.loc["vit_p_4gf", "lr_sensitivity"] > table.loc["vit_c_4gf", "lr_sensitivity"]
+    assert (table["within_1_lo"] <= table["within_1"]).all()
+
+
+def lines_with_marker(ax, marker) -> list[Line2D]:
+    return [ln for ln in ax.get_lines() if ln.get_marker() == marker]
+
+
+def test_figure3_structure():
+    fig = figures.figure3(grid_trials())
+    axes = fig.get_axes()
+    assert len(axes) == 3 and [a.get_title() for a in axes] == ["1GF", "4GF", "18GF"]
+    ax = axes[1]
+    assert len(lines_with_marker(ax, "^")) >= 3 and len(lines_with_marker(ax, "v")) >= 3
+    assert any(ln.get_linestyle() == "--" for ln in ax.get_lines())  # the carried-forward segment
+    labels = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert {"ViT_P AdamW", "ViT_P SGD", "ViT_C AdamW", "RegNetY SGD"} <= labels
+    assert ax.get_ylabel() == "top-1 error (%)" and ax.get_xlabel() == "epochs"
+    assert "no optimizer runs" in axes[0].texts[0].get_text()
+    colors = {ln.get_label(): ln.get_color() for ln in lines_with_marker(ax, "^")}
+    assert colors["ViT_P AdamW"] == figures.COLORS["ViT_P"] and colors["ViT_C AdamW"] == figures.COLORS["ViT_C"]
+
+
+def test_figure2_structure():
+    fig = figures.figure2(grid_trials())
+    ax = fig.get_axes()[1]
+    assert ax.get_ylabel() == "err(E) - err(400)"
+    points = lines_with_marker(ax, "^") + lines_with_marker(ax, "v")
+    assert {x for ln in points for x in ln.get_xdata()} == {50, 100, 200}
+    assert any(list(ln.get_ydata()) == [0, 0] for ln in ax.get_lines())  # the zero reference
+    assert len(ax.get_legend().get_texts()) == 6
+
+
+def test_edf_figure_structure():
+    fig = figures.figure_edf(edf_trials(), "adamw", n_resamples=50)
+    axes = fig.get_axes()
+    assert len(axes) == 6
+    scatter = axes[0]
+    assert len(scatter.collections) == 2 and scatter.get_xscale() == "log"
+    assert len([ln for ln in scatter.get_lines() if ln.get_xdata()[0] == ln.get_xdata()[-1]]) == 2  # optimum bars
+    edf_4gf = axes[4]
+    assert len(edf_4gf.get_lines()) == 2 and len(edf_4gf.collections) == 2  # EDF steps and shaded bands
+    assert edf_4gf.get_ylim() == (0.0, 1.0)
+    assert "no 18GF AdamW sweeps" in axes[5].texts[0].get_text()
+
+
+def test_analysis_never_imports_torch_or_ray():
+    code = (
+        "import sys, analysis, analysis.figures, analysis.report, analysis.experiments, analysis.paper; "
+        "assert 'torch' not in sys.modules and 'ray' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
