@@ -338,3 +338,13 @@ def load_folder(root: str | os.PathLike | None, image_size: int, seed: int, work
         len(classes),
         workers,
     )
+
+
+def check_available(dataset: str, root: str | os.PathLike | None, image_size: int) -> None:
+    """Read (small) or scan (ImageNet) the data once, so a sweep fails before writing anything."""
+    if dataset == "imagenet":
+        base = data_dir("imagenet", root)
+        scan_folder(base / "train")
+        scan_folder(base / "val")
+    else:
+        load_small(dataset, image_size, root)

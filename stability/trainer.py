@@ -278,8 +278,9 @@ def train(
     started = datetime.now(timezone.utc)
     run = Run(cfg, data if data is not None else load_data(cfg), device)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
-    if folder is not None:
-        run.restore(folder)
+    resumed_from = run.epoch
+    if folder is not None and run.restore(folder):
+        resumed_from = run.epoch
     status, diverged_epoch, train_loss = "ok", None, float("nan")
     while run.epoch < cfg.epochs:
         t0 = time.perf_counter()
@@ -312,7 +313,9 @@ def train(
             break
         if folder is not None:
             run.save(folder)
-    return TrainResult(result_row(cfg, run, status, diverged_epoch, started, device), run.curve)
+    row = result_row(cfg, run, status, diverged_epoch, started, device)
+    row["resumed_from_epoch"] = resumed_from
+    return TrainResult(row, run.curve)
 
 
 def result_row(cfg: TrainConfig, run: Run, status: str, diverged_epoch: int | None, started, device) -> dict:

@@ -49,6 +49,7 @@ def sweep(args) -> int:
         wd_range=wd_range,
     )
     resources = resources_from(args, gpu)
+    preflight(scale, resources)
     engine.run(Store(args.results), name, manifest, resources)
     print_status(Store(args.results), [name])
     return 0
@@ -98,10 +99,20 @@ def grid(args) -> int:
     if args.dry_run:
         return 0
     store, resources = Store(args.results), resources_from(args, gpu)
+    preflight(scale, resources)
     for name, manifest in sweeps.items():
         engine.run(store, name, manifest, resources)
     print_status(store, list(sweeps))
     return 0
+
+
+def preflight(scale: plan.Scale, resources: engine.Resources) -> None:
+    """Every check a user can fail, before the store is touched: data, then the cluster."""
+    from stability.data import check_available
+
+    check_available(scale.dataset, resources.data_dir, scale.image_size)
+    if resources.address:
+        engine.check_address(resources.address)
 
 
 def resources_from(args, gpu: bool) -> engine.Resources:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -77,11 +78,23 @@ def check_address(address: str) -> None:
         raise UserError(f"cannot reach a Ray cluster at {address!r} (expected HOST:PORT of a running head)") from None
 
 
-def start_ray(resources: Resources, num_cpus: int | None = None):
-    import ray
+# Ray's single-machine mode: without it, Ray resolves 127.0.0.1 back to the machine's
+# routable address and its gRPC servers listen on every interface.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
+
+def configure_ray_env(local: bool) -> None:
+    """Environment Ray reads when it is first imported (and its processes inherit)."""
     for key, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(key, value)
+    if local:
+        os.environ.update(LOOPBACK_ENV)
+
+
+def start_ray(resources: Resources, num_cpus: int | None = None):
+    configure_ray_env(local=not resources.address)
+    import ray  # first imported here by the CLI, after the variables above are set
+
     common = {"logging_level": logging.ERROR, "log_to_driver": False, "ignore_reinit_error": True}
     if resources.address:
         check_address(resources.address)
@@ -127,7 +140,8 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     row = rows[config["trial_id"]]
     store = Store(root)
     cfg = trial_config(row, sweep, resources)
-    result = train(cfg, checkpoint_dir=store.checkpoint_dir(sweep, cfg.trial_id), on_epoch=tune.report)
+    on_epoch = inject_worker_death(cfg.trial_id, store.sweep_dir(sweep), tune.report)
+    result = train(cfg, checkpoint_dir=store.checkpoint_dir(sweep, cfg.trial_id), on_epoch=on_epoch)
     result.row.update(node_id=ray.get_runtime_context().get_node_id(), sampler=row["sampler"], preset=row["preset"])
     store.write_trial(sweep, result.row, result.curve)
     tune.report(
@@ -139,6 +153,28 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
             "wall_s": result.row["wall_s"],
         }
     )
+
+
+FAULT_ENV = "STABILITY_INJECT_WORKER_DEATH"
+
+
+def inject_worker_death(trial_id: str, sweep_dir: Path, report):
+    """Fault injection for the reliability tests: with STABILITY_INJECT_WORKER_DEATH=ID@E, the
+    worker running trial ID SIGKILLs itself once, after training epoch E and before saving its
+    checkpoint, so the retry must resume from epoch E - 1's checkpoint."""
+    spec = os.environ.get(FAULT_ENV, "")
+    if not spec.startswith(f"{trial_id}@"):
+        return report
+    epoch = int(spec.rpartition("@")[2])
+    marker = sweep_dir / f".injected-{trial_id}"
+
+    def maybe_die(point: dict) -> None:
+        report(point)
+        if point["epoch"] == epoch and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return maybe_die
 
 
 def failed_row(row: dict, sweep: str, error: str) -> dict:
@@ -231,10 +267,10 @@ def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources) 
         print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run")
         return pending
     print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run", flush=True)
+    start_ray(resources)
     import ray
     from ray import tune
 
-    start_ray(resources)
     try:
         rows = {r["trial_id"]: r for r in manifest.to_dict("records")}
         trainable = tune.with_resources(

@@ -1,0 +1,290 @@
+"""Reliability: bad input, a killed driver, a killed worker, corrupt results, load, sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from stability.cli import main
+from sweeps import engine, plan
+from sweeps.store import Store
+
+TINY = [
+    "--model",
+    "vit_c_1gf",
+    "--optim",
+    "adamw",
+    "--dataset",
+    "synthetic",
+    "--image-size",
+    "8",
+    "--patch-size",
+    "4",
+    "--batch-size",
+    "64",
+]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def existing_store(tmp_path):
+    """A store holding the manifest of sweep 'tiny' (written as the sweep command writes it)."""
+    scale = plan.choose_scale("smoke", False, dataset="synthetic", image_size=8, patch_size=4, batch_size=64)
+    manifest = plan.edf_manifest("tiny", "vit_c_1gf", "adamw", scale, trials=3, seed=0)
+    engine.prepare_manifest(Store(tmp_path / "results"), "tiny", manifest)
+    bad_data = tmp_path / "bad-fmnist"
+    bad_data.mkdir()
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
+        (bad_data / name).write_bytes(b"not an idx file")
+    (tmp_path / "a-file").write_text("x")
+    return tmp_path
+
+
+SWEEP = [
+    "sweep",
+    "--model",
+    "vit_c_1gf",
+    "--optim",
+    "adamw",
+    "--preset",
+    "smoke",
+    "--dataset",
+    "synthetic",
+    "--image-size",
+    "8",
+    "--batch-size",
+    "64",
+    "--trials",
+    "3",
+    "--name",
+    "tiny",
+]
+BAD_INPUTS = {
+    "unknown model": (["sweep", "--model", "vit_x", "--optim", "sgd"], "unknown model"),
+    "unknown optimizer": (["sweep", "--model", "vit_c_1gf", "--optim", "lamb"], "invalid choice"),
+    "unknown dataset": ([*SWEEP, "--dataset", "mnist3d"], "unknown dataset"),
+    "unknown preset": ([*SWEEP, "--preset", "huge"], "unknown preset"),
+    "non-numeric range": ([*SWEEP, "--lr-range", "a,b"], "--lr-range must be two numbers"),
+    "zero range": ([*SWEEP, "--lr-range", "0,1"], "0 < A < B"),
+    "negative range": ([*SWEEP, "--wd-range=-1,2"], "0 < A < B"),
+    "reversed range": ([*SWEEP, "--lr-range", "3,1"], "0 < A < B"),
+    "trials below 1": ([*SWEEP, "--trials", "0"], "--trials must be at least 1"),
+    "non-numeric trials": ([*SWEEP, "--trials", "many"], "invalid int value"),
+    "negative epochs": ([*SWEEP, "--epochs", "-2"], "--epochs must be at least 1"),
+    "missing data": ([*SWEEP, "--dataset", "fashion-mnist", "--data-dir", "{tmp}/nowhere"], "missing"),
+    "malformed data": ([*SWEEP, "--dataset", "fashion-mnist", "--data-dir", "{tmp}/bad-fmnist"], "not an IDX file"),
+    "unwritable results": ([*SWEEP, "--results", "{tmp}/a-file/results"], "not writable"),
+    "unreachable address": ([*SWEEP, "--address", "127.0.0.1:{port}"], "cannot reach a Ray cluster"),
+    "reused name": ([*SWEEP, "--seed", "9"], "another definition"),
+    "bad patch": ([*SWEEP, "--patch-size", "3"], "not divisible"),
+    "grid figure": (["grid", "--figure", "7"], "invalid choice"),
+    "grid model": (["grid", "--figure", "2", "--models", "vit_x", "--dry-run"], "unknown model"),
+    "grid epochs": (["grid", "--figure", "2", "--epochs", "0,1", "--dry-run"], "at least 1"),
+    "missing results for figures": (["figures", "--results", "{tmp}/nowhere"], "no results folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2_store_unchanged(case, existing_store, capsys):
+    argv, message = BAD_INPUTS[case]
+    argv = [a.format(tmp=existing_store, port=free_port()) for a in argv]
+    if "--results" not in argv:
+        argv += ["--results", str(existing_store / "results")]
+    before = snapshot(existing_store)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert snapshot(existing_store) == before
+
+
+def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "stability", "sweep", "--model", "nope", "--optim", "sgd", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def sweep_cmd(results: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "stability", "sweep", *TINY, "--results", str(results), *extra]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.mark.slow
+def test_driver_sigkill_then_resume_finishes_exactly_once(tmp_path):
+    results = tmp_path / "results"
+    cmd = sweep_cmd(results, "--trials", "6", "--epochs", "3", "--name", "crash")
+    trials, ckpts = results / "crash" / "trials", results / "crash" / "checkpoints"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(
+            lambda: len(list(trials.glob("*.parquet"))) >= 2 and any(ckpts.glob("*/last.pt")),
+            300,
+            "two finished trials and one checkpointed trial in flight",
+        )
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only: Ray's processes must not outlive it
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(3)
+    finished = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in trials.glob("*.parquet")}
+    in_flight = {p.parent.name for p in ckpts.glob("*/last.pt")}
+    assert finished and in_flight
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    manifest = pd.read_parquet(results / "crash" / "manifest.parquet")
+    files = sorted(p.stem for p in trials.glob("*.parquet"))
+    assert files == sorted(manifest["trial_id"])  # one result per manifest row, none extra
+    for name, (data, mtime) in finished.items():  # finished trials were not trained again
+        assert (trials / name).read_bytes() == data and (trials / name).stat().st_mtime_ns == mtime
+    rows = pd.concat([pd.read_parquet(p) for p in trials.glob("*.parquet")])
+    assert rows["trial_id"].is_unique and set(rows["status"]) == {"ok"}
+    resumed = rows[rows["trial_id"].isin(in_flight)]
+    assert (resumed["resumed_from_epoch"] >= 1).any()  # continued from its epoch checkpoint
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_epoch_is_retried_from_checkpoint(tmp_path, capsys, monkeypatch):
+    results = tmp_path / "results"
+    victim = plan.trial_id("vit_c_1gf", "adamw", 3, 0)
+    monkeypatch.setenv(engine.FAULT_ENV, f"{victim}@2")
+    assert main(["sweep", *TINY, "--results", str(results), "--trials", "2", "--epochs", "3", "--name", "w"]) == 0
+    assert (results / "w" / f".injected-{victim}").exists()  # the worker really died once
+    row = pd.read_parquet(results / "w" / "trials" / f"{victim}.parquet").iloc[0]
+    assert row["status"] == "ok" and row["resumed_from_epoch"] == 1
+    curve = pd.read_parquet(results / "w" / "curves" / f"{victim}.parquet")
+    assert list(curve["epoch"]) == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_truncated_and_empty_results_are_reported_set_aside_and_rerun(tmp_path, capsys):
+    from analysis import load_trials
+    from analysis.store import UnreadableResultWarning
+
+    results = tmp_path / "results"
+    argv = ["sweep", *TINY, "--results", str(results), "--trials", "3", "--epochs", "1", "--name", "c"]
+    assert main(argv) == 0
+    files = sorted((results / "c" / "trials").glob("*.parquet"))
+    truncated, empty = files[0], files[1]
+    original = truncated.read_bytes()
+    truncated.write_bytes(original[: len(original) // 2])
+    empty.write_bytes(b"")
+    capsys.readouterr()
+
+    assert main(["status", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert str(truncated) in out and str(empty) in out and "remaining" in out
+    with pytest.warns(UnreadableResultWarning) as caught:
+        assert len(load_trials(results)) == 1
+    assert {str(truncated), str(empty)} <= {
+        str(w.message).split(": ")[0].removeprefix("unreadable result file ") for w in caught
+    }
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "2 of 3 trials to run" in out and out.count("set aside") == 2
+    aside = sorted((results / "c" / "quarantine").iterdir())
+    assert len(aside) == 2 and {p.read_bytes() for p in aside} == {original[: len(original) // 2], b""}
+    assert len(load_trials(results)) == 3
+
+
+@pytest.mark.slow
+def test_load_200_tiny_trials_every_row_present(tmp_path, capsys):
+    results = tmp_path / "results"
+    argv = [
+        "sweep",
+        "--model",
+        "vit_p_1gf",
+        "--optim",
+        "sgd",
+        "--dataset",
+        "synthetic",
+        "--image-size",
+        "8",
+        "--patch-size",
+        "4",
+        "--batch-size",
+        "1024",
+        "--epochs",
+        "1",
+        "--trials",
+        "200",
+        "--name",
+        "load",
+        "--results",
+        str(results),
+    ]
+    assert main(argv) == 0
+    manifest = pd.read_parquet(results / "load" / "manifest.parquet")
+    files = sorted(p.stem for p in (results / "load" / "trials").glob("*.parquet"))
+    assert len(manifest) == 200 and files == sorted(manifest["trial_id"])
+    assert "0/200" not in capsys.readouterr().out.splitlines()[-1]
+
+
+def listening(pids: set[int]) -> set[tuple[str, int, str]]:
+    found = set()
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in pids:
+            try:
+                name = psutil.Process(conn.pid).name()
+            except psutil.Error:
+                name = "?"
+            found.add((conn.laddr.ip, conn.laddr.port, name))
+    return found
+
+
+@pytest.mark.slow
+def test_local_sweep_listens_on_loopback_only(tmp_path):
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        sweep_cmd(results, "--trials", "2", "--epochs", "4", "--name", "net"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: any((results / "net" / "checkpoints").glob("*/last.pt")), 300, "a running trial")
+        root = psutil.Process(proc.pid)
+        pids = {proc.pid} | {c.pid for c in root.children(recursive=True)}
+        sockets = listening(pids)
+        assert sockets, "expected Ray's local services to be listening"
+        outside = {s for s in sockets if s[0] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")}
+        assert not outside, f"sockets listening beyond loopback: {sorted(outside)}"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
