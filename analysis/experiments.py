@@ -95,27 +95,13 @@ def training_length_deltas(trials: pd.DataFrame) -> pd.DataFrame:
 def optimizer_gaps(trials: pd.DataFrame) -> pd.DataFrame:
     """err(SGD) - err(AdamW) per (model, epochs), each at its Table 4 optimum."""
     curve = error_vs_epochs(trials)
-    if curve.empty:
-        return pd.DataFrame(columns=["model", "family", "size", "epochs", "sgd", "adamw", "gap", "carried"])
-    wide = curve.pivot_table(
-        index=["model", "family", "size", "epochs"],
-        columns="optimizer",
-        values=["top1_err", "carried"],
-        aggfunc="first",
-    )
-    if ("top1_err", "sgd") not in wide or ("top1_err", "adamw") not in wide:
-        return pd.DataFrame(columns=["model", "family", "size", "epochs", "sgd", "adamw", "gap", "carried"])
-    out = (
-        pd.DataFrame(
-            {
-                "sgd": wide[("top1_err", "sgd")],
-                "adamw": wide[("top1_err", "adamw")],
-                "carried": wide[("carried", "sgd")].fillna(False).astype(bool)
-                | wide[("carried", "adamw")].fillna(False).astype(bool),
-            }
-        )
-        .dropna(subset=["sgd", "adamw"])
-        .reset_index()
+    keys = ["model", "family", "size", "epochs"]
+    sgd, adamw = (curve[curve["optimizer"] == o][[*keys, "top1_err", "carried"]] for o in ("sgd", "adamw"))
+    both = sgd.merge(adamw, on=keys, suffixes=("_sgd", "_adamw"))
+    out = both[keys].assign(
+        sgd=both["top1_err_sgd"],
+        adamw=both["top1_err_adamw"],
+        carried=both["carried_sgd"].astype(bool) | both["carried_adamw"].astype(bool),
     )
     out["gap"] = out["sgd"] - out["adamw"]
     return out

@@ -70,17 +70,19 @@ def make_optimizer(model: nn.Module, optim: str, lr: float, wd: float, *, fused:
     raise ValueError(f"unknown optimizer {optim!r}; choose adamw or sgd")
 
 
-def ema_alpha(*, batch_size: int, epochs: int, train_size: int, in_warmup: bool) -> float:
+def ema_alpha(*, batch_size: int, epochs: int, train_size: int, in_warmup: bool, period: int = EMA_PERIOD) -> float:
     """The EMA coefficient: a = min(1, 1e-5 x batch / epochs x 32); 1 (a copy) during warm-up.
 
     The reference's 1e-5 is tuned to ImageNet's 1.28 M images, where the EMA averages over
     about the last 1/12.8 of training. It is scaled by 1.28 M / train_size so that the EMA
-    covers the same fraction of training on any dataset; on ImageNet the factor is 1.
+    covers the same fraction of training on any dataset; on ImageNet the factor is 1. An
+    epoch shorter than 32 iterations updates every ``period`` (< 32) iterations instead, with
+    the coefficient scaled alike.
     """
     if in_warmup:
         return 1.0
     per_image = EMA_ALPHA * IMAGENET_TRAIN_SIZE / train_size
-    return min(1.0, per_image * batch_size / epochs * EMA_PERIOD)
+    return min(1.0, per_image * batch_size / epochs * period)
 
 
 class ModelEMA:

@@ -124,7 +124,6 @@ class Run:
         self.mean, self.std = mean.view(1, -1, 1, 1).to(device), std.view(1, -1, 1, 1).to(device)
         self.batch = min(cfg.batch_size, data.train_size)
         self.steps_per_epoch = data.train_size // self.batch
-        self.total_steps = self.steps_per_epoch * cfg.epochs
         self.warm_steps = round(recipe.warmup_epochs(cfg.epochs) * self.steps_per_epoch)
         self.ema_period = min(recipe.EMA_PERIOD, self.steps_per_epoch)
         torch.manual_seed(cfg.seed)
@@ -232,10 +231,11 @@ class Run:
                 if not torch.isfinite(losses):
                     return float("nan")
                 alpha = recipe.ema_alpha(
-                    batch_size=self.batch * self.ema_period // recipe.EMA_PERIOD,
+                    batch_size=self.batch,
                     epochs=self.cfg.epochs,
                     train_size=self.data.train_size,
                     in_warmup=step < self.warm_steps,
+                    period=self.ema_period,
                 )
                 self.ema.update(self.model, alpha)
         return float(losses) / self.steps_per_epoch
@@ -278,38 +278,30 @@ def train(
     started = datetime.now(timezone.utc)
     run = Run(cfg, data if data is not None else load_data(cfg), device)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
+    if folder is not None:
+        run.restore(folder)
     resumed_from = run.epoch
-    if folder is not None and run.restore(folder):
-        resumed_from = run.epoch
-    status, diverged_epoch, train_loss = "ok", None, float("nan")
+    status, diverged_epoch = "ok", None
     while run.epoch < cfg.epochs:
         t0 = time.perf_counter()
         train_loss = run.train_epoch()
+        train_seconds = time.perf_counter() - t0
         run.epoch += 1
-        if not math.isfinite(train_loss):
-            status, diverged_epoch = "diverged", run.epoch
-            point = {
-                "epoch": run.epoch,
-                "lr": run.optimizer.param_groups[0]["lr"],
-                "train_loss": train_loss,
-                "top1_err": 100.0,
-                "top1_err_raw": 100.0,
-            }
-        else:
-            point = {
-                "epoch": run.epoch,
-                "lr": run.optimizer.param_groups[0]["lr"],
-                "train_loss": train_loss,
-                "top1_err": run.evaluate(run.ema.module),
-                "top1_err_raw": run.evaluate(run.model),
-            }
-        seconds = time.perf_counter() - t0
-        run.wall += seconds
-        point.update(wall_s=run.wall, images_per_s=run.steps_per_epoch * run.batch / seconds)
+        diverged = not math.isfinite(train_loss)
+        point = {
+            "epoch": run.epoch,
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "train_loss": train_loss,
+            "top1_err": 100.0 if diverged else run.evaluate(run.ema.module),
+            "top1_err_raw": 100.0 if diverged else run.evaluate(run.model),
+        }
+        run.wall += time.perf_counter() - t0
+        point.update(wall_s=run.wall, images_per_s=run.steps_per_epoch * run.batch / train_seconds)
         run.curve.append(point)
         if on_epoch is not None:
             on_epoch(point)
-        if status == "diverged":
+        if diverged:
+            status, diverged_epoch = "diverged", run.epoch
             break
         if folder is not None:
             run.save(folder)

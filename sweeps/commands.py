@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-
 from sweeps import engine, plan
 from sweeps.space import parse_range
 from sweeps.store import Store
@@ -134,9 +132,7 @@ def resources_from(args, gpu: bool) -> engine.Resources:
 
 def summarize(store: Store, sweep: str) -> dict:
     manifest = store.read_manifest(sweep)
-    done, bad = store.finished(sweep)
-    frames = [pd.read_parquet(p) for p in done.values()]
-    trials = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["status", "top1_err"])
+    trials, bad = store.read_trials(sweep)
     counts = trials["status"].value_counts()
     ok = trials[trials["status"] == "ok"]
     best = ok.loc[ok["top1_err"].idxmin()] if not ok.empty else None

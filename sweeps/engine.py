@@ -91,7 +91,7 @@ def configure_ray_env(local: bool) -> None:
         os.environ.update(LOOPBACK_ENV)
 
 
-def start_ray(resources: Resources, num_cpus: int | None = None):
+def start_ray(resources: Resources):
     configure_ray_env(local=not resources.address)
     import ray  # first imported here by the CLI, after the variables above are set
 
@@ -100,7 +100,6 @@ def start_ray(resources: Resources, num_cpus: int | None = None):
         check_address(resources.address)
         return ray.init(address=resources.address, **common)
     return ray.init(
-        num_cpus=num_cpus,
         include_dashboard=False,
         _node_ip_address="127.0.0.1",  # listen on loopback only
         **common,

@@ -92,19 +92,25 @@ class Store:
         write_parquet_atomic(trial_frame(row), self.trial_path(sweep, trial_id))
         shutil.rmtree(self.checkpoint_dir(sweep, trial_id), ignore_errors=True)
 
-    def finished(self, sweep: str) -> tuple[dict[str, Path], list[Path]]:
-        """Trial ids with a readable result, and the unreadable result files (set aside)."""
-        good: dict[str, Path] = {}
+    def read_trials(self, sweep: str) -> tuple[pd.DataFrame, list[Path]]:
+        """The sweep's readable trial rows as one table, and the unreadable result files."""
+        frames: list[pd.DataFrame] = []
         bad: list[Path] = []
         for path in sorted((self.root / sweep / "trials").glob("*.parquet")):
             try:
                 frame = pd.read_parquet(path)
                 if len(frame) != 1 or frame["trial_id"].iloc[0] != path.stem:
                     raise ValueError("not one row for this trial")
-                good[path.stem] = path
+                frames.append(frame)
             except Exception:
                 bad.append(path)
-        return good, bad
+        empty = pd.DataFrame(columns=["trial_id", "status", "top1_err"])
+        return (pd.concat(frames, ignore_index=True) if frames else empty), bad
+
+    def finished(self, sweep: str) -> tuple[set[str], list[Path]]:
+        """Trial ids with a readable result, and the unreadable result files."""
+        trials, bad = self.read_trials(sweep)
+        return set(trials["trial_id"]), bad
 
     def quarantine(self, path: Path) -> Path:
         """Move an unreadable file aside so that its trial runs again; the bytes are kept."""

@@ -129,6 +129,10 @@ def test_ema_coefficient():
     assert recipe.ema_alpha(batch_size=2048, epochs=1, train_size=1000, in_warmup=False) == 1.0  # capped
     half = recipe.ema_alpha(batch_size=256, epochs=100, train_size=recipe.IMAGENET_TRAIN_SIZE // 2, in_warmup=False)
     assert half == pytest.approx(2 * 1e-5 * 256 / 100 * 32, rel=1e-5)
+    short = recipe.ema_alpha(
+        batch_size=256, epochs=100, train_size=recipe.IMAGENET_TRAIN_SIZE, in_warmup=False, period=8
+    )
+    assert short == pytest.approx(1e-5 * 256 / 100 * 8)  # an epoch of 8 iterations: 8-iteration updates
 
 
 def test_ema_copy_and_average():

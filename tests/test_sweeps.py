@@ -104,3 +104,21 @@ def test_grid_follows_preset_and_narrowing():
     assert set(frame["optimizer"]) == {"sgd"} and len(frame) == 8
     with pytest.raises(UserError):
         grid.plan_grid(2, SMOKE, models=["regnety_1gf"], optims=["adamw"])
+
+
+def test_status_counts_an_unfinished_sweep(tmp_path, capsys):
+    from sweeps import commands, engine
+    from sweeps.store import Store
+
+    store = Store(tmp_path)
+    manifest = plan.edf_manifest("s", "vit_c_1gf", "sgd", SMOKE, trials=4, seed=0)
+    engine.prepare_manifest(store, "s", manifest)
+    assert commands.summarize(store, "s")["remaining"] == 4
+    rows = manifest.to_dict("records")
+    store.write_trial("s", {**rows[0], "status": "ok", "top1_err": 40.0}, [])
+    store.write_trial("s", {**rows[1], "status": "diverged", "top1_err": 100.0}, [])
+    s = commands.summarize(store, "s")
+    assert (s["planned"], s["done"], s["diverged"], s["failed"], s["remaining"]) == (4, 1, 1, 0, 2)
+    assert s["best"].startswith(rows[0]["trial_id"])
+    commands.print_status(store)
+    assert "s " in capsys.readouterr().out
