@@ -68,6 +68,20 @@ def build_parser() -> Parser:
     p.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for bands and intervals")
 
+    p = sub.add_parser("bench", help="side-by-side benchmarks: step throughput, data path, sweep wall time")
+    p.add_argument("what", choices=["step", "data", "sweep", "all"])
+    p.add_argument("--model", default="vit_c_4gf")
+    p.add_argument("--image-size", type=int, help="default 224 on GPU, 32 on CPU")
+    p.add_argument("--batch-size", type=int, help="default 256 on GPU, 16 on CPU")
+    p.add_argument("--steps", type=int, default=10, help="timed training steps (step benchmark)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast path (falls back to eager)")
+    p.add_argument("--dataset", default="digits", help="real data for the data-path benchmark")
+    p.add_argument("--data-dir")
+    p.add_argument("--trials", type=int, default=4, help="trials per side (sweep benchmark)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs per trial (sweep benchmark)")
+    p.add_argument("--pack", type=int, default=2, help="trials sharing the device at once (sweep benchmark)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
     p = sub.add_parser("status", help="planned / done / diverged / failed / remaining per sweep")
     p.add_argument("--results", default="results")
     return parser
@@ -130,6 +144,10 @@ def dispatch(args: argparse.Namespace) -> int:
         return commands.grid(args)
     if args.command == "figures":
         return figures(args)
+    if args.command == "bench":
+        from benchmarks import report
+
+        return report.main(args)
     if args.command == "status":
         from sweeps import commands
         from sweeps.store import Store
