@@ -45,6 +45,26 @@ def _empty(ax, what: str) -> None:
     ax.set_yticks([])
 
 
+def _shared_legend(fig, axes) -> None:
+    """One legend for the whole figure, below its panels, so that no panel's data is covered."""
+    entries: dict[str, object] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        rows = -(-len(entries) // 6)
+        bottom = (0.1 + 0.2 * rows) / fig.get_figheight()  # inches kept free for the legend
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+        fig.legend(
+            list(entries.values()),
+            list(entries),
+            loc="lower center",
+            ncol=min(len(entries), 6),
+            frameon=False,
+            bbox_to_anchor=(0.5, 0.0),
+        )
+
+
 def _series(ax, g: pd.DataFrame, y: str, color, marker: str, label: str) -> None:
     """One line over epochs; a segment ending at a carried-forward point is dashed."""
     g = g.sort_values("epochs")
@@ -84,14 +104,14 @@ def figure2(trials: pd.DataFrame):
             _empty(ax, "training-length runs")
             continue
         for (family, optim), s in g.groupby(["family", "optimizer"]):
-            _series(ax, s, "delta", COLORS.get(family), MARKERS[optim], f"{family} ({OPTIM_NAMES[optim]})")
+            _series(ax, s, "delta", COLORS.get(family), MARKERS[optim], f"{family} {OPTIM_NAMES[optim]}")
         _epoch_axis(ax, g["epochs"])
         ref = int(g["reference_epochs"].max())
         ax.set_xlabel("epochs")
         ax.set_ylabel(f"err(E) - err({ref})")
         ax.axhline(0, color="0.7", linewidth=0.8)
-        ax.legend(frameon=False)
     fig.tight_layout()
+    _shared_legend(fig, axes[0])
     return fig
 
 
@@ -111,8 +131,8 @@ def figure3(trials: pd.DataFrame):
         _epoch_axis(ax, g["epochs"])
         ax.set_xlabel("epochs")
         ax.set_ylabel("top-1 error (%)")
-        ax.legend(frameon=False, ncol=1)
     fig.tight_layout()
+    _shared_legend(fig, axes[0])
     return fig
 
 
@@ -122,15 +142,18 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
     each model's best trial; below, EDFs of delta error per model size with bootstrap bands."""
     sets = {k: v for k, v in experiments.edf_sets(trials).items() if k[1] == optim}
     fig, axes = _axes(3, nrows=2, height=2.2)
-    four = {k: v for k, v in sets.items() if experiments.SIZE_OF.get(k[0]) == "4GF"}
+    # the 4GF models, as in the paper; a store without them shows its smallest size instead
+    sizes = [z for z in experiments.SIZES if any(experiments.SIZE_OF.get(k[0]) == z for k in sets)]
+    shown = "4GF" if "4GF" in sizes or not sizes else sizes[0]
+    four = {k: v for k, v in sets.items() if experiments.SIZE_OF.get(k[0]) == shown}
     for ax, (label, values) in zip(
         axes[0],
         [("lr", lambda g: g["lr"]), ("wd", lambda g: g["wd"]), ("lr·wd", lambda g: g["lr"] * g["wd"])],
         strict=True,
     ):
-        ax.set_title(f"4GF models: error vs {label}")
+        ax.set_title(f"{shown} models: error vs {label}")
         if not four:
-            _empty(ax, f"4GF {OPTIM_NAMES[optim]} sweeps")
+            _empty(ax, f"{shown} {OPTIM_NAMES[optim]} sweeps")
             continue
         for (model, _, _), g in sorted(four.items()):
             color, v = COLORS.get(g["family"].iloc[0]), values(g)
@@ -139,7 +162,6 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
         _log_axis(ax)
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 error (%)")
-        ax.legend(frameon=False)
     for ax, size in zip(axes[1], experiments.SIZES, strict=True):
         ax.set_title(f"{size}: EDF of Δ top-1 error")
         chosen = {k: v for k, v in sets.items() if experiments.SIZE_OF.get(k[0]) == size}
@@ -163,6 +185,7 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
         ax.set_ylabel("cumulative fraction")
         ax.legend(frameon=False, loc="lower right")
     fig.tight_layout()
+    _shared_legend(fig, axes[0])
     return fig
 
 

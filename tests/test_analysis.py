@@ -162,7 +162,8 @@ def test_figure3_structure():
     ax = axes[1]
     assert len(lines_with_marker(ax, "^")) >= 3 and len(lines_with_marker(ax, "v")) >= 3
     assert any(ln.get_linestyle() == "--" for ln in ax.get_lines())  # the carried-forward segment
-    labels = {t.get_text() for t in ax.get_legend().get_texts()}
+    assert ax.get_legend() is None and len(fig.legends) == 1  # one shared legend below the panels
+    labels = {t.get_text() for t in fig.legends[0].get_texts()}
     assert {"ViT_P AdamW", "ViT_P SGD", "ViT_C AdamW", "RegNetY SGD"} <= labels
     assert ax.get_ylabel() == "top-1 error (%)" and ax.get_xlabel() == "epochs"
     assert "no optimizer runs" in axes[0].texts[0].get_text()
@@ -177,7 +178,8 @@ def test_figure2_structure():
     points = lines_with_marker(ax, "^") + lines_with_marker(ax, "v")
     assert {x for ln in points for x in ln.get_xdata()} == {50, 100, 200}
     assert any(list(ln.get_ydata()) == [0, 0] for ln in ax.get_lines())  # the zero reference
-    assert len(ax.get_legend().get_texts()) == 6
+    assert {t.get_text() for t in fig.legends[0].get_texts()} >= {"ViT_P SGD", "ViT_C AdamW", "RegNetY SGD"}
+    assert len(fig.legends[0].get_texts()) == 6
 
 
 def test_edf_figure_structure():
@@ -199,3 +201,9 @@ def test_analysis_never_imports_torch_or_ray():
         "assert 'torch' not in sys.modules and 'ray' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_edf_figure_scatter_falls_back_to_the_sizes_present():
+    only_1gf = edf_trials()[lambda t: t["model"] == "vit_c_1gf"]
+    axes = figures.figure_edf(only_1gf, "adamw", n_resamples=20).get_axes()
+    assert axes[0].get_title() == "1GF models: error vs lr" and len(axes[0].collections) == 1
