@@ -92,48 +92,44 @@ def _epoch_axis(ax, epochs) -> None:
     ax.minorticks_off()
 
 
+def _epoch_panels(frame: pd.DataFrame, y: str, what: str, ylabel) -> plt.Figure:
+    """One panel per model size, one series per (family, optimizer) over schedule length."""
+    fig, axes = _axes(3)
+    for ax, size in zip(axes[0], experiments.SIZES, strict=True):
+        g = frame[frame["size"] == size] if not frame.empty else frame
+        ax.set_title(size)
+        if g.empty:
+            _empty(ax, what)
+            continue
+        for (family, optim), s in g.groupby(["family", "optimizer"]):
+            _series(ax, s, y, COLORS.get(family), MARKERS[optim], f"{family} {OPTIM_NAMES[optim]}")
+        _epoch_axis(ax, g["epochs"])
+        ax.set_xlabel("epochs")
+        ax.set_ylabel(ylabel(g))
+    fig.tight_layout()
+    _shared_legend(fig, axes[0])
+    return fig
+
+
 @plt.rc_context(STYLE)
 def figure2(trials: pd.DataFrame):
     """Training-length deltas err(E) - err(longest) vs E, per model size (Figure 2)."""
-    deltas = experiments.training_length_deltas(trials)
-    fig, axes = _axes(3)
-    for ax, size in zip(axes[0], experiments.SIZES, strict=True):
-        g = deltas[deltas["size"] == size] if not deltas.empty else deltas
-        ax.set_title(size)
-        if g.empty:
-            _empty(ax, "training-length runs")
-            continue
-        for (family, optim), s in g.groupby(["family", "optimizer"]):
-            _series(ax, s, "delta", COLORS.get(family), MARKERS[optim], f"{family} {OPTIM_NAMES[optim]}")
-        _epoch_axis(ax, g["epochs"])
-        ref = int(g["reference_epochs"].max())
-        ax.set_xlabel("epochs")
-        ax.set_ylabel(f"err(E) - err({ref})")
-        ax.axhline(0, color="0.7", linewidth=0.8)
-    fig.tight_layout()
-    _shared_legend(fig, axes[0])
+    fig = _epoch_panels(
+        experiments.training_length_deltas(trials),
+        "delta",
+        "training-length runs",
+        lambda g: f"err(E) - err({int(g['reference_epochs'].max())})",
+    )
+    for ax in fig.get_axes():
+        if ax.get_lines():
+            ax.axhline(0, color="0.7", linewidth=0.8)
     return fig
 
 
 @plt.rc_context(STYLE)
 def figure3(trials: pd.DataFrame):
     """Top-1 error vs epochs, AdamW and SGD, per model size (Figure 3)."""
-    curve = experiments.error_vs_epochs(trials)
-    fig, axes = _axes(3)
-    for ax, size in zip(axes[0], experiments.SIZES, strict=True):
-        g = curve[curve["size"] == size] if not curve.empty else curve
-        ax.set_title(size)
-        if g.empty:
-            _empty(ax, "optimizer runs")
-            continue
-        for (family, optim), s in g.groupby(["family", "optimizer"]):
-            _series(ax, s, "top1_err", COLORS.get(family), MARKERS[optim], f"{family} {OPTIM_NAMES[optim]}")
-        _epoch_axis(ax, g["epochs"])
-        ax.set_xlabel("epochs")
-        ax.set_ylabel("top-1 error (%)")
-    fig.tight_layout()
-    _shared_legend(fig, axes[0])
-    return fig
+    return _epoch_panels(experiments.error_vs_epochs(trials), "top1_err", "optimizer runs", lambda g: "top-1 error (%)")
 
 
 @plt.rc_context(STYLE)

@@ -20,17 +20,22 @@ def announce(scale: plan.Scale, explicit: bool, gpu: bool) -> None:
         print("the paper's protocol: add --preset paper --data-dir /path/to/imagenet (train/ and val/ class folders)")
 
 
-def sweep(args) -> int:
-    gpu = has_gpu()
-    scale = plan.choose_scale(
+def scale_from(args, gpu: bool, epochs: int | None) -> plan.Scale:
+    """The preset named by --preset (or the machine's default) with the scale flags on top."""
+    return plan.choose_scale(
         args.preset,
         gpu,
         dataset=args.dataset,
-        epochs=args.epochs,
+        epochs=epochs,
         image_size=args.image_size,
         patch_size=args.patch_size,
         batch_size=args.batch_size,
     )
+
+
+def sweep(args) -> int:
+    gpu = has_gpu()
+    scale = scale_from(args, gpu, epochs=args.epochs)
     announce(scale, args.preset is not None, gpu)
     lr_range = parse_range(args.lr_range, "--lr-range") if args.lr_range else None
     wd_range = parse_range(args.wd_range, "--wd-range") if args.wd_range else None
@@ -68,15 +73,7 @@ def grid(args) -> int:
     from sweeps.grid import describe, plan_grid
 
     gpu = has_gpu()
-    scale = plan.choose_scale(
-        args.preset,
-        gpu,
-        dataset=args.dataset,
-        epochs=None,
-        image_size=args.image_size,
-        patch_size=args.patch_size,
-        batch_size=args.batch_size,
-    )
+    scale = scale_from(args, gpu, epochs=None)
     epochs = split_list(args.epochs, int)
     if epochs and min(epochs) < 1:
         from stability.errors import UserError

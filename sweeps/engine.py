@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from stability.errors import UserError
-from sweeps.plan import same_definition
+from sweeps.plan import MANIFEST_IDENTITY, same_definition
 from sweeps.store import Store
 
 RAY_QUIET_ENV = {
@@ -179,24 +179,7 @@ def inject_worker_death(trial_id: str, sweep_dir: Path, report):
 def failed_row(row: dict, sweep: str, error: str) -> dict:
     now = datetime.now(timezone.utc).isoformat()
     return {
-        **{
-            k: row[k]
-            for k in (
-                "index",
-                "trial_id",
-                "model",
-                "family",
-                "optimizer",
-                "lr",
-                "wd",
-                "epochs",
-                "dataset",
-                "image_size",
-                "patch_size",
-                "batch_size",
-                "seed",
-            )
-        },
+        **{k: row[k] for k in [*MANIFEST_IDENTITY, "family"]},
         "sweep": sweep,
         "sampler": row["sampler"],
         "preset": row["preset"],

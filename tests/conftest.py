@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 import torch
@@ -64,3 +65,10 @@ def tiny_store(tmp_path_factory):
         == 0
     )
     return root
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on (for unreachable-address tests and test Ray heads)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

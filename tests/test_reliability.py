@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,31 +16,13 @@ import pytest
 from stability.cli import main
 from sweeps import engine, plan
 from sweeps.store import Store
+from tests.conftest import TINY_DATA, free_port
 
-TINY = [
-    "--model",
-    "vit_c_1gf",
-    "--optim",
-    "adamw",
-    "--dataset",
-    "synthetic",
-    "--image-size",
-    "8",
-    "--patch-size",
-    "4",
-    "--batch-size",
-    "64",
-]
+TINY = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA]
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 
 from stability.cli import main
+from tests.conftest import TINY_DATA, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -20,16 +20,9 @@ TINY_SWEEP = [
     "vit_c_1gf",
     "--optim",
     "adamw",
-    "--dataset",
-    "synthetic",
-    "--image-size",
-    "8",
-    "--patch-size",
-    "4",
+    *TINY_DATA,
     "--epochs",
     "1",
-    "--batch-size",
-    "64",
     "--trials",
     "3",
     "--name",
@@ -89,12 +82,6 @@ def test_changed_definition_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "another definition" in err[0]
     assert (tmp_path / "tiny" / "manifest.parquet").read_bytes() == manifest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_sweep_on_a_separately_started_head(tmp_path, capsys):
