@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from dataclasses import replace
 
 from sweeps import engine, plan
 from sweeps.store import Store
@@ -23,7 +24,7 @@ def timed_sweep(manifest, resources: engine.Resources) -> float:
 
 
 def run(model: str, *, trials: int, epochs: int, scale: plan.Scale, gpu: bool, pack: int) -> dict:
-    manifest = plan.edf_manifest("bench", model, "adamw", plan.with_scale(scale, epochs=epochs), trials=trials, seed=0)
+    manifest = plan.edf_manifest("bench", model, "adamw", replace(scale, epochs=epochs), trials=trials, seed=0)
     if gpu:
         packed = engine.Resources(cpus_per_trial=1, gpus_per_trial=1.0 / pack)
         alone = engine.Resources(cpus_per_trial=1, gpus_per_trial=1.0)

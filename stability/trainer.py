@@ -175,10 +175,9 @@ class Run:
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # Generator states are CPU byte tensors, for CUDA generators too (map_location moved them)
         self.gen_cpu.set_state(state["gen_cpu"].cpu())
-        self.gen_dev.set_state(
-            state["gen_dev"].to(self.gen_dev.device) if self.device.type == "cuda" else state["gen_dev"].cpu()
-        )
+        self.gen_dev.set_state(state["gen_dev"].cpu())
         self.epoch, self.curve, self.wall = state["epoch"], list(state["curve"]), state["wall"]
         return True
 

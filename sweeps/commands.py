@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stability.errors import UserError
 from sweeps import engine, plan
 from sweeps.space import parse_range
 from sweeps.store import Store
@@ -59,8 +60,6 @@ def sweep(args) -> int:
 
 
 def split_list(text: str | None, cast=str) -> list | None:
-    from stability.errors import UserError
-
     if not text:
         return None
     try:
@@ -76,8 +75,6 @@ def grid(args) -> int:
     scale = scale_from(args, gpu, epochs=None)
     epochs = split_list(args.epochs, int)
     if epochs and min(epochs) < 1:
-        from stability.errors import UserError
-
         raise UserError(f"--epochs values must be at least 1, got {args.epochs}")
     sweeps = plan_grid(
         args.figure,
@@ -102,17 +99,13 @@ def grid(args) -> int:
 
 
 def preflight(scale: plan.Scale, resources: engine.Resources) -> None:
-    """Every check a user can fail, before the store is touched: data, then the cluster."""
+    """The data check, before any sweep of a command touches the store (the engine checks the cluster)."""
     from stability.data import check_available
 
     check_available(scale.dataset, resources.data_dir, scale.image_size)
-    if resources.address:
-        engine.check_address(resources.address)
 
 
 def resources_from(args, gpu: bool) -> engine.Resources:
-    from stability.errors import UserError
-
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpu else 0.0)
     if args.cpus_per_trial <= 0 or gpus < 0:
         raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")

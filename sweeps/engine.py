@@ -97,7 +97,6 @@ def start_ray(resources: Resources):
 
     common = {"logging_level": logging.ERROR, "log_to_driver": False, "ignore_reinit_error": True}
     if resources.address:
-        check_address(resources.address)
         return ray.init(address=resources.address, **common)
     return ray.init(
         include_dashboard=False,
@@ -242,6 +241,8 @@ def read_error(trial) -> str:
 
 def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources) -> pd.DataFrame:
     """Run every pending trial of the sweep; returns the rows that were pending."""
+    if resources.address:
+        check_address(resources.address)  # before the store is touched
     manifest = prepare_manifest(store, sweep, manifest)
     pending = pending_trials(store, sweep, manifest)
     done_before = len(manifest) - len(pending)

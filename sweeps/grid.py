@@ -7,6 +7,8 @@ names them, so a grid and single sweeps share results.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from analysis.paper import optimum
@@ -63,7 +65,7 @@ def plan_grid(
     if figure in (4, 5):
         if epochs and len(epochs) != 1:
             raise UserError("figures 4 and 5 use one schedule length; give one --epochs value")
-        scale = plan.with_scale(scale, epochs=epochs[0]) if epochs else scale
+        scale = replace(scale, epochs=epochs[0]) if epochs else scale
         return {
             f"{m}-{o}-{scale.preset}": plan.edf_manifest(
                 f"{m}-{o}-{scale.preset}", m, o, scale, trials=trials, seed=seed, sampler=sampler

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 
 import pandas as pd
 
 import models
+from analysis.paper import interval
 from stability.data import DATASETS
 from stability.errors import UserError
-from sweeps.space import default_ranges, draw_pairs
+from sweeps.space import draw_pairs
 
 # Scale presets. Every field can be overridden by its own flag.
 PRESETS: dict[str, dict] = {
@@ -99,7 +100,7 @@ def edf_manifest(
     if optim not in ("adamw", "sgd"):
         raise UserError(f"unknown optimizer {optim!r}; choose adamw or sgd")
     check_model(model, scale)
-    lr_default, wd_default = default_ranges(model, optim)
+    lr_default, wd_default = interval(model, optim)
     pairs = draw_pairs(lr_range or lr_default, wd_range or wd_default, trials, seed, sampler)
     rows = [manifest_row(sweep, i, model, optim, lr, wd, scale, seed, sampler) for i, (lr, wd) in enumerate(pairs)]
     return pd.DataFrame(rows)
@@ -140,7 +141,3 @@ def same_definition(old: pd.DataFrame, new: pd.DataFrame) -> bool:
         elif not (a[col].astype(str) == b[col].astype(str)).all():
             return False
     return True
-
-
-def with_scale(scale: Scale, **changes) -> Scale:
-    return replace(scale, **changes)

@@ -6,7 +6,6 @@ import warnings
 
 import optuna
 
-from analysis.paper import interval
 from stability.errors import UserError
 
 SAMPLERS = ("random", "sobol")
@@ -22,10 +21,6 @@ def parse_range(text: str, flag: str) -> tuple[float, float]:
     if not (0 < lo < hi < float("inf")):
         raise UserError(f"{flag} must satisfy 0 < A < B (log-uniform), got {text!r}")
     return lo, hi
-
-
-def default_ranges(model: str, optim: str) -> tuple[tuple[float, float], tuple[float, float]]:
-    return interval(model, optim)
 
 
 def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
