@@ -15,8 +15,8 @@ from stability.data import load_small, load_synthetic
 from stability.trainer import Run, TrainConfig
 
 
-def epoch_throughput(cfg: TrainConfig, data, device: torch.device) -> float:
-    run = Run(cfg.resolved(), data, device)
+def epoch_seconds(run, device: torch.device) -> float:
+    """Seconds of one training epoch (``Run`` or ``Population``), after a warm-up epoch."""
     run.train_epoch()  # warm-up epoch: allocator, kernels, caches
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -24,7 +24,12 @@ def epoch_throughput(cfg: TrainConfig, data, device: torch.device) -> float:
     run.train_epoch()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return run.steps_per_epoch * run.batch / (time.perf_counter() - start)
+    return time.perf_counter() - start
+
+
+def epoch_throughput(cfg: TrainConfig, data, device: torch.device) -> float:
+    run = Run(cfg.resolved(), data, device)
+    return run.steps_per_epoch * run.batch / epoch_seconds(run, device)
 
 
 def run(

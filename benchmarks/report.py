@@ -7,6 +7,7 @@ exercises the harness; the numbers that matter come from a GPU.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from stability.errors import UserError
 
@@ -29,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
     gpu = device.type == "cuda"
     image = args.image_size or (224 if gpu else 32)
     batch = args.batch_size or (256 if gpu else 16)
-    wanted = ["step", "data", "sweep"] if args.what == "all" else [args.what]
+    wanted = ["step", "data", "population", "sweep"] if args.what == "all" else [args.what]
     if "step" in wanted:
         from benchmarks import step
 
@@ -54,6 +55,16 @@ def main(args: argparse.Namespace) -> int:
             f"{r['real_augmented_images_per_s']:.1f} img/s vs synthetic {r['synthetic_images_per_s']:.1f} img/s; "
             f"ratio {r['ratio']:.2f}"
         )
+    if "population" in wanted:
+        from benchmarks import population
+
+        r = population.run(args.model, image_size=image if gpu else 8, batch_size=batch, pack=args.pack, device=device)
+        print(
+            f"population {r['model']} {r['image_size']}px batch {r['batch_size']} on {r['device']}: "
+            f"{r['pack']} trials as one population {r['population_images_per_s']:.1f} img/s (all members) "
+            f"vs one trial {r['single_images_per_s']:.1f} img/s; ratio {r['ratio']:.2f}x; "
+            f"peak memory {r['peak_gib']:.1f} GiB"
+        )
     if "sweep" in wanted:
         from benchmarks import sweep_wall
         from sweeps import engine, plan
@@ -62,15 +73,30 @@ def main(args: argparse.Namespace) -> int:
         scale = plan.choose_scale(
             None,
             gpu,
-            dataset="synthetic",
+            dataset=args.dataset,
             image_size=8 if not gpu else 32,
             patch_size=4,
             batch_size=64 if not gpu else 256,
         )
-        preflight(scale, engine.Resources())
-        r = sweep_wall.run(args.model, trials=args.trials, epochs=args.epochs, scale=scale, gpu=gpu, pack=args.pack)
+        preflight(scale, engine.Resources(data_dir=args.data_dir))
+        r = sweep_wall.run(
+            args.model,
+            trials=args.trials,
+            epochs=args.epochs,
+            scale=scale,
+            gpu=gpu,
+            pack=args.pack,
+            data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
+        )
+        concurrent = (
+            f"; {r['pack']} concurrent trials (fractional GPUs) {r['concurrent_s']:.1f} s, "
+            f"ratio {r['concurrent_ratio']:.2f}x"
+            if "concurrent_s" in r
+            else ""
+        )
         print(
-            f"sweep {r['model']} {r['trials']} trials x {r['epochs']} epochs: packed ({r['pack']} at once) "
-            f"{r['packed_s']:.1f} s vs one at a time {r['one_at_a_time_s']:.1f} s; ratio {r['ratio']:.2f}x"
+            f"sweep {r['model']} {r['trials']} trials x {r['epochs']} epochs of {r['dataset']}: "
+            f"one at a time {r['one_at_a_time_s']:.1f} s vs populations of {r['pack']} {r['population_s']:.1f} s; "
+            f"ratio {r['population_ratio']:.2f}x{concurrent}"
         )
     return 0

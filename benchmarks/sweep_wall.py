@@ -1,8 +1,11 @@
-"""Sweep wall time: the same N trials x E epochs packed on the device against one at a time.
+"""Sweep wall time: the same N trials x E epochs one at a time, packed, and as populations.
 
-Packed: several trials share the device at once (fractional GPUs, or one CPU core each).
-One at a time: each trial has the whole device (one GPU, or every core). Both sides run
-through the sweep engine on Ray Tune, each in a fresh results root.
+One at a time: each trial has the whole device (one GPU, or every core). Concurrent (GPU
+only): ``pack`` trials share the GPU as Ray fractional GPUs, each in its own process.
+Population: ``pack`` trials train as one batched model in one process
+(``stability.population``). Every side runs through the sweep engine on Ray Tune, in a fresh
+results root, so each wall time includes what a user waits for: Ray start, data loading,
+training, evaluation and the result files.
 """
 
 from __future__ import annotations
@@ -23,23 +26,23 @@ def timed_sweep(manifest, resources: engine.Resources) -> float:
         return time.perf_counter() - start
 
 
-def run(model: str, *, trials: int, epochs: int, scale: plan.Scale, gpu: bool, pack: int) -> dict:
+def run(
+    model: str, *, trials: int, epochs: int, scale: plan.Scale, gpu: bool, pack: int, data_dir: str | None = None
+) -> dict:
     manifest = plan.edf_manifest("bench", model, "adamw", replace(scale, epochs=epochs), trials=trials, seed=0)
+    whole = engine.Resources(
+        cpus_per_trial=1 if gpu else os.cpu_count() or 1,
+        gpus_per_trial=1.0 if gpu else 0.0,
+        data_dir=data_dir,
+        pack=1,
+    )
+    sides = {"one_at_a_time": whole, "population": replace(whole, pack=pack)}
     if gpu:
-        packed = engine.Resources(cpus_per_trial=1, gpus_per_trial=1.0 / pack)
-        alone = engine.Resources(cpus_per_trial=1, gpus_per_trial=1.0)
-    else:
-        cores = os.cpu_count() or 1
-        packed = engine.Resources(cpus_per_trial=max(1, cores // pack))
-        alone = engine.Resources(cpus_per_trial=cores)
-    packed_s = timed_sweep(manifest, packed)
-    alone_s = timed_sweep(manifest, alone)
-    return {
-        "model": model,
-        "trials": trials,
-        "epochs": epochs,
-        "pack": pack,
-        "packed_s": packed_s,
-        "one_at_a_time_s": alone_s,
-        "ratio": alone_s / packed_s,
-    }
+        sides["concurrent"] = replace(whole, gpus_per_trial=1.0 / pack)
+    seconds = {name: timed_sweep(manifest, resources) for name, resources in sides.items()}
+    out = {"model": model, "trials": trials, "epochs": epochs, "pack": pack, "dataset": scale.dataset}
+    out.update({f"{name}_s": s for name, s in seconds.items()})
+    out.update(
+        {f"{name}_ratio": seconds["one_at_a_time"] / s for name, s in seconds.items() if name != "one_at_a_time"}
+    )
+    return out

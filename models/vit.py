@@ -17,13 +17,19 @@ class Attention(nn.Module):
         if dim % heads:
             raise ValueError(f"hidden size {dim} is not divisible by {heads} heads")
         self.heads = heads
+        # False computes the same attention with explicit matmuls and a softmax: slower alone,
+        # but it batches under torch.func.vmap, where the fused kernels' backward fails on CUDA.
+        self.fused = True
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v)
+        if self.fused:
+            x = F.scaled_dot_product_attention(q, k, v)
+        else:
+            x = ((q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5).softmax(-1) @ v
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
 
     def complexity(self, n: int) -> Cost:

@@ -39,6 +39,7 @@ def build_parser() -> Parser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-autoaugment", action="store_true", help="turn AutoAugment off (ablation)")
     p.add_argument("--no-mixing", action="store_true", help="turn mixup/CutMix off (ablation)")
+    add_worker_flags(p)
 
     p = sub.add_parser("sweep", help="an EDF sweep: N (lr, wd) pairs of one model and optimizer on Ray Tune")
     add_model_flags(p)
@@ -69,7 +70,7 @@ def build_parser() -> Parser:
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for bands and intervals")
 
     p = sub.add_parser("bench", help="side-by-side benchmarks: step throughput, data path, sweep wall time")
-    p.add_argument("what", choices=["step", "data", "sweep", "all"])
+    p.add_argument("what", choices=["step", "data", "population", "sweep", "all"])
     p.add_argument("--model", default="vit_c_4gf")
     p.add_argument("--image-size", type=int, help="default 224 on GPU, 32 on CPU")
     p.add_argument("--batch-size", type=int, help="default 256 on GPU, 16 on CPU")
@@ -79,7 +80,7 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir")
     p.add_argument("--trials", type=int, default=4, help="trials per side (sweep benchmark)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per trial (sweep benchmark)")
-    p.add_argument("--pack", type=int, default=2, help="trials sharing the device at once (sweep benchmark)")
+    p.add_argument("--pack", type=int, default=2, help="trials sharing the device at once (population, sweep)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     p = sub.add_parser("status", help="planned / done / diverged / failed / remaining per sweep")
@@ -106,6 +107,24 @@ def add_sweep_flags(p: argparse.ArgumentParser, epochs_type=int) -> None:
     p.add_argument("--gpus-per-trial", type=float, help="may be fractional (default: 1 with a GPU, else 0)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-failures", type=int, default=2, help="retries of a trial that raises")
+    p.add_argument(
+        "--pack",
+        type=int,
+        help="trials trained together as one population on a device "
+        "(default on a GPU below ImageNet scale: as many as fit, up to 16; else 1)",
+    )
+    add_worker_flags(p)
+
+
+def add_worker_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="data-parallel workers per trial through Ray Train (DDP); --cpus-per-trial is then per worker",
+    )
+    p.add_argument("--gpus-per-worker", type=float, help="with --workers (default: 1 with a GPU, else 0)")
+    p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation: micro-batches per step")
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -132,8 +151,9 @@ def dispatch(args: argparse.Namespace) -> int:
             device=args.device,
             autoaugment=not args.no_autoaugment,
             mixing=not args.no_mixing,
+            accumulate=args.accumulate,
         )
-        return single.run(cfg, args.results)
+        return single.run(cfg, args.results, args)
     if args.command == "sweep":
         from sweeps import commands
 

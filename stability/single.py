@@ -5,7 +5,7 @@ from __future__ import annotations
 from stability.trainer import TrainConfig, train
 
 
-def run(cfg: TrainConfig, results: str) -> int:
+def run(cfg: TrainConfig, results: str, args) -> int:
     from sweeps.store import Store
 
     cfg = cfg.resolved()
@@ -24,7 +24,11 @@ def run(cfg: TrainConfig, results: str) -> int:
             flush=True,
         )
 
-    result = train(cfg, checkpoint_dir=store.checkpoint_dir(cfg.sweep, cfg.trial_id), on_epoch=progress)
+    folder = store.checkpoint_dir(cfg.sweep, cfg.trial_id)
+    if args.workers > 1:
+        result = train_on_local_ray(cfg, args, folder, store.sweep_dir(cfg.sweep))
+    else:
+        result = train(cfg, checkpoint_dir=folder, on_epoch=progress)
     store.write_trial(cfg.sweep, result.row, result.curve)
     row = result.row
     print(
@@ -32,3 +36,31 @@ def run(cfg: TrainConfig, results: str) -> int:
         f"{store.trial_path(cfg.sweep, cfg.trial_id)}"
     )
     return 0
+
+
+def train_on_local_ray(cfg: TrainConfig, args, folder, sweep_dir):
+    """--workers N: the run goes through Ray Train, on a local Ray or the one --address names."""
+    from dataclasses import replace
+
+    from sweeps import engine, workers
+    from sweeps.commands import worker_flags
+
+    n, gpus = worker_flags(args, cfg.device != "cpu" and _has_gpu())
+    resources = engine.Resources(cpus_per_trial=1.0, workers=n, gpus_per_worker=gpus)
+    engine.start_ray(resources)
+    import ray
+
+    try:
+        workers.check_capacity(n, 1.0, gpus)
+        cfg = replace(cfg, device="cuda" if gpus > 0 else "cpu", threads=1)
+        return workers.train_with_workers(
+            cfg, workers=n, cpus_per_worker=1.0, gpus_per_worker=gpus, checkpoint_dir=folder, sweep_dir=sweep_dir
+        )
+    finally:
+        ray.shutdown()
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

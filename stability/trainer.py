@@ -8,6 +8,7 @@ resumes to the same result as an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -24,6 +25,7 @@ import models
 from analysis.paper import optimum
 from stability import augment, recipe
 from stability.data import DATASETS, FolderData, TensorData, load_folder, load_small
+from stability.distributed import World, prepare_model
 from stability.errors import UserError
 
 VERSION = "0.1.0"
@@ -48,8 +50,9 @@ class TrainConfig:
     device: str = "auto"
     autoaugment: bool = True
     mixing: bool = True
-    workers: int = 8
+    loader_workers: int = 8
     threads: int | None = None
+    accumulate: int = 1  # gradient accumulation: micro-batches per step on each worker
     sweep: str = "train"
     trial_id: str = ""
     index: int = 0
@@ -69,7 +72,7 @@ class TrainConfig:
             wd=self.wd if self.wd is not None else wd0,
             patch_size=self.patch_size or models.default_patch_size(self.image_size),
         )
-        for name in ("lr", "epochs", "batch_size", "image_size"):
+        for name in ("lr", "epochs", "batch_size", "image_size", "accumulate"):
             if not getattr(cfg, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
         if cfg.wd < 0 or not math.isfinite(cfg.wd) or not math.isfinite(cfg.lr):
@@ -78,7 +81,7 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The fields that define the result (not where or how fast it runs)."""
-        skip = {"data_dir", "device", "workers", "threads", "trial_id", "sweep", "index"}
+        skip = {"data_dir", "device", "loader_workers", "threads", "trial_id", "sweep", "index"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -105,17 +108,26 @@ def resolve_device(name: str) -> torch.device:
 
 def load_data(cfg: TrainConfig) -> TensorData | FolderData:
     if cfg.dataset == "imagenet":
-        return load_folder(cfg.data_dir, cfg.image_size, cfg.seed, cfg.workers)
+        return load_folder(cfg.data_dir, cfg.image_size, cfg.seed, cfg.loader_workers)
     return load_small(cfg.dataset, cfg.image_size, cfg.data_dir)
 
 
-class Run:
-    """The state of one training run, with the steps of the recipe as methods."""
+class Stream:
+    """The data side of a run: seeded batch order, augmentation and the test split.
 
-    def __init__(self, cfg: TrainConfig, data: TensorData | FolderData, device: torch.device) -> None:
-        self.cfg, self.data, self.device = cfg, data, device
-        if isinstance(data, TensorData):
-            self.data = data.to(device)
+    Kept apart from the model so that one stream can feed one model (``Run``) or a
+    population of models trained on the same batches (``stability.population``).
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, data: TensorData | FolderData, device: torch.device, world: World | None = None
+    ) -> None:
+        self.cfg, self.device, self.world = cfg, device, world or World()
+        self.data = data.to(device) if isinstance(data, TensorData) else data
+        # Small data: every worker draws the global batch's augmentation from the same generators
+        # and keeps its shard, so N workers compute exactly one worker's batches. Folder data:
+        # each worker loads only its shard and augments it with a generator of its own.
+        self.loader_shards = isinstance(data, FolderData)
         mean, std = (
             self.data.mean_std()
             if isinstance(data, TensorData)
@@ -126,69 +138,46 @@ class Run:
         self.steps_per_epoch = data.train_size // self.batch
         self.warm_steps = round(recipe.warmup_epochs(cfg.epochs) * self.steps_per_epoch)
         self.ema_period = min(recipe.EMA_PERIOD, self.steps_per_epoch)
-        torch.manual_seed(cfg.seed)
-        self.model = models.create(
-            cfg.model,
-            num_classes=data.num_classes,
-            image_size=cfg.image_size,
-            patch_size=cfg.patch_size,
-            in_chans=data.channels,
-        ).to(device)
-        self.base_lr = recipe.scaled_lr(cfg.lr, self.batch)
-        self.optimizer = recipe.make_optimizer(self.model, cfg.optim, self.base_lr, cfg.wd)
-        self.ema = recipe.ModelEMA(self.model)
         self.gen_cpu = torch.Generator().manual_seed(cfg.seed)
-        self.gen_dev = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-        self.epoch = 0
-        self.curve: list[dict] = []
-        self.wall = 0.0
-
-    # --- checkpoints -------------------------------------------------------------------------
+        rank_offset = 1000 * self.world.rank if self.loader_shards else 0
+        self.gen_dev = torch.Generator(device=device).manual_seed(cfg.seed + 1 + rank_offset)
+        if self.batch % (self.world.size * cfg.accumulate):
+            raise UserError(
+                f"batch {self.batch} does not split into {self.world.size} workers x {cfg.accumulate} micro-batches"
+            )
 
     def state(self) -> dict:
-        return {
-            "identity": json.dumps(self.cfg.identity(), sort_keys=True),
-            "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "ema": self.ema.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "gen_cpu": self.gen_cpu.get_state(),
-            "gen_dev": self.gen_dev.get_state(),
-            "curve": self.curve,
-            "wall": self.wall,
-        }
+        return {"gen_cpu": self.gen_cpu.get_state(), "gen_dev": self.gen_dev.get_state()}
 
-    def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{CHECKPOINT}.{os.getpid()}.tmp"
-        torch.save(self.state(), tmp)
-        os.replace(tmp, folder / CHECKPOINT)
-
-    def restore(self, folder: Path) -> bool:
-        """Resume from the folder's checkpoint if it belongs to this config; False if none."""
-        path = folder / CHECKPOINT
-        if not path.exists():
-            return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
-        if state["identity"] != json.dumps(self.cfg.identity(), sort_keys=True):
-            return False
-        self.model.load_state_dict(state["model"])
-        self.ema.module.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def load_state(self, state: dict) -> None:
         # Generator states are CPU byte tensors, for CUDA generators too (map_location moved them)
         self.gen_cpu.set_state(state["gen_cpu"].cpu())
         self.gen_dev.set_state(state["gen_dev"].cpu())
-        self.epoch, self.curve, self.wall = state["epoch"], list(state["curve"]), state["wall"]
-        return True
 
-    # --- one epoch ---------------------------------------------------------------------------
+    def lr_factor(self, step: int) -> float:
+        """The schedule's multiplier of the base lr at a global step (the schedule is linear in lr)."""
+        return recipe.lr_at(step, base_lr=1.0, steps_per_epoch=self.steps_per_epoch, epochs=self.cfg.epochs)
 
-    def batches(self):
+    def ema_alpha(self, step: int) -> float | None:
+        """The EMA coefficient if the EMA updates after this step, else None."""
+        if (step + 1) % self.ema_period:
+            return None
+        return recipe.ema_alpha(
+            batch_size=self.batch,
+            epochs=self.cfg.epochs,
+            train_size=self.data.train_size,
+            in_warmup=step < self.warm_steps,
+            period=self.ema_period,
+        )
+
+    def batches(self, epoch: int):
         """uint8 image batches on the device with their labels, in this epoch's seeded order."""
         order = torch.randperm(self.data.train_size, generator=self.gen_cpu)[: self.steps_per_epoch * self.batch]
         if isinstance(self.data, FolderData):
-            self.data.train.epoch = self.epoch
-            for x, y in self.data.loader("train", self.batch, order):
+            self.data.train.epoch = epoch
+            local = self.batch // self.world.size
+            order = order.view(-1, self.world.size, local)[:, self.world.rank].reshape(-1)
+            for x, y in self.data.loader("train", local, order):
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             return
         order = order.to(self.device)
@@ -203,63 +192,161 @@ class Run:
             x = augment.crop_flip(x, self.gen_dev, pad=max(1, self.cfg.image_size // 8))
         if self.cfg.autoaugment:
             x, _ = augment.autoaugment(x, self.gen_dev)
-        x = (x - self.mean) / self.std
+        x = self.normalize(x)
         target = recipe.smooth_one_hot(y, self.data.num_classes)
         if self.cfg.mixing:
             x, target, _ = augment.mix(x, target, self.gen_cpu)
         return x, target
 
+    def local(self, x: torch.Tensor) -> torch.Tensor:
+        """This worker's rows of a prepared batch."""
+        return x if self.loader_shards else self.world.shard(x)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def test_batches(self, size: int = 1024):
+        """Normalized float test images with their labels."""
+        if isinstance(self.data, FolderData):
+            for x, y in self.data.loader("test", size):
+                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                yield self.normalize(x.float() / 255), y
+            return
+        for i in range(0, self.data.test_x.shape[0], size):
+            yield self.normalize(self.data.test_x[i : i + size].float() / 255), self.data.test_y[i : i + size]
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+
+def initial_model(cfg: TrainConfig, data: TensorData | FolderData, device: torch.device) -> torch.nn.Module:
+    """The model at its seeded initialization: the same weights for every trial of a sweep."""
+    torch.manual_seed(cfg.seed)
+    return models.create(
+        cfg.model,
+        num_classes=data.num_classes,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        in_chans=data.channels,
+    ).to(device)
+
+
+class Run:
+    """The state of one training run, with the steps of the recipe as methods."""
+
+    def __init__(self, cfg: TrainConfig, data: TensorData | FolderData, device: torch.device) -> None:
+        self.cfg, self.device, self.world = cfg, device, World.current()
+        self.stream = Stream(cfg, data, device, self.world)
+        self.data, self.batch, self.steps_per_epoch = self.stream.data, self.stream.batch, self.stream.steps_per_epoch
+        self.model, self.net = prepare_model(initial_model(cfg, data, device), device, self.world)
+        self.base_lr = recipe.scaled_lr(cfg.lr, self.batch)
+        # fused: one kernel per step on CUDA instead of several per parameter; the same update rule
+        self.optimizer = recipe.make_optimizer(self.model, cfg.optim, self.base_lr, cfg.wd, fused=device.type == "cuda")
+        self.ema = recipe.ModelEMA(self.model)
+        self.epoch = 0
+        self.curve: list[dict] = []
+        self.wall = 0.0
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "identity": json.dumps(self.cfg.identity(), sort_keys=True),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "ema": self.ema.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            **self.stream.state(),
+            "curve": self.curve,
+            "wall": self.wall,
+        }
+
+    def save(self, folder: Path) -> None:
+        save_checkpoint(self.state(), folder)
+
+    def restore(self, folder: Path) -> bool:
+        """Resume from the folder's checkpoint if it belongs to this config; False if none."""
+        state = load_checkpoint(folder, json.dumps(self.cfg.identity(), sort_keys=True), self.device)
+        if state is None:
+            return False
+        self.model.load_state_dict(state["model"])
+        self.ema.module.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.stream.load_state(state)
+        self.epoch, self.curve, self.wall = state["epoch"], list(state["curve"]), state["wall"]
+        return True
+
+    # --- one epoch ---------------------------------------------------------------------------
+
     def train_epoch(self) -> float:
         """One pass over the training set; returns the mean loss (non-finite if it diverged)."""
         self.model.train()
         losses = torch.zeros((), device=self.device)
-        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        for i, (x, y) in enumerate(self.batches()):
+        for i, (x, y) in enumerate(self.stream.batches(self.epoch)):
             step = self.epoch * self.steps_per_epoch + i
-            lr = recipe.lr_at(step, base_lr=self.base_lr, steps_per_epoch=self.steps_per_epoch, epochs=self.cfg.epochs)
+            lr = self.base_lr * self.stream.lr_factor(step)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            x, target = self.prepare(x, y)
-            with amp:
-                loss = recipe.soft_cross_entropy(self.model(x), target)
+            x, target = self.stream.prepare(x, y)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            losses += self.gradients(self.stream.local(x), self.stream.local(target))
             self.optimizer.step()
-            losses += loss.detach()
-            if (step + 1) % self.ema_period == 0:
-                if not torch.isfinite(losses):
+            alpha = self.stream.ema_alpha(step)
+            if alpha is not None:
+                if not torch.isfinite(self.world.sum(losses)):  # every worker takes the same branch
                     return float("nan")
-                alpha = recipe.ema_alpha(
-                    batch_size=self.batch,
-                    epochs=self.cfg.epochs,
-                    train_size=self.data.train_size,
-                    in_warmup=step < self.warm_steps,
-                    period=self.ema_period,
-                )
                 self.ema.update(self.model, alpha)
-        return float(losses) / self.steps_per_epoch
+        return float(self.world.sum(losses)) / self.world.size / self.steps_per_epoch
+
+    def gradients(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Accumulate this worker's gradient of the batch loss over ``accumulate`` equal micro-batches.
+
+        The mean over equal micro-batches of their mean losses is the batch's mean loss, so the
+        gradient is the unaccumulated one (BatchNorm aside: it normalizes each micro-batch).
+        DDP averages the workers' gradients once, in the last micro-batch's backward.
+        """
+        k, total = self.cfg.accumulate, torch.zeros((), device=self.device)
+        for j, (xm, tm) in enumerate(zip(x.chunk(k), target.chunk(k), strict=True)):
+            last = j == k - 1
+            sync = contextlib.nullcontext() if last or self.net is self.model else self.net.no_sync()
+            with sync:
+                with self.stream.autocast():
+                    loss = recipe.soft_cross_entropy(self.net(xm), tm)
+                (loss / k if k > 1 else loss).backward()
+            total += loss.detach() / k
+        return total
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module) -> float:
         """Top-1 error (percent) on the test split."""
         model.eval()
         wrong = torch.zeros((), device=self.device, dtype=torch.long)
-        total = 0
-        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        for x, y in self.test_batches():
-            with amp:
-                pred = model((x.float() / 255 - self.mean) / self.std).argmax(-1)
+        total = torch.zeros((), device=self.device, dtype=torch.long)
+        for j, (x, y) in enumerate(self.stream.test_batches()):
+            if j % self.world.size != self.world.rank:  # workers split the test batches
+                continue
+            with self.stream.autocast():
+                pred = model(x).argmax(-1)
             wrong += (pred != y).sum()
             total += y.numel()
-        return 100.0 * float(wrong) / total
+        return 100.0 * float(self.world.sum(wrong)) / float(self.world.sum(total))
 
-    def test_batches(self, size: int = 1024):
-        if isinstance(self.data, FolderData):
-            for x, y in self.data.loader("test", size):
-                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-            return
-        for i in range(0, self.data.test_x.shape[0], size):
-            yield self.data.test_x[i : i + size], self.data.test_y[i : i + size]
+
+def save_checkpoint(state: dict, folder: Path) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint in place."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{CHECKPOINT}.{os.getpid()}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / CHECKPOINT)
+
+
+def load_checkpoint(folder: Path, identity: str, device: torch.device) -> dict | None:
+    """The folder's checkpoint if it belongs to ``identity``; None if there is none or it is another run's."""
+    path = folder / CHECKPOINT
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location=device, weights_only=True)
+    return state if state["identity"] == identity else None
 
 
 def train(
@@ -302,22 +389,43 @@ def train(
         if diverged:
             status, diverged_epoch = "diverged", run.epoch
             break
-        if folder is not None:
+        if folder is not None and run.world.rank == 0:
             run.save(folder)
-    row = result_row(cfg, run, status, diverged_epoch, started, device)
-    row["resumed_from_epoch"] = resumed_from
+    row = result_row(
+        cfg,
+        curve=run.curve,
+        data=run.data,
+        batch=run.batch,
+        wall=run.wall,
+        status=status,
+        diverged_epoch=diverged_epoch,
+        started=started,
+        device=device,
+    )
+    row.update(resumed_from_epoch=resumed_from, workers=run.world.size, accumulate=cfg.accumulate)
     return TrainResult(row, run.curve)
 
 
-def result_row(cfg: TrainConfig, run: Run, status: str, diverged_epoch: int | None, started, device) -> dict:
+def result_row(
+    cfg: TrainConfig,
+    *,
+    curve: list[dict],
+    data: TensorData | FolderData,
+    batch: int,
+    wall: float,
+    status: str,
+    diverged_epoch: int | None,
+    started: datetime,
+    device: torch.device,
+) -> dict:
     """The trial row of DESIGN section 6."""
-    last = run.curve[-1] if run.curve else {}
+    last = curve[-1] if curve else {}
     cost = models.complexity(
         cfg.model,
-        num_classes=run.data.num_classes,
+        num_classes=data.num_classes,
         image_size=cfg.image_size,
         patch_size=cfg.patch_size,
-        in_chans=run.data.channels,
+        in_chans=data.channels,
     )
     diverged = status == "diverged"
     return {
@@ -331,7 +439,7 @@ def result_row(cfg: TrainConfig, run: Run, status: str, diverged_epoch: int | No
         "lr": cfg.lr,
         "wd": cfg.wd,
         "epochs": cfg.epochs,
-        "batch_size": run.batch,
+        "batch_size": batch,
         "dataset": cfg.dataset,
         "image_size": cfg.image_size,
         "patch_size": cfg.patch_size,
@@ -341,8 +449,8 @@ def result_row(cfg: TrainConfig, run: Run, status: str, diverged_epoch: int | No
         "top1_err_raw": 100.0 if diverged else last.get("top1_err_raw", 100.0),
         "train_loss": last.get("train_loss", float("nan")),
         "diverged_epoch": diverged_epoch,
-        "completed_epochs": len(run.curve) - (1 if diverged else 0),
-        "wall_s": run.wall,
+        "completed_epochs": len(curve) - (1 if diverged else 0),
+        "wall_s": wall,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         **cost,
         "started_at": started.isoformat(),

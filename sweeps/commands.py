@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from stability.errors import UserError
 from sweeps import engine, plan
 from sweeps.space import parse_range
@@ -105,18 +107,38 @@ def preflight(scale: plan.Scale, resources: engine.Resources) -> None:
     check_available(scale.dataset, resources.data_dir, scale.image_size)
 
 
+def worker_flags(args, gpu: bool) -> tuple[int, float]:
+    """(workers, GPUs per worker) from --workers and --gpus-per-worker, checked."""
+    per_worker = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if gpu else 0.0)
+    if args.workers < 1 or args.accumulate < 1 or per_worker < 0:
+        raise UserError("--workers and --accumulate must be at least 1, and --gpus-per-worker >= 0")
+    if args.workers > 1 and per_worker > 0 and not gpu and not getattr(args, "address", None):
+        raise UserError("--gpus-per-worker > 0 but no GPU is visible on this machine")
+    return args.workers, per_worker if args.workers > 1 else 0.0
+
+
 def resources_from(args, gpu: bool) -> engine.Resources:
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpu else 0.0)
     if args.cpus_per_trial <= 0 or gpus < 0:
         raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if args.pack is not None and args.pack < 1:
+        raise UserError(f"--pack must be at least 1, got {args.pack}")
     if gpus > 0 and not gpu and not args.address:
         raise UserError("--gpus-per-trial > 0 but no GPU is visible on this machine")
+    workers, per_worker = worker_flags(args, gpu)
+    if workers > 1 and args.pack not in (None, 1):
+        raise UserError("--pack and --workers exclude each other: populations are for trials smaller than a GPU")
     return engine.Resources(
         cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=gpus,
+        gpus_per_trial=0.0 if workers > 1 else gpus,
+        workers=workers,
+        gpus_per_worker=per_worker,
+        accumulate=args.accumulate,
         address=args.address,
-        data_dir=args.data_dir,
+        # absolute: Tune runs each trial in a working directory of its own
+        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
         max_failures=args.max_failures,
+        pack=args.pack,
     )
 
 

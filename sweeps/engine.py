@@ -9,8 +9,10 @@ atomically when it ends; a trial that raises is retried from its checkpoint up t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -22,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from stability.errors import UserError
-from sweeps.plan import MANIFEST_IDENTITY, same_definition
+from sweeps.plan import MANIFEST_IDENTITY, default_pack, same_definition
 from sweeps.store import Store
 
 RAY_QUIET_ENV = {
@@ -41,6 +43,10 @@ class Resources:
     max_failures: int = 2
     address: str | None = None
     data_dir: str | None = None
+    pack: int | None = None  # trials per population (stability.population); None: plan.default_pack
+    workers: int = 1  # data-parallel workers per trial (Ray Train); cpus_per_trial is then per worker
+    gpus_per_worker: float = 0.0
+    accumulate: int = 1  # micro-batches per step (gradient accumulation)
 
 
 def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -120,50 +126,82 @@ def trial_config(row: dict, sweep: str, resources: Resources):
         image_size=int(row["image_size"]),
         patch_size=int(row["patch_size"]),
         seed=int(row["seed"]),
-        device="cuda" if resources.gpus_per_trial > 0 else "cpu",
+        device="cuda" if resources.gpus_per_trial > 0 or resources.gpus_per_worker > 0 else "cpu",
         threads=max(1, int(resources.cpus_per_trial)),
+        accumulate=resources.accumulate,
         sweep=sweep,
         trial_id=row["trial_id"],
         index=int(row["index"]),
     )
 
 
+def pack_ids(config: dict) -> list[str]:
+    """The manifest trial ids a Tune trial trains: one, or a population of several."""
+    return config["pack"].split(",")
+
+
+def pack_checkpoint(store: Store, sweep: str, ids: list[str]) -> Path:
+    key = ids[0] if len(ids) == 1 else f"pack-{len(ids)}-{ids[0]}"
+    return store.checkpoint_dir(sweep, key)
+
+
 def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Resources) -> None:
-    """The Tune trainable: train one manifest row (resuming its checkpoint) and store it."""
+    """The Tune trainable: train one manifest row, or a pack of rows as a population, and store them.
+
+    Either resumes from its checkpoint under the store. Each trial's result and curve are
+    written by the trial itself, once, when it ends.
+    """
     import ray
     from ray import tune
 
+    from stability.population import train_population
     from stability.trainer import train
 
-    row = rows[config["trial_id"]]
+    ids = pack_ids(config)
     store = Store(root)
-    cfg = trial_config(row, sweep, resources)
-    on_epoch = inject_worker_death(cfg.trial_id, store.sweep_dir(sweep), tune.report)
-    result = train(cfg, checkpoint_dir=store.checkpoint_dir(sweep, cfg.trial_id), on_epoch=on_epoch)
-    result.row.update(node_id=ray.get_runtime_context().get_node_id(), sampler=row["sampler"], preset=row["preset"])
-    store.write_trial(sweep, result.row, result.curve)
-    tune.report(
-        {
-            "finished": True,
-            "status": result.row["status"],
-            "top1_err": result.row["top1_err"],
-            "top1_err_raw": result.row["top1_err_raw"],
-            "wall_s": result.row["wall_s"],
-        }
-    )
+    cfgs = [trial_config(rows[i], sweep, resources) for i in ids]
+    on_epoch = inject_worker_death(ids, store.sweep_dir(sweep), tune.report)
+    folder = pack_checkpoint(store, sweep, ids)
+    if resources.workers > 1:
+        from sweeps.workers import train_with_workers
+
+        results = [
+            train_with_workers(
+                cfgs[0],
+                workers=resources.workers,
+                cpus_per_worker=resources.cpus_per_trial,
+                gpus_per_worker=resources.gpus_per_worker,
+                checkpoint_dir=folder,
+                sweep_dir=store.sweep_dir(sweep),
+                max_failures=resources.max_failures,
+            )
+        ]
+    elif len(cfgs) == 1:
+        results = [train(cfgs[0], checkpoint_dir=folder, on_epoch=on_epoch)]
+    else:
+        results = train_population(cfgs, checkpoint_dir=folder, on_epoch=on_epoch)
+    node = ray.get_runtime_context().get_node_id()
+    summary = []
+    for result in results:
+        row = rows[result.row["trial_id"]]
+        result.row.update(node_id=node, sampler=row["sampler"], preset=row["preset"])
+        store.write_trial(sweep, result.row, result.curve)
+        summary.append({k: result.row[k] for k in ("trial_id", "status", "top1_err", "top1_err_raw")})
+    shutil.rmtree(folder, ignore_errors=True)
+    tune.report({"finished": True, "members": json.dumps(summary), "wall_s": results[0].row["wall_s"]})
 
 
 FAULT_ENV = "STABILITY_INJECT_WORKER_DEATH"
 
 
-def inject_worker_death(trial_id: str, sweep_dir: Path, report):
+def inject_worker_death(trial_ids: list[str], sweep_dir: Path, report):
     """Fault injection for the reliability tests: with STABILITY_INJECT_WORKER_DEATH=ID@E, the
-    worker running trial ID SIGKILLs itself once, after training epoch E and before saving its
-    checkpoint, so the retry must resume from epoch E - 1's checkpoint."""
-    spec = os.environ.get(FAULT_ENV, "")
-    if not spec.startswith(f"{trial_id}@"):
+    worker running trial ID (alone or in a pack) SIGKILLs itself once, after training epoch E
+    and before saving its checkpoint, so the retry must resume from epoch E - 1's checkpoint."""
+    trial_id, _, at = os.environ.get(FAULT_ENV, "").rpartition("@")
+    if trial_id not in trial_ids:
         return report
-    epoch = int(spec.rpartition("@")[2])
+    epoch = int(at)
     marker = sweep_dir / f".injected-{trial_id}"
 
     def maybe_die(point: dict) -> None:
@@ -215,19 +253,21 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
             print(f"[{bar}] {self.done:>4}/{total}  {trial_id}  {text}  ({elapsed:.0f}s)", file=sys.stdout, flush=True)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            r = trial.last_result or {}
-            row = rows[trial.config["trial_id"]]
-            self._line(
-                row["trial_id"],
-                f"lr={row['lr']:.3g} wd={row['wd']:.3g}  {r.get('status', '?')}  "
-                f"err {r.get('top1_err', float('nan')):.2f}% (raw {r.get('top1_err_raw', float('nan')):.2f}%)",
-            )
+            members = json.loads((trial.last_result or {}).get("members", "[]"))
+            for r in members:
+                row = rows[r["trial_id"]]
+                self._line(
+                    row["trial_id"],
+                    f"lr={row['lr']:.3g} wd={row['wd']:.3g}  {r['status']}  "
+                    f"err {r['top1_err']:.2f}% (raw {r['top1_err_raw']:.2f}%)",
+                )
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            row = rows[trial.config["trial_id"]]
             error = read_error(trial)
-            store.write_trial(sweep, failed_row(row, sweep, error), [])
-            self._line(row["trial_id"], f"FAILED: {error.strip().splitlines()[-1] if error.strip() else 'unknown'}")
+            last = error.strip().splitlines()[-1] if error.strip() else "unknown"
+            for trial_id in pack_ids(trial.config):
+                store.write_trial(sweep, failed_row(rows[trial_id], sweep, error), [])
+                self._line(trial_id, f"FAILED: {last}")
 
     return Progress()
 
@@ -237,6 +277,46 @@ def read_error(trial) -> str:
     if path and Path(path).exists():
         return Path(path).read_text(errors="replace")
     return str(getattr(trial, "error_msg", "") or "trial failed")
+
+
+def packs(trial_ids: list[str], size: int) -> list[str]:
+    """Consecutive groups of ``size`` trials, each as a comma-joined Tune config value.
+
+    Trials of one manifest differ only in (lr, wd), so any group can train as a population.
+    A pack resumes from its checkpoint only if the same trials are pending again, which holds
+    after a crash: a pack's results are written together when it ends.
+    """
+    size = max(1, size)
+    return [",".join(trial_ids[i : i + size]) for i in range(0, len(trial_ids), size)]
+
+
+# A multi-worker trial's Tune process only waits on its Ray Train workers, which hold the CPUs and GPUs.
+DRIVER_CPUS = 0.01
+
+
+def trial_driver_resources(resources: Resources) -> dict:
+    if resources.workers > 1:
+        return {"cpu": DRIVER_CPUS, "gpu": 0}
+    return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+
+
+def check_capacity(resources: Resources) -> int:
+    """How many trials the cluster can run at once; a UserError if not even one fits."""
+    import ray
+
+    from sweeps.workers import check_capacity as check
+
+    if resources.workers > 1:
+        check(resources.workers, resources.cpus_per_trial, resources.gpus_per_worker)
+        per_trial = {
+            "CPU": resources.workers * resources.cpus_per_trial + DRIVER_CPUS,
+            "GPU": resources.workers * resources.gpus_per_worker,
+        }
+    else:
+        check(1, resources.cpus_per_trial, resources.gpus_per_trial)
+        per_trial = {"CPU": resources.cpus_per_trial, "GPU": resources.gpus_per_trial}
+    total = ray.cluster_resources()
+    return max(1, int(min(total.get(k, 0.0) / v for k, v in per_trial.items() if v > 0)))
 
 
 def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources) -> pd.DataFrame:
@@ -249,23 +329,27 @@ def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources) 
     if pending.empty:
         print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run")
         return pending
-    print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run", flush=True)
+    gpu = resources.gpus_per_trial > 0 or resources.gpus_per_worker > 0
+    pack = 1 if resources.workers > 1 else resources.pack or default_pack(gpu, manifest.iloc[0].to_dict())
+    together = f", {pack} at a time as one population per GPU" if pack > 1 else ""
+    print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run{together}", flush=True)
     start_ray(resources)
     import ray
     from ray import tune
 
     try:
+        at_once = check_capacity(resources)
         rows = {r["trial_id"]: r for r in manifest.to_dict("records")}
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial, root=str(store.root.resolve()), sweep=sweep, rows=rows, resources=resources
             ),
-            {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+            trial_driver_resources(resources),
         )
         tuner = tune.Tuner(
             trainable,
-            param_space={"trial_id": tune.grid_search(list(pending["trial_id"]))},
-            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True),
+            param_space={"pack": tune.grid_search(packs(list(pending["trial_id"]), pack))},
+            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True, max_concurrent_trials=at_once),
             run_config=tune.RunConfig(
                 name=f"tune-{int(time.time())}",
                 storage_path=str((store.sweep_dir(sweep) / ".tune").resolve()),

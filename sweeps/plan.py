@@ -54,6 +54,28 @@ class Scale:
     preset: str = ""
 
 
+# Populations on a GPU (stability.population), from measurements on one H100 (README, "Speed"):
+# vit_c_1gf at 32 px, batch 256, bf16: 16 members trained 2.5x the images/s of one trial and
+# peaked at 30.3 GiB, 5.6 bytes per counted activation per image.
+POPULATION_MAX = 16
+POPULATION_MEMORY = 40 * 2**30  # what one population may take: fits an 80 GB card with room to spare
+TRAIN_BYTES_PER_ACT = 5.6
+STATE_BYTES_PER_PARAM = 28  # weights, gradient, two moments, EMA, per-member lr and wd, in fp32
+
+
+def default_pack(gpu: bool, row: dict) -> int:
+    """Trials per population for a manifest row: several where one trial cannot fill a GPU (small
+    images), as many as fit ``POPULATION_MEMORY``; one on a CPU (measured slower there) and at
+    ImageNet scale."""
+    if not gpu or row["dataset"] == "imagenet":
+        return 1
+    cost = models.complexity(
+        row["model"], num_classes=10, image_size=int(row["image_size"]), patch_size=int(row["patch_size"])
+    )
+    member = TRAIN_BYTES_PER_ACT * cost["acts"] * int(row["batch_size"]) + STATE_BYTES_PER_PARAM * cost["params"]
+    return max(1, min(POPULATION_MAX, int(POPULATION_MEMORY // member)))
+
+
 def choose_scale(preset: str | None, has_gpu: bool, **overrides) -> Scale:
     """The named preset (or small on a GPU, smoke without one), with explicit flags on top."""
     name = preset or ("small" if has_gpu else "smoke")

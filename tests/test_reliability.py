@@ -160,16 +160,22 @@ def test_driver_sigkill_then_resume_finishes_exactly_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_worker_killed_mid_epoch_is_retried_from_checkpoint(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("pack", ["1", "2"])
+def test_worker_killed_mid_epoch_is_retried_from_checkpoint(pack, tmp_path, capsys, monkeypatch):
+    """With --pack 2 both trials train in the killed worker's population and resume together."""
     results = tmp_path / "results"
     victim = plan.trial_id("vit_c_1gf", "adamw", 3, 0)
     monkeypatch.setenv(engine.FAULT_ENV, f"{victim}@2")
-    assert main(["sweep", *TINY, "--results", str(results), "--trials", "2", "--epochs", "3", "--name", "w"]) == 0
+    flags = ["--trials", "2", "--epochs", "3", "--name", "w", "--pack", pack]
+    assert main(["sweep", *TINY, "--results", str(results), *flags]) == 0
     assert (results / "w" / f".injected-{victim}").exists()  # the worker really died once
-    row = pd.read_parquet(results / "w" / "trials" / f"{victim}.parquet").iloc[0]
-    assert row["status"] == "ok" and row["resumed_from_epoch"] == 1
+    rows = pd.concat([pd.read_parquet(p) for p in (results / "w" / "trials").glob("*.parquet")])
+    assert len(rows) == 2 and set(rows["status"]) == {"ok"}
+    resumed = rows if pack == "2" else rows[rows["trial_id"] == victim]
+    assert (resumed["resumed_from_epoch"] == 1).all()
     curve = pd.read_parquet(results / "w" / "curves" / f"{victim}.parquet")
     assert list(curve["epoch"]) == [1, 2, 3]
+    assert not list((results / "w" / "checkpoints").glob("*"))  # finished trials leave no checkpoint
 
 
 @pytest.mark.slow

@@ -121,3 +121,23 @@ def test_sweep_on_a_separately_started_head(tmp_path, capsys):
 def test_unreachable_address_is_a_user_error(tmp_path, capsys):
     rc, out = run_sweep(tmp_path, capsys, "--address", f"127.0.0.1:{free_port()}")
     assert rc == 2 and "cannot reach a Ray cluster" in out
+
+
+def test_packed_sweep_stores_the_same_trials_as_one_at_a_time(tmp_path, capsys):
+    """--pack 3 trains the three trials as one population; each stored curve matches its own run."""
+    rc, out = run_sweep(tmp_path / "alone", capsys, "--pack", "1", "--epochs", "2")
+    assert rc == 0, out
+    rc, out = run_sweep(tmp_path / "packed", capsys, "--pack", "3", "--epochs", "2")
+    assert rc == 0, out
+    assert "3 at a time as one population" in out and out.count("vit_c_1gf-adamw-e2-") >= 3
+    curves = {
+        side: pd.concat([pd.read_parquet(p) for p in (tmp_path / side / "tiny" / "curves").glob("*.parquet")])
+        .sort_values(["trial_id", "epoch"])
+        .reset_index(drop=True)
+        for side in ("alone", "packed")
+    }
+    assert len(curves["packed"]) == 6
+    assert list(curves["packed"]["trial_id"]) == list(curves["alone"]["trial_id"])
+    pd.testing.assert_series_equal(curves["packed"]["train_loss"], curves["alone"]["train_loss"], rtol=1e-5)
+    rows = pd.concat([pd.read_parquet(p) for p in (tmp_path / "packed" / "tiny" / "trials").glob("*.parquet")])
+    assert (rows["population"] == 3).all() and set(rows["status"]) == {"ok"}

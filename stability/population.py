@@ -1,0 +1,323 @@
+"""Population training: K trials of one architecture that differ only in (lr, wd), as one batched model.
+
+The trials of a sweep share their seed, so they start from the same weights and see the same
+batches, in the same order, with the same augmentation. A population draws each batch once
+and trains its K members on it together: ``torch.func.vmap`` turns every layer into one
+batched kernel over the member dimension, so each kernel launch does K times the work. Small
+models on a large GPU are bound by launches and per-step overheads, not by FLOPs, which is
+where packing wins. Each member's curve equals its separate run up to floating-point rounding
+(tests/test_population.py checks this against ``train`` on the CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from models.vit import Attention
+from stability import recipe
+from stability.data import FolderData, TensorData
+from stability.errors import UserError
+from stability.trainer import (
+    Stream,
+    TrainConfig,
+    TrainResult,
+    initial_model,
+    load_checkpoint,
+    load_data,
+    resolve_device,
+    result_row,
+    save_checkpoint,
+)
+
+BETAS, EPS, MOMENTUM = (0.9, 0.999), 1e-8, 0.9  # the recipe's optimizer constants (recipe.make_optimizer)
+
+
+def check_population(cfgs: list[TrainConfig]) -> None:
+    """Members must agree on everything that defines a run except lr and wd."""
+    if not cfgs:
+        raise UserError("a population needs at least one trial")
+    shared = [{k: v for k, v in c.identity().items() if k not in ("lr", "wd")} for c in cfgs]
+    if any(s != shared[0] for s in shared):
+        raise UserError(
+            "population members must share model, optimizer, data, schedule and seed; only lr and wd may differ"
+        )
+    ids = [c.trial_id for c in cfgs]
+    if len(set(ids)) != len(ids):
+        raise UserError("population members need distinct trial ids")
+
+
+class FloatBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm on a float32 input. Under vmap on CUDA, batch norm rejects a bf16 input with
+    float32 running statistics (an H100 reported it); without vmap it takes the mix, so the only
+    change is that its output stays float32 until the next autocast layer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.float())
+
+
+class Population:
+    """K members' weights, BN buffers, EMA and optimizer state, each stored as one flat tensor.
+
+    The flat layout holds each parameter as a contiguous [K, *shape] block, so the model sees
+    ordinary stacked weights while the optimizer and the EMA update every member's every
+    parameter in a handful of elementwise kernels. The update rules are written out here
+    because torch.optim takes one lr and wd per parameter group, not one per member; they
+    follow torch.optim.SGD (Nesterov) and torch.optim.AdamW step for step.
+    """
+
+    def __init__(self, cfgs: list[TrainConfig], data: TensorData | FolderData, device: torch.device) -> None:
+        self.cfgs, self.device, self.k = cfgs, device, len(cfgs)
+        cfg = cfgs[0]
+        self.stream = Stream(cfg, data, device)
+        self.data, self.batch, self.steps_per_epoch = self.stream.data, self.stream.batch, self.stream.steps_per_epoch
+        self.model = initial_model(cfg, data, device)  # each member's separate run starts here too
+        for module in self.model.modules():
+            if isinstance(module, Attention):
+                # Under vmap the fused kernels' backward fails on CUDA (an H100 reported "LSE is not
+                # correctly aligned"; the math backend, a bf16 softmax-backward dtype error).
+                module.fused = False
+            if type(module) is nn.BatchNorm2d:
+                module.__class__ = FloatBatchNorm2d
+        self.layout, self.flat, self.base_lr, self.wd = self._flatten()
+        # Each parameter is a leaf view into ``flat`` whose .grad is the matching view of
+        # ``flat_grad``: backward accumulates in place, straight into the flat gradient.
+        self.flat_grad = torch.zeros_like(self.flat)
+        self.params = self.views(self.flat)
+        grads = self.views(self.flat_grad)
+        for name, param in self.params.items():
+            param.requires_grad_(True)
+            param.grad = grads[name]
+        self.buffers = {n: b.unsqueeze(0).repeat(self.k, *([1] * b.dim())) for n, b in self.model.named_buffers()}
+        self.ema_flat = self.flat.detach().clone()
+        self.ema_buffers = {n: b.clone() for n, b in self.buffers.items()}
+        self.moments: list[torch.Tensor] = []  # SGD: [momentum]; AdamW: [first, second]
+        self.epoch = 0
+        self.curves: list[list[dict]] = [[] for _ in cfgs]
+        self.status: list[str] = ["ok"] * self.k
+        self.diverged_epoch: list[int | None] = [None] * self.k
+        self.wall = 0.0
+
+    def _flatten(self):
+        decay, _ = recipe.decay_split(self.model)
+        params = dict(self.model.named_parameters())
+        layout, offset = {}, 0
+        for name, p in params.items():
+            layout[name] = (offset, p.shape)
+            offset += self.k * p.numel()
+        flat = torch.empty(offset, device=self.device)
+        base_lr = torch.empty(offset, device=self.device)
+        wd = torch.zeros(offset, device=self.device)
+        lrs = torch.tensor([recipe.scaled_lr(c.lr, self.batch) for c in self.cfgs], device=self.device)
+        wds = torch.tensor([c.wd for c in self.cfgs], device=self.device)
+        for name, p in params.items():
+            start = layout[name][0]
+            block = slice(start, start + self.k * p.numel())
+            flat[block].view(self.k, -1).copy_(p.detach().reshape(1, -1))
+            base_lr[block].view(self.k, -1).copy_(lrs[:, None])
+            if name in decay:
+                wd[block].view(self.k, -1).copy_(wds[:, None])
+        return layout, flat, base_lr, wd
+
+    def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: flat[o : o + self.k * shape.numel()].view(self.k, *shape) for n, (o, shape) in self.layout.items()}
+
+    def logits(self, params: dict, buffers: dict, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        """[K, batch, classes]: every member on the same input; BN buffers update in place when training."""
+        self.model.train(train)
+
+        def member(p, b, images):
+            return functional_call(self.model, (p, b), (images,))
+
+        return vmap(member, in_dims=(0, 0, None), randomness="error")(params, buffers, x)
+
+    # --- the recipe's steps, vectorized over members --------------------------------------------
+
+    @torch.no_grad()
+    def optimizer_step(self, step: int, factor: float) -> None:
+        grad, p = self.flat_grad, self.flat
+        lr = self.base_lr * factor
+        if self.cfgs[0].optim == "sgd":
+            grad = grad + self.wd * p
+            if not self.moments:
+                self.moments = [grad.clone()]
+            else:
+                self.moments[0].mul_(MOMENTUM).add_(grad)
+            p.sub_(lr * (grad + MOMENTUM * self.moments[0]))
+            return
+        if not self.moments:
+            self.moments = [torch.zeros_like(p), torch.zeros_like(p)]
+        m, v = self.moments
+        b1, b2 = BETAS
+        t = step + 1
+        p.mul_(1 - lr * self.wd)
+        m.lerp_(grad, 1 - b1)
+        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = (v.sqrt() / math.sqrt(1 - b2**t)).add_(EPS)
+        p.addcdiv_(m * lr, denom, value=-1 / (1 - b1**t))
+
+    @torch.no_grad()
+    def ema_update(self, alpha: float) -> None:
+        pairs = [(self.ema_flat, self.flat)] + [(self.ema_buffers[n], b) for n, b in self.buffers.items()]
+        for dst, src in pairs:
+            if alpha >= 1.0 or not dst.is_floating_point():
+                dst.copy_(src)
+            else:
+                dst.lerp_(src, alpha)
+
+    def train_epoch(self) -> list[float]:
+        """One pass over the shared batches; each member's mean loss (NaN where it diverged)."""
+        losses = torch.zeros(self.k, device=self.device)
+        for i, (x, y) in enumerate(self.stream.batches(self.epoch)):
+            step = self.epoch * self.steps_per_epoch + i
+            x, target = self.stream.prepare(x, y)
+            with self.stream.autocast():
+                out = self.logits(self.params, self.buffers, x, train=True)
+            loss = -(target * torch.log_softmax(out.float(), dim=-1)).sum(-1).mean(-1)  # soft CE per member
+            self.flat_grad.zero_()
+            loss.sum().backward()  # members share no weights: each gets its own loss's gradient
+            self.optimizer_step(step, self.stream.lr_factor(step))
+            losses += loss.detach()
+            alpha = self.stream.ema_alpha(step)
+            if alpha is not None:
+                self.ema_update(alpha)
+        return [v if math.isfinite(v) else float("nan") for v in (losses / self.steps_per_epoch).tolist()]
+
+    @torch.no_grad()
+    def evaluate(self, flat: torch.Tensor, buffers: dict[str, torch.Tensor]) -> list[float]:
+        """Each member's top-1 error (percent) on the test split."""
+        wrong = torch.zeros(self.k, device=self.device, dtype=torch.long)
+        total = 0
+        for x, y in self.stream.test_batches(size=max(64, 1024 // max(1, self.k // 16))):
+            with self.stream.autocast():
+                pred = self.logits(self.views(flat), buffers, x, train=False).argmax(-1)
+            wrong += (pred != y).sum(-1)
+            total += y.numel()
+        return (100.0 * wrong.double() / total).tolist()
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def identity(self) -> str:
+        return json.dumps([c.identity() for c in self.cfgs], sort_keys=True)
+
+    def state(self) -> dict:
+        return {
+            "identity": self.identity(),
+            "epoch": self.epoch,
+            "flat": self.flat,
+            "buffers": self.buffers,
+            "ema_flat": self.ema_flat,
+            "ema_buffers": self.ema_buffers,
+            "moments": self.moments,
+            **self.stream.state(),
+            "curves": self.curves,
+            "status": self.status,
+            "diverged_epoch": self.diverged_epoch,
+            "wall": self.wall,
+        }
+
+    def restore(self, folder: Path) -> bool:
+        state = load_checkpoint(folder, self.identity(), self.device)
+        if state is None:
+            return False
+        self.flat.copy_(state["flat"])  # in place: the parameter views point into it
+        self.buffers, self.ema_flat, self.ema_buffers = state["buffers"], state["ema_flat"], state["ema_buffers"]
+        self.moments = list(state["moments"])
+        self.stream.load_state(state)
+        self.epoch, self.wall = state["epoch"], state["wall"]
+        self.curves = [list(c) for c in state["curves"]]
+        self.status, self.diverged_epoch = list(state["status"]), list(state["diverged_epoch"])
+        return True
+
+
+def train_population(
+    cfgs: list[TrainConfig],
+    *,
+    checkpoint_dir: str | Path | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+    data: TensorData | FolderData | None = None,
+) -> list[TrainResult]:
+    """Train (or resume) K trials together; one result per member, as ``train`` would give it."""
+    cfgs = [c.resolved() for c in cfgs]
+    check_population(cfgs)
+    device = resolve_device(cfgs[0].device)
+    if cfgs[0].threads:
+        torch.set_num_threads(cfgs[0].threads)
+    started = datetime.now(timezone.utc)
+    pop = Population(cfgs, data if data is not None else load_data(cfgs[0]), device)
+    folder = Path(checkpoint_dir) if checkpoint_dir else None
+    if folder is not None:
+        pop.restore(folder)
+    resumed_from = pop.epoch
+    while pop.epoch < cfgs[0].epochs and "ok" in pop.status:
+        t0 = time.perf_counter()
+        losses = pop.train_epoch()
+        train_seconds = time.perf_counter() - t0
+        pop.epoch += 1
+        ema_err = pop.evaluate(pop.ema_flat, pop.ema_buffers)
+        raw_err = pop.evaluate(pop.flat, pop.buffers)
+        pop.wall += time.perf_counter() - t0
+        record_epoch(pop, losses, ema_err, raw_err, pop.steps_per_epoch * pop.batch / train_seconds)
+        if on_epoch is not None:
+            on_epoch(epoch_summary(pop, train_seconds))
+        if folder is not None and "ok" in pop.status:
+            save_checkpoint(pop.state(), folder)
+    results = []
+    for k, cfg in enumerate(cfgs):
+        row = result_row(
+            cfg,
+            curve=pop.curves[k],
+            data=pop.data,
+            batch=pop.batch,
+            wall=pop.wall,
+            status=pop.status[k],
+            diverged_epoch=pop.diverged_epoch[k],
+            started=started,
+            device=device,
+        )
+        row.update(resumed_from_epoch=resumed_from, population=pop.k)
+        results.append(TrainResult(row, pop.curves[k]))
+    return results
+
+
+def record_epoch(pop: Population, losses: list[float], ema_err: list[float], raw_err: list[float], ips: float) -> None:
+    """Append this epoch to every member still running; a non-finite loss ends a member as diverged."""
+    lr_now = pop.stream.lr_factor(pop.epoch * pop.steps_per_epoch - 1)
+    for k, cfg in enumerate(pop.cfgs):
+        if pop.status[k] != "ok":
+            continue
+        diverged = not math.isfinite(losses[k])
+        pop.curves[k].append(
+            {
+                "epoch": pop.epoch,
+                "lr": recipe.scaled_lr(cfg.lr, pop.batch) * lr_now,
+                "train_loss": losses[k],
+                "top1_err": 100.0 if diverged else ema_err[k],
+                "top1_err_raw": 100.0 if diverged else raw_err[k],
+                "wall_s": pop.wall,
+                "images_per_s": ips,
+            }
+        )
+        if diverged:
+            pop.status[k], pop.diverged_epoch[k] = "diverged", pop.epoch
+
+
+def epoch_summary(pop: Population, train_seconds: float) -> dict:
+    running = [k for k in range(pop.k) if pop.status[k] == "ok"]
+    errors = [pop.curves[k][-1]["top1_err"] for k in running]
+    return {
+        "epoch": pop.epoch,
+        "members": pop.k,
+        "running": len(running),
+        "best_top1_err": min(errors) if errors else 100.0,
+        "images_per_s": pop.k * pop.steps_per_epoch * pop.batch / train_seconds,
+        "wall_s": pop.wall,
+    }

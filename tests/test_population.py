@@ -1,0 +1,106 @@
+"""The population trainer: K members trained together equal K separate runs (fp32, CPU)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from stability.data import load_synthetic
+from stability.errors import UserError
+from stability.population import train_population
+from stability.trainer import TrainConfig, train
+from tests.conftest import TINY
+
+SMALL = load_synthetic(8, train=256, test=64)
+PAIRS = [(1e-3, 0.05), (4e-3, 0.3), (2.5e-4, 0.01)]
+
+
+def members(optim: str, pairs=PAIRS, **kw) -> list[TrainConfig]:
+    return [
+        TrainConfig(**{**TINY, "optim": optim, "epochs": 3, "lr": lr, "wd": wd, "index": i, **kw})
+        for i, (lr, wd) in enumerate(pairs)
+    ]
+
+
+def assert_close_curves(population, separate, rel=1e-5):
+    for pop, alone in zip(population, separate, strict=True):
+        assert len(pop.curve) == len(alone.curve)
+        for p, a in zip(pop.curve, alone.curve, strict=True):
+            assert p["epoch"] == a["epoch"]
+            assert p["train_loss"] == pytest.approx(a["train_loss"], rel=rel)
+            assert p["lr"] == pytest.approx(a["lr"], rel=1e-12)
+            # errors are counts over 64 test images: one flipped argmax would move them by 1.56
+            assert p["top1_err"] == pytest.approx(a["top1_err"], abs=1e-9)
+            assert p["top1_err_raw"] == pytest.approx(a["top1_err_raw"], abs=1e-9)
+        assert pop.row["status"] == alone.row["status"]
+        assert pop.row["trial_id"] == alone.row["trial_id"]
+
+
+@pytest.mark.parametrize("optim", ["adamw", "sgd"])
+def test_population_equals_separate_runs(optim):
+    """vit_c_1gf has BatchNorm in its stem: each member's running statistics stay its own."""
+    torch.set_default_dtype(torch.float32)
+    cfgs = members(optim)
+    population = train_population(cfgs, data=SMALL)
+    separate = [train(c, data=SMALL) for c in cfgs]
+    assert_close_curves(population, separate)
+    # the members really differ: a population that trained one member K times would fail here
+    losses = {round(r.curve[-1]["train_loss"], 6) for r in population}
+    assert len(losses) == len(cfgs)
+    assert all(r.row["population"] == len(cfgs) for r in population)
+
+
+def test_a_diverging_member_leaves_the_others_untouched():
+    cfgs = members("sgd", pairs=[(1e-3, 0.05), (1e6, 0.05)], epochs=2)
+    population = train_population(cfgs, data=SMALL)
+    separate = [train(c, data=SMALL) for c in cfgs]
+    assert population[1].row["status"] == "diverged" == separate[1].row["status"]
+    assert population[1].row["diverged_epoch"] == separate[1].row["diverged_epoch"]
+    assert not math.isfinite(population[1].curve[-1]["train_loss"])
+    assert_close_curves(population[:1], separate[:1])
+
+
+@pytest.mark.slow
+def test_population_resumes_to_the_uninterrupted_result(tmp_path):
+    cfgs = members("adamw", epochs=3)
+    full = train_population(cfgs, checkpoint_dir=tmp_path / "full", data=SMALL)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(summary):
+        if summary["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train_population(cfgs, checkpoint_dir=tmp_path / "cut", on_epoch=stop, data=SMALL)
+    resumed = train_population(cfgs, checkpoint_dir=tmp_path / "cut", data=SMALL)
+    assert all(r.row["resumed_from_epoch"] == 1 for r in resumed)
+    keys = ["epoch", "train_loss", "top1_err", "top1_err_raw", "lr"]
+    for a, b in zip(resumed, full, strict=True):
+        assert [[p[k] for k in keys] for p in a.curve] == [[p[k] for k in keys] for p in b.curve]
+
+
+def test_members_must_differ_only_in_lr_and_wd():
+    cfgs = members("adamw")
+    with pytest.raises(UserError, match="only lr and wd"):
+        train_population([cfgs[0], TrainConfig(**{**TINY, "optim": "adamw", "epochs": 4})], data=SMALL)
+    with pytest.raises(UserError, match="distinct trial ids"):
+        train_population([cfgs[0], cfgs[0]], data=SMALL)
+
+
+def test_packs_and_default_pack():
+    from sweeps.engine import packs
+    from sweeps.plan import POPULATION_MAX, default_pack
+
+    assert packs(["a", "b", "c", "d", "e"], 2) == ["a,b", "c,d", "e"]
+    assert packs(["a", "b"], 1) == ["a", "b"]
+    row = dict(model="vit_c_1gf", dataset="fashion-mnist", image_size=32, patch_size=4, batch_size=256)
+    assert default_pack(False, row) == 1  # measured slower than one trial on a CPU
+    assert default_pack(True, {**row, "dataset": "imagenet"}) == 1
+    assert default_pack(True, row) == POPULATION_MAX
+    bigger = default_pack(True, {**row, "model": "vit_c_18gf"})
+    assert 1 <= bigger < POPULATION_MAX  # members are limited by the memory they need
+    assert default_pack(True, {**row, "model": "vit_c_18gf", "batch_size": 4096}) == 1
