@@ -120,8 +120,8 @@ def add_worker_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        default=1,
-        help="data-parallel workers per trial through Ray Train (DDP); --cpus-per-trial is then per worker",
+        help="run each trial data-parallel on N >= 1 Ray Train workers (DDP); --cpus-per-trial is then per "
+        "worker (default: the trial runs in one process, without Ray Train)",
     )
     p.add_argument("--gpus-per-worker", type=float, help="with --workers (default: 1 with a GPU, else 0)")
     p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation: micro-batches per step")

@@ -50,6 +50,8 @@ def check_population(cfgs: list[TrainConfig]) -> None:
         raise UserError(
             "population members must share model, optimizer, data, schedule and seed; only lr and wd may differ"
         )
+    if cfgs[0].accumulate > 1:
+        raise UserError("populations do not accumulate gradients; train these trials one at a time")
     ids = [c.trial_id for c in cfgs]
     if len(set(ids)) != len(ids):
         raise UserError("population members need distinct trial ids")

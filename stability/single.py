@@ -25,7 +25,7 @@ def run(cfg: TrainConfig, results: str, args) -> int:
         )
 
     folder = store.checkpoint_dir(cfg.sweep, cfg.trial_id)
-    if args.workers > 1:
+    if args.workers is not None:
         result = train_on_local_ray(cfg, args, folder, store.sweep_dir(cfg.sweep))
     else:
         result = train(cfg, checkpoint_dir=folder, on_epoch=progress)

@@ -108,13 +108,14 @@ def preflight(scale: plan.Scale, resources: engine.Resources) -> None:
 
 
 def worker_flags(args, gpu: bool) -> tuple[int, float]:
-    """(workers, GPUs per worker) from --workers and --gpus-per-worker, checked."""
+    """(workers, GPUs per worker) from --workers and --gpus-per-worker, checked; 0 workers: no Ray Train."""
     per_worker = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if gpu else 0.0)
-    if args.workers < 1 or args.accumulate < 1 or per_worker < 0:
+    workers = args.workers if args.workers is not None else 0
+    if (args.workers is not None and args.workers < 1) or args.accumulate < 1 or per_worker < 0:
         raise UserError("--workers and --accumulate must be at least 1, and --gpus-per-worker >= 0")
-    if args.workers > 1 and per_worker > 0 and not gpu and not getattr(args, "address", None):
+    if workers and per_worker > 0 and not gpu and not getattr(args, "address", None):
         raise UserError("--gpus-per-worker > 0 but no GPU is visible on this machine")
-    return args.workers, per_worker if args.workers > 1 else 0.0
+    return workers, per_worker if workers else 0.0
 
 
 def resources_from(args, gpu: bool) -> engine.Resources:
@@ -126,11 +127,11 @@ def resources_from(args, gpu: bool) -> engine.Resources:
     if gpus > 0 and not gpu and not args.address:
         raise UserError("--gpus-per-trial > 0 but no GPU is visible on this machine")
     workers, per_worker = worker_flags(args, gpu)
-    if workers > 1 and args.pack not in (None, 1):
-        raise UserError("--pack and --workers exclude each other: populations are for trials smaller than a GPU")
+    if (workers or args.accumulate > 1) and args.pack not in (None, 1):
+        raise UserError("--pack excludes --workers and --accumulate: populations are for trials smaller than a GPU")
     return engine.Resources(
         cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=0.0 if workers > 1 else gpus,
+        gpus_per_trial=0.0 if workers else gpus,
         workers=workers,
         gpus_per_worker=per_worker,
         accumulate=args.accumulate,

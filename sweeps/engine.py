@@ -44,7 +44,7 @@ class Resources:
     address: str | None = None
     data_dir: str | None = None
     pack: int | None = None  # trials per population (stability.population); None: plan.default_pack
-    workers: int = 1  # data-parallel workers per trial (Ray Train); cpus_per_trial is then per worker
+    workers: int = 0  # >= 1: each trial runs on that many Ray Train workers (cpus_per_trial is per worker)
     gpus_per_worker: float = 0.0
     accumulate: int = 1  # micro-batches per step (gradient accumulation)
 
@@ -162,7 +162,7 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     cfgs = [trial_config(rows[i], sweep, resources) for i in ids]
     on_epoch = inject_worker_death(ids, store.sweep_dir(sweep), tune.report)
     folder = pack_checkpoint(store, sweep, ids)
-    if resources.workers > 1:
+    if resources.workers:
         from sweeps.workers import train_with_workers
 
         results = [
@@ -290,12 +290,12 @@ def packs(trial_ids: list[str], size: int) -> list[str]:
     return [",".join(trial_ids[i : i + size]) for i in range(0, len(trial_ids), size)]
 
 
-# A multi-worker trial's Tune process only waits on its Ray Train workers, which hold the CPUs and GPUs.
+# A Ray Train trial's Tune process only waits on its workers, which hold the CPUs and GPUs.
 DRIVER_CPUS = 0.01
 
 
 def trial_driver_resources(resources: Resources) -> dict:
-    if resources.workers > 1:
+    if resources.workers:
         return {"cpu": DRIVER_CPUS, "gpu": 0}
     return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
 
@@ -306,7 +306,7 @@ def check_capacity(resources: Resources) -> int:
 
     from sweeps.workers import check_capacity as check
 
-    if resources.workers > 1:
+    if resources.workers:
         check(resources.workers, resources.cpus_per_trial, resources.gpus_per_worker)
         per_trial = {
             "CPU": resources.workers * resources.cpus_per_trial + DRIVER_CPUS,
@@ -330,7 +330,11 @@ def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources) 
         print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run")
         return pending
     gpu = resources.gpus_per_trial > 0 or resources.gpus_per_worker > 0
-    pack = 1 if resources.workers > 1 else resources.pack or default_pack(gpu, manifest.iloc[0].to_dict())
+    pack = (
+        1
+        if resources.workers or resources.accumulate > 1
+        else resources.pack or default_pack(gpu, manifest.iloc[0].to_dict())
+    )
     together = f", {pack} at a time as one population per GPU" if pack > 1 else ""
     print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run{together}", flush=True)
     start_ray(resources)

@@ -84,8 +84,8 @@ def check_capacity(workers: int, cpus_per_worker: float, gpus_per_worker: float)
     need = {"CPU": workers * cpus_per_worker, "GPU": workers * gpus_per_worker}
     have = {k: total.get(k, 0.0) for k in need}
     if any(have[k] < need[k] for k in need):
+        split = f" ({workers} workers x {gpus_per_worker:g} GPUs, {cpus_per_worker:g} CPUs)" if workers > 1 else ""
         raise UserError(
-            f"one trial needs {need['GPU']:g} GPUs and {need['CPU']:g} CPUs ({workers} workers x "
-            f"{gpus_per_worker:g} GPUs, {cpus_per_worker:g} CPUs), but the Ray cluster has "
+            f"one trial needs {need['GPU']:g} GPUs and {need['CPU']:g} CPUs{split}, but the Ray cluster has "
             f"{have['GPU']:g} GPUs and {have['CPU']:g} CPUs in all"
         )

@@ -122,3 +122,31 @@ def test_digits_and_synthetic():
     assert d.train_x.shape == (1437, 1, 16, 16) and d.test_x.shape == (360, 1, 16, 16)
     s1, s2 = data.load_small("synthetic", 8), data.load_small("synthetic", 8)
     assert torch.equal(s1.train_x, s2.train_x) and s1.num_classes == 10
+
+
+def test_folder_data_workers_load_their_shards_of_each_global_batch(tmp_path):
+    """With 2 workers each loads half of every global batch: together, the 1-worker batch."""
+    from PIL import Image
+
+    from stability.distributed import World
+    from stability.trainer import Stream, TrainConfig
+
+    rng = np.random.default_rng(3)
+    for split, per in (("train", 4), ("val", 1)):
+        for cls in ("n01", "n02"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(per):
+                Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(
+                    tmp_path / split / cls / f"{i}.JPEG"
+                )
+    d = data.load_folder(tmp_path, 16, seed=0, workers=0)
+    cfg = TrainConfig("vit_p_1gf", "sgd", dataset="imagenet", image_size=16, batch_size=4, device="cpu")
+
+    def epoch(world: World) -> list:
+        return list(Stream(cfg, d, torch.device("cpu"), world).batches(0))
+
+    whole, first, second = epoch(World()), epoch(World(0, 2)), epoch(World(1, 2))
+    assert len(whole) == len(first) == len(second) == 2
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, first, second, strict=True):
+        assert x0.shape[0] == x1.shape[0] == 2
+        assert torch.equal(torch.cat([y0, y1]), y) and torch.equal(torch.cat([x0, x1]), x)
