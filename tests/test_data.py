@@ -86,17 +86,22 @@ def test_cifar100_and_malicious_pickle_refused(tmp_path):
         data.load_small("cifar100", 16, tmp_path)
 
 
-def test_jpeg_folder_tree(tmp_path):
+def jpeg_tree(root, train: int, val: int, seed: int) -> None:
+    """An ImageNet-style tree: two classes, ``train`` and ``val`` random JPEGs per class."""
     from PIL import Image
 
-    rng = np.random.default_rng(2)
-    for split, per in (("train", 3), ("val", 2)):
+    rng = np.random.default_rng(seed)
+    for split, per in (("train", train), ("val", val)):
         for cls in ("n01", "n02"):
-            (tmp_path / split / cls).mkdir(parents=True)
+            (root / split / cls).mkdir(parents=True)
             for i in range(per):
                 Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(
-                    tmp_path / split / cls / f"{i}.JPEG"
+                    root / split / cls / f"{i}.JPEG"
                 )
+
+
+def test_jpeg_folder_tree(tmp_path):
+    jpeg_tree(tmp_path, train=3, val=2, seed=2)
     d = data.load_folder(tmp_path, 32, seed=0, workers=0)
     assert d.num_classes == 2 and d.train_size == 6 and len(d.test) == 4
     x, y = next(d.loader("train", 4, torch.arange(6)))
@@ -126,19 +131,10 @@ def test_digits_and_synthetic():
 
 def test_folder_data_workers_load_their_shards_of_each_global_batch(tmp_path):
     """With 2 workers each loads half of every global batch: together, the 1-worker batch."""
-    from PIL import Image
-
     from stability.distributed import World
     from stability.trainer import Stream, TrainConfig
 
-    rng = np.random.default_rng(3)
-    for split, per in (("train", 4), ("val", 1)):
-        for cls in ("n01", "n02"):
-            (tmp_path / split / cls).mkdir(parents=True)
-            for i in range(per):
-                Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(
-                    tmp_path / split / cls / f"{i}.JPEG"
-                )
+    jpeg_tree(tmp_path, train=4, val=1, seed=3)
     d = data.load_folder(tmp_path, 16, seed=0, workers=0)
     cfg = TrainConfig("vit_p_1gf", "sgd", dataset="imagenet", image_size=16, batch_size=4, device="cpu")
 
