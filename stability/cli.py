@@ -39,7 +39,7 @@ def build_parser() -> Parser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-autoaugment", action="store_true", help="turn AutoAugment off (ablation)")
     p.add_argument("--no-mixing", action="store_true", help="turn mixup/CutMix off (ablation)")
-    add_worker_flags(p)
+    add_execution_flags(p)
 
     p = sub.add_parser("sweep", help="an EDF sweep: N (lr, wd) pairs of one model and optimizer on Ray Tune")
     add_model_flags(p)
@@ -113,10 +113,10 @@ def add_sweep_flags(p: argparse.ArgumentParser, epochs_type=int) -> None:
         help="trials trained together as one population on a device "
         "(default on a GPU below ImageNet scale: as many as fit, up to 16; else 1)",
     )
-    add_worker_flags(p)
+    add_execution_flags(p)
 
 
-def add_worker_flags(p: argparse.ArgumentParser) -> None:
+def add_execution_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workers",
         type=int,
@@ -125,6 +125,9 @@ def add_worker_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--gpus-per-worker", type=float, help="with --workers (default: 1 with a GPU, else 0)")
     p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation: micro-batches per step")
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile each trial's training step (eager if it fails)"
+    )
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -152,6 +155,7 @@ def dispatch(args: argparse.Namespace) -> int:
             autoaugment=not args.no_autoaugment,
             mixing=not args.no_mixing,
             accumulate=args.accumulate,
+            compile=args.compile,
         )
         return single.run(cfg, args.results, args)
     if args.command == "sweep":

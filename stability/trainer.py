@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -53,6 +54,7 @@ class TrainConfig:
     loader_workers: int = 8
     threads: int | None = None
     accumulate: int = 1  # gradient accumulation: micro-batches per step on each worker
+    compile: bool = False  # torch.compile the training forward (eager if compilation fails)
     sweep: str = "train"
     trial_id: str = ""
     index: int = 0
@@ -81,7 +83,7 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The fields that define the result (not where or how fast it runs)."""
-        skip = {"data_dir", "device", "loader_workers", "threads", "trial_id", "sweep", "index"}
+        skip = {"data_dir", "device", "loader_workers", "threads", "trial_id", "sweep", "index", "compile"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -231,6 +233,24 @@ def initial_model(cfg: TrainConfig, data: TensorData | FolderData, device: torch
     ).to(device)
 
 
+class CompiledOrEager:
+    """``torch.compile`` with a fallback: compilation is an optimisation, so a model it cannot
+    compile trains eager (saying so once) instead of failing the run. Compilation happens at
+    the first call, before any backward, so falling back there loses nothing."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        self.net, self.compiled = net, torch.compile(net)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(x)
+            except Exception as e:  # any compiler failure: the eager model computes the same function
+                print(f"torch.compile failed ({type(e).__name__}: {e}); training eager", file=sys.stderr, flush=True)
+                self.compiled = None
+        return self.net(x)
+
+
 class Run:
     """The state of one training run, with the steps of the recipe as methods."""
 
@@ -239,6 +259,7 @@ class Run:
         self.stream = Stream(cfg, data, device, self.world)
         self.data, self.batch, self.steps_per_epoch = self.stream.data, self.stream.batch, self.stream.steps_per_epoch
         self.model, self.net = prepare_model(initial_model(cfg, data, device), device, self.world)
+        self.forward = CompiledOrEager(self.net) if cfg.compile else self.net
         self.base_lr = recipe.scaled_lr(cfg.lr, self.batch)
         # fused: one kernel per step on CUDA instead of several per parameter; the same update rule
         self.optimizer = recipe.make_optimizer(self.model, cfg.optim, self.base_lr, cfg.wd, fused=device.type == "cuda")
@@ -311,7 +332,7 @@ class Run:
             sync = contextlib.nullcontext() if last or self.net is self.model else self.net.no_sync()
             with sync:
                 with self.stream.autocast():
-                    loss = recipe.soft_cross_entropy(self.net(xm), tm)
+                    loss = recipe.soft_cross_entropy(self.forward(xm), tm)
                 (loss / k if k > 1 else loss).backward()
             total += loss.detach() / k
         return total

@@ -135,6 +135,7 @@ def resources_from(args, gpu: bool) -> engine.Resources:
         workers=workers,
         gpus_per_worker=per_worker,
         accumulate=args.accumulate,
+        compile=args.compile,
         address=args.address,
         # absolute: Tune runs each trial in a working directory of its own
         data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,

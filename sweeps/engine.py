@@ -47,6 +47,7 @@ class Resources:
     workers: int = 0  # >= 1: each trial runs on that many Ray Train workers (cpus_per_trial is per worker)
     gpus_per_worker: float = 0.0
     accumulate: int = 1  # micro-batches per step (gradient accumulation)
+    compile: bool = False  # torch.compile single trials' training steps
 
 
 def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -129,6 +130,7 @@ def trial_config(row: dict, sweep: str, resources: Resources):
         device="cuda" if resources.gpus_per_trial > 0 or resources.gpus_per_worker > 0 else "cpu",
         threads=max(1, int(resources.cpus_per_trial)),
         accumulate=resources.accumulate,
+        compile=resources.compile,
         sweep=sweep,
         trial_id=row["trial_id"],
         index=int(row["index"]),
@@ -145,6 +147,30 @@ def pack_checkpoint(store: Store, sweep: str, ids: list[str]) -> Path:
     return store.checkpoint_dir(sweep, key)
 
 
+def train_pack(cfgs: list, folder: Path, sweep_dir: Path, resources: Resources, on_epoch) -> list:
+    """One config in this process, or on Ray Train workers; several as one population."""
+    if resources.workers:
+        from sweeps.workers import train_with_workers
+
+        result = train_with_workers(
+            cfgs[0],
+            workers=resources.workers,
+            cpus_per_worker=resources.cpus_per_trial,
+            gpus_per_worker=resources.gpus_per_worker,
+            checkpoint_dir=folder,
+            sweep_dir=sweep_dir,
+            max_failures=resources.max_failures,
+        )
+        return [result]
+    if len(cfgs) == 1:
+        from stability.trainer import train
+
+        return [train(cfgs[0], checkpoint_dir=folder, on_epoch=on_epoch)]
+    from stability.population import train_population
+
+    return train_population(cfgs, checkpoint_dir=folder, on_epoch=on_epoch)
+
+
 def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Resources) -> None:
     """The Tune trainable: train one manifest row, or a pack of rows as a population, and store them.
 
@@ -154,33 +180,13 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     import ray
     from ray import tune
 
-    from stability.population import train_population
-    from stability.trainer import train
-
     ids = pack_ids(config)
     store = Store(root)
     cfgs = [trial_config(rows[i], sweep, resources) for i in ids]
     on_epoch = inject_worker_death(ids, store.sweep_dir(sweep), tune.report)
     folder = pack_checkpoint(store, sweep, ids)
-    if resources.workers:
-        from sweeps.workers import train_with_workers
-
-        results = [
-            train_with_workers(
-                cfgs[0],
-                workers=resources.workers,
-                cpus_per_worker=resources.cpus_per_trial,
-                gpus_per_worker=resources.gpus_per_worker,
-                checkpoint_dir=folder,
-                sweep_dir=store.sweep_dir(sweep),
-                max_failures=resources.max_failures,
-            )
-        ]
-    elif len(cfgs) == 1:
-        results = [train(cfgs[0], checkpoint_dir=folder, on_epoch=on_epoch)]
-    else:
-        results = train_population(cfgs, checkpoint_dir=folder, on_epoch=on_epoch)
-    node = ray.get_runtime_context().get_node_id()
+    results = train_pack(cfgs, folder, store.sweep_dir(sweep), resources, on_epoch)
+    node = ray.get_runtime_context().get_node_id()  # the Tune trial's node; Ray Train workers may run elsewhere
     summary = []
     for result in results:
         row = rows[result.row["trial_id"]]

@@ -145,3 +145,30 @@ def test_train_user_errors(argv, message, capsys, tmp_path):
     assert main(["train", *argv, "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(capsys):
+    """torch.compile fuses kernels, which reorders float32 rounding: the curves agree to 1e-4."""
+    cfg = tiny(model="vit_p_1gf", epochs=1)
+    eager = train(cfg, data=SMALL)
+    compiled = train(TrainConfig(**{**cfg.__dict__, "compile": True}), data=SMALL)
+    assert "torch.compile failed" not in capsys.readouterr().err  # it really compiled
+    assert compiled.curve[0]["train_loss"] == pytest.approx(eager.curve[0]["train_loss"], rel=1e-4)
+    assert compiled.row["trial_id"] == eager.row["trial_id"]  # compiling does not change what the run is
+
+
+def test_compile_falls_back_to_eager_when_compilation_fails(monkeypatch, capsys):
+    from stability import trainer
+
+    def broken(net):
+        def fail(x):
+            raise RuntimeError("no compiler here")
+
+        return fail
+
+    monkeypatch.setattr(trainer.torch, "compile", broken)
+    result = train(TrainConfig(**{**tiny(epochs=1).__dict__, "compile": True}), data=SMALL)
+    eager = train(tiny(epochs=1), data=SMALL)
+    assert result.curve[0]["train_loss"] == eager.curve[0]["train_loss"]
+    assert "torch.compile failed (RuntimeError: no compiler here); training eager" in capsys.readouterr().err
