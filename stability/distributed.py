@@ -74,7 +74,12 @@ def prepare_model(model: nn.Module, device: torch.device, world: World) -> tuple
     if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         return model, nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0])
+    swap_batchnorm(model, SyncBatchNorm2d)
+    return model, nn.parallel.DistributedDataParallel(model)
+
+
+def swap_batchnorm(model: nn.Module, cls: type[nn.BatchNorm2d]) -> None:
+    """Give every plain BatchNorm2d another forward in place; weights, buffers and keys stay."""
     for module in model.modules():
         if type(module) is nn.BatchNorm2d:
-            module.__class__ = SyncBatchNorm2d
-    return model, nn.parallel.DistributedDataParallel(model)
+            module.__class__ = cls

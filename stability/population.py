@@ -25,6 +25,7 @@ from torch.func import functional_call, vmap
 from models.vit import Attention
 from stability import recipe
 from stability.data import FolderData, TensorData
+from stability.distributed import swap_batchnorm
 from stability.errors import UserError
 from stability.trainer import (
     Stream,
@@ -87,8 +88,7 @@ class Population:
                 # Under vmap the fused kernels' backward fails on CUDA (an H100 reported "LSE is not
                 # correctly aligned"; the math backend, a bf16 softmax-backward dtype error).
                 module.fused = False
-            if type(module) is nn.BatchNorm2d:
-                module.__class__ = FloatBatchNorm2d
+        swap_batchnorm(self.model, FloatBatchNorm2d)
         self.layout, self.flat, self.base_lr, self.wd = self._flatten()
         # Each parameter is a leaf view into ``flat`` whose .grad is the matching view of
         # ``flat_grad``: backward accumulates in place, straight into the flat gradient.

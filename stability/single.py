@@ -39,13 +39,13 @@ def run(cfg: TrainConfig, results: str, args) -> int:
 
 
 def train_on_local_ray(cfg: TrainConfig, args, folder, sweep_dir):
-    """--workers N: the run goes through Ray Train, on a local Ray or the one --address names."""
+    """--workers N: the run goes through Ray Train on a local Ray."""
     from dataclasses import replace
 
     from sweeps import engine, workers
-    from sweeps.commands import worker_flags
+    from sweeps.commands import has_gpu, worker_flags
 
-    n, gpus = worker_flags(args, cfg.device != "cpu" and _has_gpu())
+    n, gpus = worker_flags(args, cfg.device != "cpu" and has_gpu())
     resources = engine.Resources(cpus_per_trial=1.0, workers=n, gpus_per_worker=gpus)
     engine.start_ray(resources)
     import ray
@@ -58,9 +58,3 @@ def train_on_local_ray(cfg: TrainConfig, args, folder, sweep_dir):
         )
     finally:
         ray.shutdown()
-
-
-def _has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
