@@ -7,7 +7,6 @@ exercises the harness; the numbers that matter come from a GPU.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from stability.errors import UserError
 
@@ -86,7 +85,7 @@ def main(args: argparse.Namespace) -> int:
             scale=scale,
             gpu=gpu,
             pack=args.pack,
-            data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
+            data_dir=args.data_dir,
         )
         concurrent = (
             f"; {r['pack']} concurrent trials (fractional GPUs) {r['concurrent_s']:.1f} s, "

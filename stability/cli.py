@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from stability.errors import UserError
 
@@ -57,7 +58,7 @@ def build_parser() -> Parser:
     p.add_argument("--trials", type=int, default=64, help="trials per EDF sweep (figures 4, 5)")
     p.add_argument("--sampler", default="random", choices=["random", "sobol"])
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
-    p.add_argument("--data-dir")
+    add_data_dir_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", default="results")
     add_sweep_flags(p, epochs_type=str)
@@ -77,7 +78,7 @@ def build_parser() -> Parser:
     p.add_argument("--steps", type=int, default=10, help="timed training steps (step benchmark)")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast path (falls back to eager)")
     p.add_argument("--dataset", default="digits", help="real data for the data-path benchmark")
-    p.add_argument("--data-dir")
+    add_data_dir_flag(p)
     p.add_argument("--trials", type=int, default=4, help="trials per side (sweep benchmark)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per trial (sweep benchmark)")
     p.add_argument("--pack", type=int, default=2, help="trials sharing the device at once (population, sweep)")
@@ -88,10 +89,19 @@ def build_parser() -> Parser:
     return parser
 
 
+def absolute_path(given: str) -> str:
+    """Resolved at parse time, because Ray Tune runs each trial in a working directory of its own."""
+    return str(Path(given).resolve())
+
+
+def add_data_dir_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=absolute_path, help="where the dataset lives (default: see docs/stability.md)")
+
+
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--optim", required=True, choices=["adamw", "sgd"])
-    p.add_argument("--data-dir")
+    add_data_dir_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", default="results")
 

@@ -73,7 +73,7 @@ def prepare_model(model: nn.Module, device: torch.device, world: World) -> tuple
         return model, model
     if device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return model, nn.parallel.DistributedDataParallel(model, device_ids=[device.index or 0])
+        return model, nn.parallel.DistributedDataParallel(model, device_ids=[device.index])
     swap_batchnorm(model, SyncBatchNorm2d)
     return model, nn.parallel.DistributedDataParallel(model)
 

@@ -99,13 +99,15 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    """The device with its index: "cuda" means the current one, which Ray Train sets to each
+    worker's own GPU, and DDP must be told that index."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda asked for, but no CUDA device is visible")
     if name not in ("cpu", "cuda"):
         raise UserError(f"unknown device {name!r}; choose auto, cpu or cuda")
-    return torch.device(name)
+    return torch.device("cuda", torch.cuda.current_device()) if name == "cuda" else torch.device("cpu")
 
 
 def load_data(cfg: TrainConfig) -> TensorData | FolderData:
@@ -208,13 +210,19 @@ class Stream:
         return (x - self.mean) / self.std
 
     def test_batches(self, size: int = 1024):
-        """Normalized float test images with their labels."""
+        """This worker's share of the test split as normalized float batches with their labels.
+
+        Batch j belongs to worker j mod N, so a streamed test set decodes each image once in all.
+        """
         if isinstance(self.data, FolderData):
-            for x, y in self.data.loader("test", size):
+            n = len(self.data.test)
+            starts = range(self.world.rank * size, n, self.world.size * size)
+            order = torch.cat([torch.arange(i, min(i + size, n)) for i in starts]) if starts else torch.zeros(0)
+            for x, y in self.data.loader("test", size, order.long()):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 yield self.normalize(x.float() / 255), y
             return
-        for i in range(0, self.data.test_x.shape[0], size):
+        for i in range(self.world.rank * size, self.data.test_x.shape[0], self.world.size * size):
             yield self.normalize(self.data.test_x[i : i + size].float() / 255), self.data.test_y[i : i + size]
 
     def autocast(self):
@@ -343,9 +351,7 @@ class Run:
         model.eval()
         wrong = torch.zeros((), device=self.device, dtype=torch.long)
         total = torch.zeros((), device=self.device, dtype=torch.long)
-        for j, (x, y) in enumerate(self.stream.test_batches()):
-            if j % self.world.size != self.world.rank:  # workers split the test batches
-                continue
+        for x, y in self.stream.test_batches():  # this worker's share
             with self.stream.autocast():
                 pred = model(x).argmax(-1)
             wrong += (pred != y).sum()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from stability.errors import UserError
 from sweeps import engine, plan
 from sweeps.space import parse_range
@@ -137,8 +135,7 @@ def resources_from(args, gpu: bool) -> engine.Resources:
         accumulate=args.accumulate,
         compile=args.compile,
         address=args.address,
-        # absolute: Tune runs each trial in a working directory of its own
-        data_dir=str(Path(args.data_dir).resolve()) if args.data_dir else None,
+        data_dir=args.data_dir,  # made absolute by the parser
         max_failures=args.max_failures,
         pack=args.pack,
     )

@@ -42,6 +42,22 @@ def test_autoaugment_draws_a_subpolicy_per_image():
     assert len(distinct) > 10  # identical inputs, different transforms within one batch
 
 
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), batch=st.integers(1, 40), channels=st.sampled_from([1, 3]))
+def test_batched_autoaugment_equals_each_image_alone(seed, batch, channels):
+    """The masked whole-batch path gives every image exactly its own sub-policy's result."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, channels, 16, 16, generator=gen)
+    choice, coins, signs = augment.draw_policy(batch, gen, x.device)
+    out = augment.apply_policy(x, choice, coins, signs)
+    for i in range(batch):
+        alone = x[i : i + 1]
+        for slot, (op, prob, level) in enumerate(augment.IMAGENET_POLICY[int(choice[i])]):
+            if coins[i, slot] < prob:
+                alone = augment.apply_op(op, alone, level, signs[i : i + 1, slot])
+        assert torch.allclose(out[i : i + 1], alone, atol=1e-6), (i, int(choice[i]))
+
+
 def test_autoaugment_is_reproducible():
     x = torch.rand(32, 3, 8, 8)
     a, _ = augment.autoaugment(x, torch.Generator().manual_seed(3))

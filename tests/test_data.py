@@ -146,3 +146,27 @@ def test_folder_data_workers_load_their_shards_of_each_global_batch(tmp_path):
     for (x, y), (x0, y0), (x1, y1) in zip(whole, first, second, strict=True):
         assert x0.shape[0] == x1.shape[0] == 2
         assert torch.equal(torch.cat([y0, y1]), y) and torch.equal(torch.cat([x0, x1]), x)
+
+
+@pytest.mark.parametrize("folder", [True, False])
+def test_workers_split_the_test_set_each_image_once(tmp_path, folder):
+    """N workers' test batches, interleaved, are the 1-worker batches: nothing decoded twice."""
+    from stability.distributed import World
+    from stability.trainer import Stream, TrainConfig
+
+    if folder:
+        jpeg_tree(tmp_path, train=2, val=5, seed=4)  # 10 test images: batches of 3 are 3,3,3,1
+        d, dataset = data.load_folder(tmp_path, 16, seed=0, workers=0), "imagenet"
+    else:
+        d, dataset = data.load_small("synthetic", 8), "synthetic"  # 256 test images
+    cfg = TrainConfig("vit_p_1gf", "sgd", dataset=dataset, image_size=16, batch_size=4, device="cpu")
+    size = 3 if folder else 100
+
+    def share(world: World) -> list:
+        return list(Stream(cfg, d, torch.device("cpu"), world).test_batches(size))
+
+    whole, first, second = share(World()), share(World(0, 2)), share(World(1, 2))
+    assert len(first) + len(second) == len(whole) and len(first) == (len(whole) + 1) // 2
+    for j, (x, y) in enumerate(whole):
+        xs, ys = (first if j % 2 == 0 else second)[j // 2]
+        assert torch.equal(ys, y) and torch.equal(xs, x)
