@@ -123,7 +123,9 @@ def transform(op: str, x: torch.Tensor, m: torch.Tensor, sign: torch.Tensor) -> 
             return _blend(x, _gray(x).expand_as(x), factor)
         if op == "contrast":
             return _blend(x, _gray(x).mean((1, 2, 3), keepdim=True).expand_as(x), factor)
-        kernel = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=x.device) / 13
+        kernel = torch.ones(3, 3, device=x.device)  # filled on the device: a copy from the host would synchronise
+        kernel[1, 1] = 5.0
+        kernel /= 13
         smooth = F.conv2d(x, kernel.expand(x.shape[1], 1, 3, 3).contiguous(), padding=1, groups=x.shape[1])
         smooth[..., 0, :], smooth[..., -1, :] = x[..., 0, :], x[..., -1, :]  # borders unchanged
         smooth[..., :, 0], smooth[..., :, -1] = x[..., :, 0], x[..., :, -1]

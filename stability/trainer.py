@@ -214,15 +214,16 @@ class Stream:
 
         Batch j belongs to worker j mod N, so a streamed test set decodes each image once in all.
         """
-        if isinstance(self.data, FolderData):
-            n = len(self.data.test)
-            starts = range(self.world.rank * size, n, self.world.size * size)
-            order = torch.cat([torch.arange(i, min(i + size, n)) for i in starts]) if starts else torch.zeros(0)
-            for x, y in self.data.loader("test", size, order.long()):
+        folder = isinstance(self.data, FolderData)
+        n = len(self.data.test) if folder else self.data.test_x.shape[0]
+        starts = range(self.world.rank * size, n, self.world.size * size)
+        if folder:
+            order = torch.tensor([j for i in starts for j in range(i, min(i + size, n))], dtype=torch.long)
+            for x, y in self.data.loader("test", size, order):
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
                 yield self.normalize(x.float() / 255), y
             return
-        for i in range(self.world.rank * size, self.data.test_x.shape[0], self.world.size * size):
+        for i in starts:
             yield self.normalize(self.data.test_x[i : i + size].float() / 255), self.data.test_y[i : i + size]
 
     def autocast(self):
