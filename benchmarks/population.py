@@ -1,8 +1,9 @@
 """Training throughput of a population of K trials beside one trial, on the same device and data.
 
-Both sides run the trainers' own epochs (``Run.train_epoch`` and ``Population.train_epoch``)
-with the full augmentation, so the ratio is what packing K trials into one batched model
-gains over training them one after another, per image of every trial.
+All sides run the trainers' own epochs (``Run.train_epoch`` and ``Population.train_epoch``)
+with the full augmentation, so each ratio is what packing K trials into one batched model
+gains over training them one after another, per image of every trial. A ViT population is
+measured twice: under ``torch.func.vmap`` and as packed kernels (``stability.packed``).
 """
 
 from __future__ import annotations
@@ -28,17 +29,22 @@ def run(model: str, *, image_size: int, batch_size: int, pack: int, device: torc
     images = single.steps_per_epoch * single.batch
     one = images / epoch_seconds(single, device)
     del single
-    population = Population(cfgs, data, device)
-    packed = pack * images / epoch_seconds(population, device)
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {
+    result = {
         "model": model,
         "image_size": image_size,
         "batch_size": batch_size,
         "pack": pack,
         "device": str(device),
         "single_images_per_s": one,
-        "population_images_per_s": packed,
-        "ratio": packed / one,
-        "peak_gib": peak,
     }
+    for kernels in ("vmap", "packed"):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        population = Population(cfgs, data, device, pack_kernels=kernels == "packed")
+        if kernels == "packed" and not population.packed:
+            break  # not a ViT: only the vmap path exists
+        ips = pack * images / epoch_seconds(population, device)
+        del population
+        peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+        result[kernels] = {"images_per_s": ips, "ratio": ips / one, "peak_gib": peak}
+    return result

@@ -57,13 +57,23 @@ def main(args: argparse.Namespace) -> int:
     if "population" in wanted:
         from benchmarks import population
 
-        r = population.run(args.model, image_size=image if gpu else 8, batch_size=batch, pack=args.pack, device=device)
-        print(
-            f"population {r['model']} {r['image_size']}px batch {r['batch_size']} on {r['device']}: "
-            f"{r['pack']} trials as one population {r['population_images_per_s']:.1f} img/s (all members) "
-            f"vs one trial {r['single_images_per_s']:.1f} img/s; ratio {r['ratio']:.2f}x; "
-            f"peak memory {r['peak_gib']:.1f} GiB"
+        r = population.run(
+            args.model,
+            image_size=image if gpu else 8,
+            batch_size=batch,
+            pack=args.pack,
+            device=device,
+            train=8192 if gpu else 128,
         )
+        for kernels in ("vmap", "packed"):
+            if kernels in r:
+                side = r[kernels]
+                print(
+                    f"population {r['model']} {r['image_size']}px batch {r['batch_size']} on {r['device']}: "
+                    f"{r['pack']} trials as one population ({kernels}) {side['images_per_s']:.1f} img/s "
+                    f"(all members) vs one trial {r['single_images_per_s']:.1f} img/s; ratio {side['ratio']:.2f}x; "
+                    f"peak memory {side['peak_gib']:.1f} GiB"
+                )
     if "sweep" in wanted:
         from benchmarks import sweep_wall
         from sweeps import engine, plan

@@ -82,7 +82,9 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
     """Per-image, per-channel histogram equalization on 256 levels (PIL's rule)."""
     b, c, h, w = x.shape
     levels = (x * 255).round().long().view(b * c, h * w)
-    hist = torch.zeros(b * c, 256, device=x.device).scatter_add_(1, levels, torch.ones_like(levels, dtype=torch.float))
+    # counts in float32 whatever x is: exact up to 2**24 pixels, and bf16 would not be
+    ones = torch.ones_like(levels, dtype=torch.float32)
+    hist = torch.zeros(b * c, 256, device=x.device, dtype=torch.float32).scatter_add_(1, levels, ones)
     last = hist.gather(1, (levels.max(1, keepdim=True).values))  # count of the brightest level
     step = torch.div(hist.sum(1, keepdim=True) - last, 255, rounding_mode="floor")
     cdf = torch.cumsum(hist, 1) - hist  # pixels strictly below each level

@@ -136,7 +136,9 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-worker", type=float, help="with --workers (default: 1 with a GPU, else 0)")
     p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation: micro-batches per step")
     p.add_argument(
-        "--compile", action="store_true", help="torch.compile each trial's training step (eager if it fails)"
+        "--compile",
+        action="store_true",
+        help="torch.compile each trial's (or a ViT population's) training forward (eager if it fails)",
     )
 
 

@@ -2,11 +2,12 @@
 
 The trials of a sweep share their seed, so they start from the same weights and see the same
 batches, in the same order, with the same augmentation. A population draws each batch once
-and trains its K members on it together: ``torch.func.vmap`` turns every layer into one
-batched kernel over the member dimension, so each kernel launch does K times the work. Small
-models on a large GPU are bound by launches and per-step overheads, not by FLOPs, which is
-where packing wins. Each member's curve equals its separate run up to floating-point rounding
-(tests/test_population.py checks this against ``train`` on the CPU).
+and trains its K members on it together, every layer as one batched kernel over the member
+dimension, so each kernel launch does K times the work: ViTs through the packed kernels of
+``stability.packed`` (compiled with ``--compile``), other models under ``torch.func.vmap``.
+Small models on a large GPU are bound by launches and per-step overheads, not by FLOPs, which
+is where packing wins. Each member's curve equals its separate run up to floating-point
+rounding (tests/test_population.py checks this against ``train`` on the CPU).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from models.vit import Attention
-from stability import recipe
+from stability import packed, recipe
 from stability.data import FolderData, TensorData
 from stability.distributed import swap_batchnorm
 from stability.errors import UserError
 from stability.trainer import (
+    CompiledOrEager,
     Stream,
     TrainConfig,
     TrainResult,
@@ -59,12 +61,12 @@ def check_population(cfgs: list[TrainConfig]) -> None:
 
 
 class FloatBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm on a float32 input. Under vmap on CUDA, batch norm rejects a bf16 input with
-    float32 running statistics (an H100 reported it); without vmap it takes the mix, so the only
-    change is that its output stays float32 until the next autocast layer."""
+    """BatchNorm on an input of its statistics' dtype. Under vmap on CUDA, batch norm rejects a
+    bf16 input with float32 running statistics (an H100 reported it); without vmap it takes the
+    mix, so the only change is that its output stays float32 until the next autocast layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float())
+        return super().forward(x.to(self.running_var.dtype))
 
 
 class Population:
@@ -77,18 +79,18 @@ class Population:
     follow torch.optim.SGD (Nesterov) and torch.optim.AdamW step for step.
     """
 
-    def __init__(self, cfgs: list[TrainConfig], data: TensorData | FolderData, device: torch.device) -> None:
+    def __init__(
+        self, cfgs: list[TrainConfig], data: TensorData | FolderData, device: torch.device, *, pack_kernels: bool = True
+    ) -> None:
         self.cfgs, self.device, self.k = cfgs, device, len(cfgs)
         cfg = cfgs[0]
         self.stream = Stream(cfg, data, device)
         self.data, self.batch, self.steps_per_epoch = self.stream.data, self.stream.batch, self.stream.steps_per_epoch
         self.model = initial_model(cfg, data, device)  # each member's separate run starts here too
-        for module in self.model.modules():
-            if isinstance(module, Attention):
-                # Under vmap the fused kernels' backward fails on CUDA (an H100 reported "LSE is not
-                # correctly aligned"; the math backend, a bf16 softmax-backward dtype error).
-                module.fused = False
-        swap_batchnorm(self.model, FloatBatchNorm2d)
+        self.packed = pack_kernels and packed.supports(self.model)
+        forward = packed.PackedViT(self.model, self.k) if self.packed else self._vmapped()
+        # vmap is not compiled: the packed kernels are the path tested under torch.compile
+        self.forward = CompiledOrEager(forward) if cfg.compile and self.packed else forward
         self.layout, self.flat, self.base_lr, self.wd = self._flatten()
         # Each parameter is a leaf view into ``flat`` whose .grad is the matching view of
         # ``flat_grad``: backward accumulates in place, straight into the flat gradient.
@@ -132,14 +134,27 @@ class Population:
     def views(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         return {n: flat[o : o + self.k * shape.numel()].view(self.k, *shape) for n, (o, shape) in self.layout.items()}
 
-    def logits(self, params: dict, buffers: dict, x: torch.Tensor, *, train: bool) -> torch.Tensor:
-        """[K, batch, classes]: every member on the same input; BN buffers update in place when training."""
-        self.model.train(train)
+    def _vmapped(self) -> Callable[..., torch.Tensor]:
+        """Any model as K members under torch.func.vmap; ViTs use packed kernels instead."""
+        for module in self.model.modules():
+            if isinstance(module, Attention):
+                # Under vmap the fused kernels' backward fails on CUDA (an H100 reported "LSE is not
+                # correctly aligned"; the math backend, a bf16 softmax-backward dtype error).
+                module.fused = False
+        swap_batchnorm(self.model, FloatBatchNorm2d)
 
-        def member(p, b, images):
+        def member(p: dict, b: dict, images: torch.Tensor) -> torch.Tensor:
             return functional_call(self.model, (p, b), (images,))
 
-        return vmap(member, in_dims=(0, 0, None), randomness="error")(params, buffers, x)
+        def members(params: dict, buffers: dict, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+            self.model.train(train)
+            return vmap(member, in_dims=(0, 0, None), randomness="error")(params, buffers, x)
+
+        return members
+
+    def logits(self, params: dict, buffers: dict, x: torch.Tensor, *, train: bool) -> torch.Tensor:
+        """[K, batch, classes]: every member on the same input; BN buffers update in place when training."""
+        return self.forward(params, buffers, x, train=train)
 
     # --- the recipe's steps, vectorized over members --------------------------------------------
 

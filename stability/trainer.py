@@ -247,17 +247,17 @@ class CompiledOrEager:
     compile trains eager (saying so once) instead of failing the run. Compilation happens at
     the first call, before any backward, so falling back there loses nothing."""
 
-    def __init__(self, net: torch.nn.Module) -> None:
+    def __init__(self, net: Callable[..., torch.Tensor]) -> None:
         self.net, self.compiled = net, torch.compile(net)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
         if self.compiled is not None:
             try:
-                return self.compiled(x)
+                return self.compiled(*args, **kwargs)
             except Exception as e:  # any compiler failure: the eager model computes the same function
                 print(f"torch.compile failed ({type(e).__name__}: {e}); training eager", file=sys.stderr, flush=True)
                 self.compiled = None
-        return self.net(x)
+        return self.net(*args, **kwargs)
 
 
 class Run:

@@ -49,6 +49,14 @@ def test_step_and_data_benchmarks_print_ratios(capsys):
     assert data.startswith("data  vit_p_1gf") and "digits with full augmentation" in data and ratio(data) > 0
 
 
+def test_population_benchmark_prints_both_batched_forwards(capsys):
+    argv = ["bench", "population", "--pack", "2", "--batch-size", "16", "--device", "cpu"]
+    assert main([*argv, "--model", "vit_c_1gf"]) == 0
+    vmap, packed = capsys.readouterr().out.strip().splitlines()
+    assert vmap.startswith("population vit_c_1gf 8px batch 16") and "(vmap)" in vmap and ratio(vmap) > 0
+    assert "2 trials as one population (packed)" in packed and ratio(packed) > 0
+
+
 @pytest.mark.slow
 def test_sweep_benchmark_prints_ratio(capsys):
     assert main(["bench", "sweep", "--model", "vit_p_1gf", "--trials", "2", "--device", "cpu"]) == 0
