@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.stems import ChannelLayerNorm, ConvStem, PatchifyStem
-from models.vit import ViT
+from models.vit import Block, ViT
 
 Tensors = dict[str, torch.Tensor]
 
@@ -32,8 +32,13 @@ def supports(model: nn.Module) -> bool:
     """True for the zoo's ViTs: a patchify or conv stem of plain convs, BN or channel LN."""
     if not isinstance(model, ViT) or not isinstance(model.stem, (PatchifyStem, ConvStem)):
         return False
+    known = (PatchifyStem, ConvStem, nn.Sequential, nn.Conv2d, nn.BatchNorm2d, ChannelLayerNorm, nn.ReLU)
     for module in model.stem.modules():
-        if isinstance(module, nn.Conv2d) and (module.groups != 1 or module.dilation != (1, 1)):
+        if type(module) not in known:
+            return False
+        if isinstance(module, nn.Conv2d) and (
+            module.groups != 1 or module.dilation != (1, 1) or module.padding_mode != "zeros"
+        ):
             return False
         if isinstance(module, nn.BatchNorm2d) and (module.momentum is None or not module.track_running_stats):
             return False
@@ -73,17 +78,20 @@ class PackedViT:
         cls = params["cls_token"].expand(-1, b, -1, -1)
         x = torch.cat([cls, tokens], dim=2) + params["pos_embed"]
         for i, block in enumerate(model.blocks):
-            x = self.block(params, f"blocks.{i}.", block.attn.heads, block.norm1.eps, x)
+            x = self.block(params, f"blocks.{i}.", block, x)
         cls_out = layer_norm(x[:, :, 0], params["norm.weight"], params["norm.bias"], model.norm.eps)
         return linear(cls_out, params["head.weight"], params["head.bias"])
 
-    def block(self, p: Tensors, prefix: str, heads: int, eps: float, x: torch.Tensor) -> torch.Tensor:
+    def block(self, p: Tensors, prefix: str, block: Block, x: torch.Tensor) -> torch.Tensor:
+        """Block.forward over the members: x + MHSA(LN(x)), then x + MLP(LN(x))."""
+
         def param(name: str) -> torch.Tensor:
             return p[prefix + name]
 
         k, b, n, d = x.shape
+        heads = block.attn.heads
         qkv = linear(
-            layer_norm(x, param("norm1.weight"), param("norm1.bias"), eps),
+            layer_norm(x, param("norm1.weight"), param("norm1.bias"), block.norm1.eps),
             param("attn.qkv.weight"),
             param("attn.qkv.bias"),
         )
@@ -92,7 +100,7 @@ class PackedViT:
         x = x + linear(attended, param("attn.proj.weight"), param("attn.proj.bias"))
         hidden = F.gelu(
             linear(
-                layer_norm(x, param("norm2.weight"), param("norm2.bias"), eps),
+                layer_norm(x, param("norm2.weight"), param("norm2.bias"), block.norm2.eps),
                 param("mlp.fc1.weight"),
                 param("mlp.fc1.bias"),
             )
