@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks.data_path import epoch_seconds
+from stability import packed
 from stability.data import load_synthetic
 from stability.population import Population
 from stability.trainer import Run, TrainConfig
@@ -28,6 +29,7 @@ def run(model: str, *, image_size: int, batch_size: int, pack: int, device: torc
     single = Run(base, data, device)
     images = single.steps_per_epoch * single.batch
     one = images / epoch_seconds(single, device)
+    kinds = ("vmap", "packed") if packed.supports(single.model) else ("vmap",)  # CNNs: vmap only
     del single
     result = {
         "model": model,
@@ -37,12 +39,10 @@ def run(model: str, *, image_size: int, batch_size: int, pack: int, device: torc
         "device": str(device),
         "single_images_per_s": one,
     }
-    for kernels in ("vmap", "packed"):
+    for kernels in kinds:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         population = Population(cfgs, data, device, pack_kernels=kernels == "packed")
-        if kernels == "packed" and not population.packed:
-            break  # not a ViT: only the vmap path exists
         ips = pack * images / epoch_seconds(population, device)
         del population
         peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")

@@ -146,10 +146,9 @@ class PackedViT:
         weight, bias = p[f"{name}.weight"], p[f"{name}.bias"]
         if isinstance(norm, ChannelLayerNorm):
             b, _, h, w = x.shape
-            per_member = x.view(b, self.k, -1, h, w).permute(0, 1, 3, 4, 2)  # channels last
-            out = F.layer_norm(per_member, per_member.shape[-1:], eps=norm.eps)
-            out = out * weight.view(1, self.k, 1, 1, -1) + bias.view(1, self.k, 1, 1, -1)
-            return out.permute(0, 1, 4, 2, 3).reshape(x.shape)
+            per_member = x.view(b, self.k, -1, h, w).permute(1, 0, 3, 4, 2)  # [K, B, h, w, C]
+            out = layer_norm(per_member, weight, bias, norm.eps)
+            return out.permute(1, 0, 4, 2, 3).reshape(x.shape)
         assert isinstance(norm, nn.BatchNorm2d)
         if train:
             buffers[f"{name}.num_batches_tracked"].add_(1)  # as BatchNorm2d.forward counts its batches
