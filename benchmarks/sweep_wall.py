@@ -15,14 +15,16 @@ import tempfile
 import time
 from dataclasses import replace
 
-from sweeps import engine, plan
+from sweeps import cluster, engine, plan
 from sweeps.store import Store
 
 
 def timed_sweep(manifest, resources: engine.Resources) -> float:
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        engine.run(Store(root), "bench", manifest, resources)
+        with cluster.connect(None):
+            placement = engine.place(resources, Store(root), remote=False)
+            engine.run(Store(root), "bench", manifest, resources, placement)
         return time.perf_counter() - start
 
 

@@ -43,12 +43,16 @@ from stability.trainer import (
 
 BETAS, EPS, MOMENTUM = (0.9, 0.999), 1e-8, 0.9  # the recipe's optimizer constants (recipe.make_optimizer)
 
+# The only fields in which the members of one population may differ: each member holds its own
+# value, every other field of a run's identity is shared. The sweep engine groups trials by it.
+PER_MEMBER = ("lr", "wd")
+
 
 def check_population(cfgs: list[TrainConfig]) -> None:
-    """Members must agree on everything that defines a run except lr and wd."""
+    """Members must agree on everything that defines a run except the per-member fields."""
     if not cfgs:
         raise UserError("a population needs at least one trial")
-    shared = [{k: v for k, v in c.identity().items() if k not in ("lr", "wd")} for c in cfgs]
+    shared = [{k: v for k, v in c.identity().items() if k not in PER_MEMBER} for c in cfgs]
     if any(s != shared[0] for s in shared):
         raise UserError(
             "population members must share model, optimizer, data, schedule and seed; only lr and wd may differ"

@@ -39,22 +39,21 @@ def run(cfg: TrainConfig, results: str, args) -> int:
 
 
 def train_on_local_ray(cfg: TrainConfig, args, folder, sweep_dir):
-    """--workers N: the run goes through Ray Train on a local Ray."""
+    """--workers N: the run goes through Ray Train on a local Ray; each worker takes the GPU Ray
+    gives it, if any (``--device cpu`` asks for none)."""
     from dataclasses import replace
 
-    from sweeps import engine, workers
-    from sweeps.commands import has_gpu, worker_flags
+    from sweeps import cluster, workers
+    from sweeps.commands import worker_flags
 
-    n, gpus = worker_flags(args, cfg.device != "cpu" and has_gpu())
-    resources = engine.Resources(cpus_per_trial=1.0, workers=n, gpus_per_worker=gpus)
-    engine.start_ray(resources)
-    import ray
-
-    try:
+    with cluster.connect(None) as info:
+        n, gpus = worker_flags(args, cfg.device != "cpu" and info.gpus > 0)
         workers.check_capacity(n, 1.0, gpus)
-        cfg = replace(cfg, device="cuda" if gpus > 0 else "cpu", threads=1)
         return workers.train_with_workers(
-            cfg, workers=n, cpus_per_worker=1.0, gpus_per_worker=gpus, checkpoint_dir=folder, sweep_dir=sweep_dir
+            replace(cfg, threads=1),
+            workers=n,
+            cpus_per_worker=1.0,
+            gpus_per_worker=gpus,
+            checkpoint_dir=folder,
+            sweep_dir=sweep_dir,
         )
-    finally:
-        ray.shutdown()

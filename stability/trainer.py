@@ -55,6 +55,7 @@ class TrainConfig:
     threads: int | None = None
     accumulate: int = 1  # gradient accumulation: micro-batches per step on each worker
     compile: bool = False  # torch.compile the training forward (eager if compilation fails)
+    simulated_gpu: bool = False  # Ray gave this run a logical GPU that it trains on the CPU (tests only)
     sweep: str = "train"
     trial_id: str = ""
     index: int = 0
@@ -83,7 +84,8 @@ class TrainConfig:
 
     def identity(self) -> dict:
         """The fields that define the result (not where or how fast it runs)."""
-        skip = {"data_dir", "device", "loader_workers", "threads", "trial_id", "sweep", "index", "compile"}
+        where = {"data_dir", "device", "loader_workers", "threads", "compile", "simulated_gpu"}
+        skip = where | {"trial_id", "sweep", "index"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -480,6 +482,7 @@ def result_row(
         "completed_epochs": len(curve) - (1 if diverged else 0),
         "wall_s": wall,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "simulated_gpu": cfg.simulated_gpu,
         **cost,
         "started_at": started.isoformat(),
         "finished_at": datetime.now(timezone.utc).isoformat(),

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from stability.errors import UserError
-from sweeps import engine, plan
+from sweeps import cluster, engine, lock, plan
 from sweeps.space import parse_range
 from sweeps.store import Store
 
 
-def has_gpu() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def announce(scale: plan.Scale, explicit: bool, gpu: bool) -> None:
-    why = "" if explicit else (" (a GPU is visible)" if gpu else " (no GPU found)")
+    why = "" if explicit else (" (the cluster has GPUs)" if gpu else " (the cluster has no GPU)")
     print(f"protocol: {scale.preset}{why}: {plan.PRESET_NOTES[scale.preset]}")
     if scale.preset != "paper":
         print("the paper's protocol: add --preset paper --data-dir /path/to/imagenet (train/ and val/ class folders)")
 
 
 def scale_from(args, gpu: bool, epochs: int | None) -> plan.Scale:
-    """The preset named by --preset (or the machine's default) with the scale flags on top."""
+    """The preset named by --preset (or the cluster's default) with the scale flags on top."""
     return plan.choose_scale(
         args.preset,
         gpu,
@@ -34,10 +30,8 @@ def scale_from(args, gpu: bool, epochs: int | None) -> plan.Scale:
     )
 
 
-def sweep(args) -> int:
-    gpu = has_gpu()
+def plan_sweep(args, gpu: bool) -> tuple[plan.Scale, str, pd.DataFrame]:
     scale = scale_from(args, gpu, epochs=args.epochs)
-    announce(scale, args.preset is not None, gpu)
     lr_range = parse_range(args.lr_range, "--lr-range") if args.lr_range else None
     wd_range = parse_range(args.wd_range, "--wd-range") if args.wd_range else None
     name = args.name or f"{args.model}-{args.optim}-{scale.preset}"
@@ -52,10 +46,22 @@ def sweep(args) -> int:
         lr_range=lr_range,
         wd_range=wd_range,
     )
-    resources = resources_from(args, gpu)
-    preflight(scale, resources)
-    engine.run(Store(args.results), name, manifest, resources)
-    print_status(Store(args.results), [name])
+    return scale, name, manifest
+
+
+# Planning for a cluster without GPUs runs every check of the flags that needs no cluster, so a
+# mistyped flag is refused at once, before Ray starts.
+NO_CLUSTER = cluster.ClusterInfo("(none)", 0, 0.0, 0.0)
+
+
+def sweep(args) -> int:
+    plan_sweep(args, gpu=False)
+    resources_from(args, NO_CLUSTER)
+    with cluster.connect(args.address) as info:
+        print(info.describe(), flush=True)
+        scale, name, manifest = plan_sweep(args, gpu=info.gpus > 0)
+        announce(scale, args.preset is not None, info.gpus > 0)
+        run_sweeps(args, info, scale, {name: manifest})
     return 0
 
 
@@ -68,10 +74,9 @@ def split_list(text: str | None, cast=str) -> list | None:
         raise UserError(f"expected a comma-separated list, got {text!r}") from None
 
 
-def grid(args) -> int:
-    from sweeps.grid import describe, plan_grid
+def plan_figure(args, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
+    from sweeps.grid import plan_grid
 
-    gpu = has_gpu()
     scale = scale_from(args, gpu, epochs=None)
     epochs = split_list(args.epochs, int)
     if epochs and min(epochs) < 1:
@@ -86,44 +91,67 @@ def grid(args) -> int:
         seed=args.seed,
         sampler=args.sampler,
     )
-    announce(scale, args.preset is not None, gpu)
-    print(describe(sweeps))
-    if args.dry_run:
+    return scale, sweeps
+
+
+def grid(args) -> int:
+    from sweeps.grid import describe
+
+    scale, sweeps = plan_figure(args, gpu=False)
+    resources_from(args, NO_CLUSTER)
+    if args.dry_run and args.preset is not None:
+        announce(scale, True, False)
+        print(describe(sweeps))
         return 0
-    store, resources = Store(args.results), resources_from(args, gpu)
-    preflight(scale, resources)
-    for name, manifest in sweeps.items():
-        engine.run(store, name, manifest, resources)
-    print_status(store, list(sweeps))
+    with cluster.connect(args.address) as info:
+        print(info.describe(), flush=True)
+        scale, sweeps = plan_figure(args, gpu=info.gpus > 0)
+        announce(scale, args.preset is not None, info.gpus > 0)
+        print(describe(sweeps))
+        if not args.dry_run:
+            run_sweeps(args, info, scale, sweeps)
     return 0
 
 
+def run_sweeps(args, info: cluster.ClusterInfo, scale: plan.Scale, sweeps: dict[str, pd.DataFrame]) -> None:
+    """Check everything a user can fail, then lock the sweeps and run them one after another."""
+    store, resources = Store(args.results), resources_from(args, info)
+    store.check_writable()
+    preflight(scale, resources)
+    placement = engine.place(resources, store, remote=bool(args.address))
+    if placement.gpu_memory is not None:
+        print(f"GPU memory per trial: {placement.gpu_memory / 2**30:.1f} GiB (packs are sized to it)", flush=True)
+    with lock.hold([store.sweep_dir(name) for name in sweeps]):
+        for name, manifest in sweeps.items():
+            engine.run(store, name, manifest, resources, placement)
+    print_status(store, list(sweeps))
+
+
 def preflight(scale: plan.Scale, resources: engine.Resources) -> None:
-    """The data check, before any sweep of a command touches the store (the engine checks the cluster)."""
+    """The data check, before any sweep of a command touches the store (``engine.place`` checks the cluster)."""
     from stability.data import check_available
 
     check_available(scale.dataset, resources.data_dir, scale.image_size)
 
 
 def worker_flags(args, gpu: bool) -> tuple[int, float]:
-    """(workers, GPUs per worker) from --workers and --gpus-per-worker, checked; 0 workers: no Ray Train."""
+    """(workers, GPUs per worker) from --workers and --gpus-per-worker, checked; 0 workers: no Ray Train.
+    ``gpu``: the cluster has GPUs, so a worker gets one by default."""
     per_worker = args.gpus_per_worker if args.gpus_per_worker is not None else (1.0 if gpu else 0.0)
     workers = args.workers if args.workers is not None else 0
     if (args.workers is not None and args.workers < 1) or args.accumulate < 1 or per_worker < 0:
         raise UserError("--workers and --accumulate must be at least 1, and --gpus-per-worker >= 0")
-    if workers and per_worker > 0 and not gpu and not getattr(args, "address", None):
-        raise UserError("--gpus-per-worker > 0 but no GPU is visible on this machine")
     return workers, per_worker if workers else 0.0
 
 
-def resources_from(args, gpu: bool) -> engine.Resources:
+def resources_from(args, info: cluster.ClusterInfo) -> engine.Resources:
+    """What each trial asks of the cluster; GPUs by default where the cluster has them."""
+    gpu = info.gpus > 0
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpu else 0.0)
     if args.cpus_per_trial <= 0 or gpus < 0:
         raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
     if args.pack is not None and args.pack < 1:
         raise UserError(f"--pack must be at least 1, got {args.pack}")
-    if gpus > 0 and not gpu and not args.address:
-        raise UserError("--gpus-per-trial > 0 but no GPU is visible on this machine")
     workers, per_worker = worker_flags(args, gpu)
     if (workers or args.accumulate > 1) and args.pack not in (None, 1):
         raise UserError("--pack excludes --workers and --accumulate: populations are for trials smaller than a GPU")

@@ -1,20 +1,21 @@
 """Run a manifest's missing trials on Ray Tune and store every result.
 
-The driver writes the manifest before any trial starts, then hands Tune only the trials that
-have no readable result. Each trial trains through ``stability.trainer.train``, reports every
-epoch to Tune, checkpoints every epoch under the store, and writes its own result files
-atomically when it ends; a trial that raises is retried from its checkpoint up to
-``max_failures`` times, then recorded as ``failed`` with its error text by the driver.
+The command has joined the cluster and ``place`` has checked it before the driver writes the
+manifest; then Tune gets only the trials that have no readable result, grouped into
+populations by run identity (``plan.packs``). Each trial decides its device from the GPUs Ray
+gave it, trains through ``stability.trainer.train`` (or a population), reports every epoch to
+Tune, checkpoints every epoch under the store, and writes its own result files atomically when
+it ends; a population that runs out of memory is split in two and trained as halves; a trial
+that raises is retried from its checkpoint up to ``max_failures`` times, then recorded as
+``failed`` with its error text by the driver.
 """
 
 from __future__ import annotations
 
-import json
-import logging
+import gc
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -24,16 +25,9 @@ from pathlib import Path
 import pandas as pd
 
 from stability.errors import UserError
-from sweeps.plan import MANIFEST_IDENTITY, default_pack, same_definition
+from sweeps import cluster
+from sweeps.plan import MANIFEST_IDENTITY, default_pack, packs, same_definition
 from sweeps.store import Store
-
-RAY_QUIET_ENV = {
-    "RAY_USAGE_STATS_ENABLED": "0",  # no usage reports: the cluster may be closed to the network
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",  # our store is the record; skip Tune's CSV/JSON/TB files
-    "RAY_AIR_NEW_OUTPUT": "0",
-    "TUNE_RESULT_BUFFER_LENGTH": "0",
-    "RAY_DEDUP_LOGS": "0",
-}
 
 
 @dataclass(frozen=True)
@@ -48,6 +42,19 @@ class Resources:
     gpus_per_worker: float = 0.0
     accumulate: int = 1  # micro-batches per step (gradient accumulation)
     compile: bool = False  # torch.compile single trials' training steps
+
+    @property
+    def gpus_per_task(self) -> float:
+        """The GPUs of one training process: a trial's, or one of its workers'."""
+        return self.gpus_per_worker if self.workers else self.gpus_per_trial
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What the cluster gives a command's trials, decided once per command by ``place``."""
+
+    at_once: int  # trials that fit the cluster together
+    gpu_memory: int | None  # bytes of GPU memory one trial has; None: trials get no GPU
 
 
 def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.DataFrame:
@@ -73,46 +80,7 @@ def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print) 
     return manifest[~manifest["trial_id"].isin(done)]
 
 
-def check_address(address: str) -> None:
-    """Fail fast on an unreachable cluster instead of waiting out Ray's connect timeout."""
-    if address in ("auto", "local"):
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=3):
-            pass
-    except (OSError, ValueError):
-        raise UserError(f"cannot reach a Ray cluster at {address!r} (expected HOST:PORT of a running head)") from None
-
-
-# Ray's single-machine mode: without it, Ray resolves 127.0.0.1 back to the machine's
-# routable address and its gRPC servers listen on every interface.
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-
-
-def configure_ray_env(local: bool) -> None:
-    """Environment Ray reads when it is first imported (and its processes inherit)."""
-    for key, value in RAY_QUIET_ENV.items():
-        os.environ.setdefault(key, value)
-    if local:
-        os.environ.update(LOOPBACK_ENV)
-
-
-def start_ray(resources: Resources):
-    configure_ray_env(local=not resources.address)
-    import ray  # first imported here by the CLI, after the variables above are set
-
-    common = {"logging_level": logging.ERROR, "log_to_driver": False, "ignore_reinit_error": True}
-    if resources.address:
-        return ray.init(address=resources.address, **common)
-    return ray.init(
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",  # listen on loopback only
-        **common,
-    )
-
-
-def trial_config(row: dict, sweep: str, resources: Resources):
+def trial_config(row: dict, sweep: str, resources: Resources, device: str = "cpu", simulated: bool = False):
     from stability.trainer import TrainConfig
 
     return TrainConfig(
@@ -127,7 +95,8 @@ def trial_config(row: dict, sweep: str, resources: Resources):
         image_size=int(row["image_size"]),
         patch_size=int(row["patch_size"]),
         seed=int(row["seed"]),
-        device="cuda" if resources.gpus_per_trial > 0 or resources.gpus_per_worker > 0 else "cpu",
+        device=device,
+        simulated_gpu=simulated,
         threads=max(1, int(resources.cpus_per_trial)),
         accumulate=resources.accumulate,
         compile=resources.compile,
@@ -147,8 +116,17 @@ def pack_checkpoint(store: Store, sweep: str, ids: list[str]) -> Path:
     return store.checkpoint_dir(sweep, key)
 
 
+OOM_ENV = "STABILITY_INJECT_OOM_ABOVE"
+
+
 def train_pack(cfgs: list, folder: Path, sweep_dir: Path, resources: Resources, on_epoch) -> list:
     """One config in this process, or on Ray Train workers; several as one population."""
+    above = os.environ.get(OOM_ENV)
+    if above is not None and len(cfgs) > int(above):
+        import torch
+
+        # Fault injection for tests/test_oom_split.py: what a GPU says when a population is too big.
+        raise torch.OutOfMemoryError(f"CUDA out of memory (injected: a population of {len(cfgs)} > {above})")
     if resources.workers:
         from sweeps.workers import train_with_workers
 
@@ -174,27 +152,75 @@ def train_pack(cfgs: list, folder: Path, sweep_dir: Path, resources: Resources, 
 def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Resources) -> None:
     """The Tune trainable: train one manifest row, or a pack of rows as a population, and store them.
 
-    Either resumes from its checkpoint under the store. Each trial's result and curve are
-    written by the trial itself, once, when it ends.
+    The device is decided here, from the GPUs Ray gave this process (``cluster.trial_device``).
+    Every pack resumes from its checkpoint under the store; each trial's result and curve are
+    written by the trial itself, once, when it ends. Trials that already have a result (an
+    earlier attempt stored them) are not trained again.
     """
     import ray
     from ray import tune
 
-    ids = pack_ids(config)
+    cluster.hide_gpus_unless_given()
+    device, simulated = cluster.trial_device(ray.get_gpu_ids())
     store = Store(root)
-    cfgs = [trial_config(rows[i], sweep, resources) for i in ids]
-    on_epoch = inject_worker_death(ids, store.sweep_dir(sweep), tune.report)
-    folder = pack_checkpoint(store, sweep, ids)
-    results = train_pack(cfgs, folder, store.sweep_dir(sweep), resources, on_epoch)
+    ids = [i for i in pack_ids(config) if not store.trial_path(sweep, i).exists()]
     node = ray.get_runtime_context().get_node_id()  # the Tune trial's node; Ray Train workers may run elsewhere
-    summary = []
-    for result in results:
-        row = rows[result.row["trial_id"]]
-        result.row.update(node_id=node, sampler=row["sampler"], preset=row["preset"])
-        store.write_trial(sweep, result.row, result.curve)
-        summary.append({k: result.row[k] for k in ("trial_id", "status", "top1_err", "top1_err_raw")})
-    shutil.rmtree(folder, ignore_errors=True)
-    tune.report({"finished": True, "members": json.dumps(summary), "wall_s": results[0].row["wall_s"]})
+
+    def train_and_store(ids: list[str]) -> None:
+        """Train ``ids`` together; a population that runs out of memory is split in two, down
+        to single trials (a single trial out of memory fails, and Tune retries it)."""
+        cfgs = [trial_config(rows[i], sweep, resources, device, simulated) for i in ids]
+        folder = pack_checkpoint(store, sweep, ids)
+        on_epoch = inject_worker_death(ids, store.sweep_dir(sweep), tune.report)
+        try:
+            results = train_pack(cfgs, folder, store.sweep_dir(sweep), resources, on_epoch)
+        except Exception as e:
+            if len(ids) == 1 or not is_out_of_memory(e):
+                raise
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        else:
+            for result in results:
+                row = rows[result.row["trial_id"]]
+                result.row.update(node_id=node, sampler=row["sampler"], preset=row["preset"])
+                store.write_trial(sweep, result.row, result.curve)
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        # Outside the except block, so that the failed population's tensors can be freed.
+        release_memory()
+        shutil.rmtree(folder, ignore_errors=True)  # the halves start their own checkpoints
+        half = (len(ids) + 1) // 2
+        tune.report(
+            {
+                "split": f"population of {len(ids)} from {ids[0]} ran out of memory ({why}); "
+                f"training it as {half} + {len(ids) - half}"
+            }
+        )
+        failure = None
+        for part in (ids[:half], ids[half:]):  # a half that fails does not keep the other from training
+            try:
+                train_and_store(part)
+            except Exception as e:
+                failure = failure or e.with_traceback(None)  # no frames kept: their tensors can go
+        if failure is not None:
+            raise failure
+
+    if ids:
+        train_and_store(ids)
+    tune.report({"finished": True})
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    import torch
+
+    return isinstance(error, torch.OutOfMemoryError)
+
+
+def release_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 FAULT_ENV = "STABILITY_INJECT_WORKER_DEATH"
@@ -243,35 +269,49 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
     from ray import tune
 
     class Progress(tune.Callback):
-        """One line per finished trial with an overall bar; failed trials go to the store."""
+        """One line per finished trial (read back from the store, the record) with an overall bar;
+        one line per population split; trials of a failed pack without a result go to the store
+        as ``failed``."""
 
         def __init__(self) -> None:
             self.done = done_before
             self.start = time.perf_counter()
+
+        def _print(self, text: str) -> None:
+            elapsed = time.perf_counter() - self.start
+            # sys.stdout is looked up per line: Tune pickles its callbacks, and streams do not pickle
+            print(f"{text}  ({elapsed:.0f}s)", file=sys.stdout, flush=True)
 
         def _line(self, trial_id: str, text: str) -> None:
             self.done += 1
             width = 24
             filled = round(width * self.done / total)
             bar = "#" * filled + "." * (width - filled)
-            elapsed = time.perf_counter() - self.start
-            # sys.stdout is looked up per line: Tune pickles its callbacks, and streams do not pickle
-            print(f"[{bar}] {self.done:>4}/{total}  {trial_id}  {text}  ({elapsed:.0f}s)", file=sys.stdout, flush=True)
+            self._print(f"[{bar}] {self.done:>4}/{total}  {trial_id}  {text}")
+
+        def _stored(self, trial_id: str) -> None:
+            r, row = store.read_trial(sweep, trial_id), rows[trial_id]
+            self._line(
+                trial_id,
+                f"lr={row['lr']:.3g} wd={row['wd']:.3g}  {r['status']}  "
+                f"err {r['top1_err']:.2f}% (raw {r['top1_err_raw']:.2f}%)",
+            )
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if "split" in result:
+                self._print(f"split: {result['split']}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            members = json.loads((trial.last_result or {}).get("members", "[]"))
-            for r in members:
-                row = rows[r["trial_id"]]
-                self._line(
-                    row["trial_id"],
-                    f"lr={row['lr']:.3g} wd={row['wd']:.3g}  {r['status']}  "
-                    f"err {r['top1_err']:.2f}% (raw {r['top1_err_raw']:.2f}%)",
-                )
+            for trial_id in pack_ids(trial.config):
+                self._stored(trial_id)
 
         def on_trial_error(self, iteration, trials, trial, **info):
             error = read_error(trial)
             last = error.strip().splitlines()[-1] if error.strip() else "unknown"
             for trial_id in pack_ids(trial.config):
+                if store.trial_path(sweep, trial_id).exists():  # stored by a half of a split population
+                    self._stored(trial_id)
+                    continue
                 store.write_trial(sweep, failed_row(rows[trial_id], sweep, error), [])
                 self._line(trial_id, f"FAILED: {last}")
 
@@ -285,17 +325,6 @@ def read_error(trial) -> str:
     return str(getattr(trial, "error_msg", "") or "trial failed")
 
 
-def packs(trial_ids: list[str], size: int) -> list[str]:
-    """Consecutive groups of ``size`` trials, each as a comma-joined Tune config value.
-
-    Trials of one manifest differ only in (lr, wd), so any group can train as a population.
-    A pack resumes from its checkpoint only if the same trials are pending again, which holds
-    after a crash: a pack's results are written together when it ends.
-    """
-    size = max(1, size)
-    return [",".join(trial_ids[i : i + size]) for i in range(0, len(trial_ids), size)]
-
-
 # A Ray Train trial's Tune process only waits on its workers, which hold the CPUs and GPUs.
 DRIVER_CPUS = 0.01
 
@@ -306,10 +335,12 @@ def trial_driver_resources(resources: Resources) -> dict:
     return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
 
 
-def check_capacity(resources: Resources) -> int:
-    """How many trials the cluster can run at once; a UserError if not even one fits."""
-    import ray
+def place(resources: Resources, store: Store, remote: bool) -> Placement:
+    """Check that a trial fits the cluster and probe where trials run; a UserError if not.
 
+    ``remote``: the cluster was joined with ``--address``, so its nodes may not share the
+    driver's filesystem: every node must see the results root.
+    """
     from sweeps.workers import check_capacity as check
 
     if resources.workers:
@@ -321,54 +352,55 @@ def check_capacity(resources: Resources) -> int:
     else:
         check(1, resources.cpus_per_trial, resources.gpus_per_trial)
         per_trial = {"CPU": resources.cpus_per_trial, "GPU": resources.gpus_per_trial}
-    total = ray.cluster_resources()
-    return max(1, int(min(total.get(k, 0.0) / v for k, v in per_trial.items() if v > 0)))
+    gpus = resources.gpus_per_task
+    views = cluster.probe_nodes(cluster.store_anchor(store.root), gpus) if remote or gpus > 0 else []
+    if remote:
+        cluster.check_store_seen(views, store.root)
+    memory = cluster.gpu_memory_per_trial(views, gpus) if gpus > 0 else None
+    return Placement(cluster.trials_at_once(per_trial), memory)
 
 
-def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources) -> pd.DataFrame:
-    """Run every pending trial of the sweep; returns the rows that were pending."""
-    if resources.address:
-        check_address(resources.address)  # before the store is touched
+def pack_size(resources: Resources, placement: Placement):
+    """Trials per population for a pending row: ``--pack``, or what fits the trial's GPU memory."""
+
+    def size_of(row: dict) -> int:
+        if resources.workers or resources.accumulate > 1:
+            return 1
+        return resources.pack or default_pack(placement.gpu_memory, row)
+
+    return size_of
+
+
+def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources, placement: Placement) -> pd.DataFrame:
+    """Run every pending trial of the sweep on the joined cluster; returns the rows that were pending."""
+    from ray import tune
+
     manifest = prepare_manifest(store, sweep, manifest)
     pending = pending_trials(store, sweep, manifest)
     done_before = len(manifest) - len(pending)
     if pending.empty:
         print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run")
         return pending
-    gpu = resources.gpus_per_trial > 0 or resources.gpus_per_worker > 0
-    pack = (
-        1
-        if resources.workers or resources.accumulate > 1
-        else resources.pack or default_pack(gpu, manifest.iloc[0].to_dict())
-    )
-    together = f", {pack} at a time as one population per GPU" if pack > 1 else ""
+    groups = packs(pending, pack_size(resources, placement))
+    largest = max(len(g) for g in groups)
+    together = f", up to {largest} at a time as one population" if largest > 1 else ""
     print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run{together}", flush=True)
-    start_ray(resources)
-    import ray
-    from ray import tune
-
-    try:
-        at_once = check_capacity(resources)
-        rows = {r["trial_id"]: r for r in manifest.to_dict("records")}
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                run_trial, root=str(store.root.resolve()), sweep=sweep, rows=rows, resources=resources
-            ),
-            trial_driver_resources(resources),
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"pack": tune.grid_search(packs(list(pending["trial_id"]), pack))},
-            tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True, max_concurrent_trials=at_once),
-            run_config=tune.RunConfig(
-                name=f"tune-{int(time.time())}",
-                storage_path=str((store.sweep_dir(sweep) / ".tune").resolve()),
-                failure_config=tune.FailureConfig(max_failures=resources.max_failures),
-                verbose=0,
-                callbacks=[make_callback(store, sweep, rows, len(manifest), done_before)],
-            ),
-        )
-        tuner.fit()
-    finally:
-        ray.shutdown()
+    rows = {r["trial_id"]: r for r in manifest.to_dict("records")}
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, root=str(store.root.resolve()), sweep=sweep, rows=rows, resources=resources),
+        trial_driver_resources(resources),
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"pack": tune.grid_search([",".join(g) for g in groups])},
+        tune_config=tune.TuneConfig(num_samples=1, reuse_actors=True, max_concurrent_trials=placement.at_once),
+        run_config=tune.RunConfig(
+            name=f"tune-{int(time.time())}",
+            storage_path=str((store.sweep_dir(sweep) / ".tune").resolve()),
+            failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+            verbose=0,
+            callbacks=[make_callback(store, sweep, rows, len(manifest), done_before)],
+        ),
+    )
+    tuner.fit()
     return pending

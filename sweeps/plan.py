@@ -10,6 +10,7 @@ import models
 from analysis.paper import interval
 from stability.data import DATASETS
 from stability.errors import UserError
+from stability.population import PER_MEMBER
 from sweeps.space import draw_pairs
 
 # Scale presets. Every field can be overridden by its own flag.
@@ -40,6 +41,8 @@ MANIFEST_IDENTITY = [
     "batch_size",
     "seed",
 ]
+# What defines a run apart from its per-member values: trials equal in these can share a population.
+RUN_IDENTITY = [c for c in MANIFEST_IDENTITY if c not in ("index", "trial_id", *PER_MEMBER)]
 
 
 @dataclass(frozen=True)
@@ -58,22 +61,39 @@ class Scale:
 # vit_c_1gf at 32 px, batch 256, bf16: 16 members trained 2.5x the images/s of one trial and
 # peaked at 30.3 GiB, 5.6 bytes per counted activation per image.
 POPULATION_MAX = 16
-POPULATION_MEMORY = 40 * 2**30  # what one population may take: fits an 80 GB card with room to spare
+POPULATION_SHARE = 0.5  # of a trial's GPU memory one population may plan for (40 GiB of an 80 GB card)
 TRAIN_BYTES_PER_ACT = 5.6
 STATE_BYTES_PER_PARAM = 28  # weights, gradient, two moments, EMA, per-member lr and wd, in fp32
 
 
-def default_pack(gpu: bool, row: dict) -> int:
-    """Trials per population for a manifest row: several where one trial cannot fill a GPU (small
-    images), as many as fit ``POPULATION_MEMORY``; one on a CPU (measured slower there) and at
-    ImageNet scale."""
-    if not gpu or row["dataset"] == "imagenet":
+def default_pack(gpu_memory: int | None, row: dict) -> int:
+    """Trials per population for a manifest row: several where one trial cannot fill its GPU
+    (small images), as many as fit half of ``gpu_memory`` (the bytes one trial's GPU share
+    has); one without a GPU (``None``: measured slower there) and at ImageNet scale. A
+    population that still runs out of memory is split by the engine."""
+    if gpu_memory is None or row["dataset"] == "imagenet":
         return 1
     cost = models.complexity(
         row["model"], num_classes=10, image_size=int(row["image_size"]), patch_size=int(row["patch_size"])
     )
     member = TRAIN_BYTES_PER_ACT * cost["acts"] * int(row["batch_size"]) + STATE_BYTES_PER_PARAM * cost["params"]
-    return max(1, min(POPULATION_MAX, int(POPULATION_MEMORY // member)))
+    return max(1, min(POPULATION_MAX, int(POPULATION_SHARE * gpu_memory // member)))
+
+
+def packs(pending: pd.DataFrame, size_of) -> list[list[str]]:
+    """Pending trial ids grouped into populations: only trials equal in every ``RUN_IDENTITY``
+    field share one, consecutive in manifest order, ``size_of(row)`` at most per group.
+
+    A grid's rows differ in model, optimizer or epochs, so each trains alone; an EDF sweep's
+    rows differ only in (lr, wd) and pack. The same pending rows always give the same packs,
+    which is what lets a pack resume from its checkpoint after a crash.
+    """
+    out: list[list[str]] = []
+    for _, group in pending.groupby(RUN_IDENTITY, sort=False, dropna=False):
+        ids = list(group["trial_id"])
+        size = max(1, size_of(group.iloc[0].to_dict()))
+        out += [ids[i : i + size] for i in range(0, len(ids), size)]
+    return out
 
 
 def choose_scale(preset: str | None, has_gpu: bool, **overrides) -> Scale:

@@ -92,6 +92,9 @@ class Store:
         write_parquet_atomic(trial_frame(row), self.trial_path(sweep, trial_id))
         shutil.rmtree(self.checkpoint_dir(sweep, trial_id), ignore_errors=True)
 
+    def read_trial(self, sweep: str, trial_id: str) -> dict:
+        return pd.read_parquet(self.trial_path(sweep, trial_id)).iloc[0].to_dict()
+
     def read_trials(self, sweep: str) -> tuple[pd.DataFrame, list[Path]]:
         """The sweep's readable trial rows as one table, and the unreadable result files."""
         frames: list[pd.DataFrame] = []

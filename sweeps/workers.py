@@ -1,7 +1,7 @@
 """One trial on several workers: Ray Train's TorchTrainer runs the shared trainer data-parallel.
 
 Ray Train starts the workers together in one placement group (all of them or none), sets up
-the process group (NCCL on GPUs, gloo on CPUs), and restarts the group from the last
+the process group (NCCL on GPUs, gloo on CPUs and on simulated GPUs), and restarts the group from the last
 checkpoint when a worker dies. Each worker runs ``stability.trainer.train`` on its shard of
 every global batch (``stability.distributed``); worker 0 saves the checkpoints and hands the
 result back through one file, so the caller stores one result and one curve per trial.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from stability.errors import UserError
@@ -25,9 +25,11 @@ def worker_loop(config: dict) -> None:
     import ray.train
 
     from stability.trainer import train
+    from sweeps.cluster import trial_device
     from sweeps.engine import inject_worker_death
 
-    cfg = TrainConfig(**config["cfg"])
+    device, simulated = trial_device(ray.get_gpu_ids())
+    cfg = replace(TrainConfig(**config["cfg"]), device=device, simulated_gpu=simulated)
     folder = Path(config["checkpoint_dir"])
     rank = ray.train.get_context().get_world_rank()
     on_epoch = inject_worker_death([cfg.trial_id], Path(config["sweep_dir"]), lambda point: None) if rank == 0 else None
@@ -52,6 +54,8 @@ def train_with_workers(
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from sweeps.cluster import simulated_gpus
+
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     (checkpoint_dir / RESULT).unlink(missing_ok=True)
     gpu = gpus_per_worker > 0
@@ -63,7 +67,9 @@ def train_with_workers(
             "checkpoint_dir": str(checkpoint_dir.resolve()),
             "sweep_dir": str(sweep_dir.resolve()),
         },
-        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        # Named, not left to Ray Train, which picks NCCL for any worker holding a GPU resource:
+        # simulated GPUs train on CPUs, where only gloo exists.
+        torch_config=TorchConfig(backend="nccl" if gpu and not simulated_gpus() else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu, resources_per_worker=per_worker),
         run_config=RunConfig(
             name=f"train-{cfg.trial_id}",

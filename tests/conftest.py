@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+from contextlib import contextmanager
 
 import pytest
 import torch
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Every test cluster lives on loopback: Ray's single-machine mode, read when ray is first imported.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 TINY = dict(model="vit_c_1gf", dataset="synthetic", image_size=8, patch_size=4, batch_size=64, device="cpu")
 
@@ -72,3 +75,48 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Short node health checks, so that a killed node is declared dead in about two seconds.
+FAST_HEALTH_CHECKS = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 500,
+    "health_check_timeout_ms": 500,
+    "health_check_failure_threshold": 3,
+}
+
+
+@contextmanager
+def simulated_gpu_cluster(*nodes: dict, system_config: dict | None = None):
+    """A Ray cluster of ``nodes`` (head first: num_cpus, num_gpus) on 127.0.0.1 that declares
+    logical GPUs; its processes run with STABILITY_SIMULATED_GPUS=1, so a trial given a GPU
+    trains on the CPU. The test process itself does not connect, and keeps no switch set.
+    Shutting down stops exactly the processes this cluster started."""
+    from ray.cluster_utils import Cluster
+
+    from sweeps.cluster import SIMULATED_GPUS_ENV
+
+    before = os.environ.get(SIMULATED_GPUS_ENV)
+    os.environ[SIMULATED_GPUS_ENV] = "1"  # inherited by the nodes' processes as they start
+    cluster = None
+    try:
+        head = {**nodes[0], "include_dashboard": False, "node_ip_address": "127.0.0.1"}
+        if system_config:
+            head["_system_config"] = system_config
+        cluster = Cluster(initialize_head=True, head_node_args=head)
+        for node in nodes[1:]:
+            cluster.add_node(**node, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+    except BaseException:
+        if cluster is not None:
+            cluster.shutdown()
+        raise
+    finally:
+        if before is None:
+            os.environ.pop(SIMULATED_GPUS_ENV, None)
+        else:
+            os.environ[SIMULATED_GPUS_ENV] = before
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()

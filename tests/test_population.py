@@ -107,18 +107,3 @@ def test_members_must_differ_only_in_lr_and_wd():
         train_population([cfgs[0], TrainConfig(**{**TINY, "optim": "adamw", "epochs": 4})], data=SMALL)
     with pytest.raises(UserError, match="distinct trial ids"):
         train_population([cfgs[0], cfgs[0]], data=SMALL)
-
-
-def test_packs_and_default_pack():
-    from sweeps.engine import packs
-    from sweeps.plan import POPULATION_MAX, default_pack
-
-    assert packs(["a", "b", "c", "d", "e"], 2) == ["a,b", "c,d", "e"]
-    assert packs(["a", "b"], 1) == ["a", "b"]
-    row = dict(model="vit_c_1gf", dataset="fashion-mnist", image_size=32, patch_size=4, batch_size=256)
-    assert default_pack(False, row) == 1  # measured slower than one trial on a CPU
-    assert default_pack(True, {**row, "dataset": "imagenet"}) == 1
-    assert default_pack(True, row) == POPULATION_MAX
-    bigger = default_pack(True, {**row, "model": "vit_c_18gf"})
-    assert 1 <= bigger < POPULATION_MAX  # members are limited by the memory they need
-    assert default_pack(True, {**row, "model": "vit_c_18gf", "batch_size": 4096}) == 1

@@ -1,11 +1,6 @@
-"""Sweeps through Ray: end to end, resume, re-running deleted results, and --address."""
+"""Sweeps through Ray: end to end, resume, re-running deleted results, packing, out-of-memory splits."""
 
 from __future__ import annotations
-
-import os
-import shutil
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
@@ -84,40 +79,6 @@ def test_changed_definition_is_refused(tmp_path, capsys):
     assert (tmp_path / "tiny" / "manifest.parquet").read_bytes() == manifest
 
 
-def test_sweep_on_a_separately_started_head(tmp_path, capsys):
-    ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
-    port = free_port()
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    subprocess.run(
-        [
-            ray_bin,
-            "start",
-            "--head",
-            "--node-ip-address",
-            "127.0.0.1",
-            f"--port={port}",
-            "--include-dashboard=false",
-            "--num-cpus=2",
-            "--disable-usage-stats",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    try:
-        import ray
-
-        ray.init(address=f"127.0.0.1:{port}", logging_level="error")
-        head_node = ray.get_runtime_context().get_node_id()
-        ray.shutdown()
-        rc, out = run_sweep(tmp_path, capsys, "--trials", "2", "--address", f"127.0.0.1:{port}")
-        assert rc == 0, out
-        rows = pd.concat([pd.read_parquet(p) for p in (tmp_path / "tiny" / "trials").glob("*.parquet")])
-        assert len(rows) == 2 and set(rows["node_id"]) == {head_node}
-    finally:
-        subprocess.run([ray_bin, "stop", "--force"], env=env, capture_output=True)
-
-
 def test_unreachable_address_is_a_user_error(tmp_path, capsys):
     rc, out = run_sweep(tmp_path, capsys, "--address", f"127.0.0.1:{free_port()}")
     assert rc == 2 and "cannot reach a Ray cluster" in out
@@ -141,3 +102,26 @@ def test_packed_sweep_stores_the_same_trials_as_one_at_a_time(tmp_path, capsys):
     pd.testing.assert_series_equal(curves["packed"]["train_loss"], curves["alone"]["train_loss"], rtol=1e-5)
     rows = pd.concat([pd.read_parquet(p) for p in (tmp_path / "packed" / "tiny" / "trials").glob("*.parquet")])
     assert (rows["population"] == 3).all() and set(rows["status"]) == {"ok"}
+
+
+def test_a_population_out_of_memory_is_split_down_to_single_trials(tmp_path, capsys, monkeypatch):
+    """A fault hook raises torch.OutOfMemoryError for populations above a size: a pack of 4
+    trains as 2 + 2; where even one trial is too big, it alone is recorded as failed."""
+    from sweeps.engine import OOM_ENV
+
+    monkeypatch.setenv(OOM_ENV, "2")
+    rc, out = run_sweep(tmp_path / "halves", capsys, "--trials", "4", "--pack", "4")
+    assert rc == 0, out
+    assert out.count("split: population of 4 from vit_c_1gf-adamw-e1-000 ran out of memory") == 1
+    assert "training it as 2 + 2" in out and "population of 2 from" not in out
+    rows = pd.concat([pd.read_parquet(p) for p in (tmp_path / "halves" / "tiny" / "trials").glob("*.parquet")])
+    assert len(rows) == 4 and set(rows["status"]) == {"ok"} and (rows["population"] == 2).all()
+    assert not list((tmp_path / "halves" / "tiny" / "checkpoints").glob("*"))
+
+    monkeypatch.setenv(OOM_ENV, "0")
+    rc, out = run_sweep(tmp_path / "none", capsys, "--trials", "2", "--pack", "2", "--max-failures", "0")
+    assert rc == 0, out
+    assert "training it as 1 + 1" in out and out.count("FAILED: ") == 2
+    rows = pd.concat([pd.read_parquet(p) for p in (tmp_path / "none" / "tiny" / "trials").glob("*.parquet")])
+    assert len(rows) == 2 and set(rows["status"]) == {"failed"}
+    assert rows["error"].str.contains("OutOfMemoryError: CUDA out of memory").all()
