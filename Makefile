@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install main test test-fast lint clean
+.PHONY: install main test test-fast test-gpu lint clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -20,6 +20,9 @@ main: install  ## the main job: the default EDF sweep, then its figures and summ
 
 test: install  ## the whole suite (CI runs this)
 	$(PY) -m pytest -q -ra
+
+test-gpu: install  ## the checks that need real CUDA (skipped elsewhere); run on a GPU machine
+	$(PY) -m pytest -q -ra -m gpu
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"

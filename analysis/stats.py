@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
+import pandas as pd
+from scipy import integrate, special, stats
 
 WITHIN = (1.0, 2.0, 4.0, 8.0)
 
@@ -60,7 +61,7 @@ def summarize(errors, *, auc_up_to: float = 10.0, cap: float = 10.0, baseline: f
     grid = np.linspace(0.0, auc_up_to, 401)
     out = {f"within_{k:g}": float(np.mean(d <= k)) for k in WITHIN}
     out["median_delta"] = float(np.median(d))
-    out["auc"] = float(np.trapezoid(edf_at(errors, grid, baseline), grid) / auc_up_to)
+    out["auc"] = float(integrate.trapezoid(edf_at(errors, grid, baseline), grid) / auc_up_to)
     out["lr_sensitivity"] = float(np.mean(np.minimum(d, cap)))
     out["n"] = int(d.size)
     return out
@@ -121,3 +122,29 @@ def compare(errors_a, errors_b) -> dict:
     """Do two models' delta distributions differ? Two-sample KS on the deltas."""
     res = stats.ks_2samp(deltas(errors_a), deltas(errors_b))
     return {"ks_statistic": float(res.statistic), "p_value": float(res.pvalue)}
+
+
+def expected_best(errors, ks: Sequence[int], *, replace: bool = True) -> pd.DataFrame:
+    """Expected best (lowest) error of k random trials of the set, and its standard deviation.
+
+    Dodge et al. 2019 ("Show Your Work"): with the errors sorted ascending, the best of k
+    draws is the i-th smallest with probability ((n-i+1)/n)^k - ((n-i)/n)^k when drawn with
+    replacement (their estimator), or C(n-i, k-1) / C(n, k) without (the unbiased one, k <= n).
+    Diverged trials count with error 100, as in the EDF.
+    """
+    x = np.sort(as_errors(errors))
+    n, rows = x.size, []
+    rank = np.arange(1, n + 1)
+    for k in ks:
+        if k < 1 or (not replace and k > n):
+            raise ValueError(f"k must be in 1..{n} without replacement (1.. with), got {k}")
+        if replace:
+            p = ((n - rank + 1) / n) ** k - ((n - rank) / n) ** k
+        else:  # in logs: the binomials overflow floats beyond a few hundred trials
+            log_p = special.gammaln(n - rank + 1) - special.gammaln(k) - special.gammaln(n - rank - k + 2)
+            log_p -= special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
+            p = np.where(n - rank >= k - 1, np.exp(log_p), 0.0)
+        mean = float(p @ x)
+        var = max(0.0, float(p @ (x - mean) ** 2))
+        rows.append({"k": int(k), "mean": mean, "std": var**0.5})
+    return pd.DataFrame(rows, columns=["k", "mean", "std"])

@@ -117,7 +117,7 @@ def run_sweeps(args, info: cluster.ClusterInfo, scale: plan.Scale, sweeps: dict[
     """Check everything a user can fail, then lock the sweeps and run them one after another."""
     store, resources = Store(args.results), resources_from(args, info)
     store.check_writable()
-    preflight(scale, resources)
+    preflight(scale, resources, remote=bool(args.address))
     placement = engine.place(resources, store, remote=bool(args.address))
     if placement.gpu_memory is not None:
         print(f"GPU memory per trial: {placement.gpu_memory / 2**30:.1f} GiB (packs are sized to it)", flush=True)
@@ -127,11 +127,27 @@ def run_sweeps(args, info: cluster.ClusterInfo, scale: plan.Scale, sweeps: dict[
     print_status(store, list(sweeps))
 
 
-def preflight(scale: plan.Scale, resources: engine.Resources) -> None:
-    """The data check, before any sweep of a command touches the store (``engine.place`` checks the cluster)."""
+def preflight(scale: plan.Scale, resources: engine.Resources, remote: bool = False) -> None:
+    """The data check, before any sweep of a command touches the store (``engine.place`` checks
+    the cluster). ``remote``: checked by a task on the cluster, where trials read the data,
+    since the driver (a laptop, a login node) need not have it."""
     from stability.data import check_available
 
-    check_available(scale.dataset, resources.data_dir, scale.image_size)
+    if not remote:
+        check_available(scale.dataset, resources.data_dir, scale.image_size)
+        return
+    import ray
+
+    def check() -> str | None:
+        try:
+            check_available(scale.dataset, resources.data_dir, scale.image_size)
+        except UserError as e:
+            return str(e)
+        return None
+
+    problem = ray.get(ray.remote(check).options(num_cpus=0).remote())
+    if problem:
+        raise UserError(f"on the cluster: {problem}")
 
 
 def worker_flags(args, gpu: bool) -> tuple[int, float]:

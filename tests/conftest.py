@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 from contextlib import contextmanager
 
 import pytest
@@ -14,6 +15,16 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 
 TINY = dict(model="vit_c_1gf", dataset="synthetic", image_size=8, patch_size=4, batch_size=64, device="cpu")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need real CUDA: skipped where there is none (CI, laptops)."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (run `make test-gpu` on a GPU machine)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -120,3 +131,16 @@ def simulated_gpu_cluster(*nodes: dict, system_config: dict | None = None):
         yield cluster
     finally:
         cluster.shutdown()
+
+
+@contextmanager
+def running(cmd: list[str], env: dict | None = None):
+    """A subprocess (a sweep driver, its output in ``.stdout``), killed by its handle if the
+    test leaves before it ends."""
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

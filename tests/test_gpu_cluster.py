@@ -22,7 +22,7 @@ import pytest
 from stability.cli import main
 from sweeps import lock
 from sweeps.cluster import SIMULATED_GPUS_ENV
-from tests.conftest import TINY_DATA, simulated_gpu_cluster
+from tests.conftest import TINY_DATA, running, simulated_gpu_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -49,30 +49,19 @@ def test_a_driver_without_gpu_gets_the_gpu_protocol_and_a_second_driver_is_refus
     results = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if k != SIMULATED_GPUS_ENV}
     argv = ["sweep", *TINY, "--trials", "4", "--epochs", "2", "--name", "gpu", "--results", str(results)]
-    first = subprocess.Popen(
-        [sys.executable, "-m", "stability", *argv, "--address", gpu_head.address],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with running([sys.executable, "-m", "stability", *argv, "--address", gpu_head.address], env) as first:
         held, planned = results / "gpu" / lock.LOCK, results / "gpu" / "manifest.parquet"
         deadline = time.monotonic() + 120
         while not planned.exists() and first.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert held.exists() and planned.exists(), "the first driver never started its sweep"
-        manifest = (results / "gpu" / "manifest.parquet").read_bytes()
+        manifest = planned.read_bytes()
         assert main([*argv, "--address", gpu_head.address]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("error: sweep 'gpu' is being run by another driver"), err
         assert f"pid {first.pid}," in err[0] and f"host {socket.gethostname()}," in err[0]
-        assert (results / "gpu" / "manifest.parquet").read_bytes() == manifest
+        assert planned.read_bytes() == manifest
         out, _ = first.communicate(timeout=420)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
     assert first.returncode == 0, out[-3000:]
     lines = out.splitlines()
     assert lines[0] == f"cluster {gpu_head.address}: 1 node, 2 GPUs, 2 CPUs"

@@ -5,7 +5,6 @@ one result."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
@@ -13,7 +12,7 @@ import pandas as pd
 import pytest
 
 from sweeps.cluster import SIMULATED_GPUS_ENV
-from tests.conftest import FAST_HEALTH_CHECKS, TINY_DATA, simulated_gpu_cluster
+from tests.conftest import FAST_HEALTH_CHECKS, TINY_DATA, running, simulated_gpu_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -27,14 +26,7 @@ def test_a_killed_node_is_survived_from_the_last_checkpoint(tmp_path):
         argv = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA, "--epochs", "6", "--trials", "2"]
         cmd = [sys.executable, "-m", "stability", "sweep", *argv, "--pack", "1", "--name", "n"]
         env = {k: v for k, v in os.environ.items() if k != SIMULATED_GPUS_ENV}
-        driver = subprocess.Popen(
-            [*cmd, "--results", str(results), "--address", cluster.address],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
+        with running([*cmd, "--results", str(results), "--address", cluster.address], env) as driver:
             ckpts = results / "n" / "checkpoints"
             deadline = time.monotonic() + 300
             while len(list(ckpts.glob("*/last.pt"))) < 2 and driver.poll() is None and time.monotonic() < deadline:
@@ -42,10 +34,6 @@ def test_a_killed_node_is_survived_from_the_last_checkpoint(tmp_path):
             assert len(list(ckpts.glob("*/last.pt"))) == 2, "both trials should be checkpointed, one on each node"
             cluster.remove_node(worker, allow_graceful=False)  # the node's raylet and its workers, by handle
             out, _ = driver.communicate(timeout=400)
-        finally:
-            if driver.poll() is None:
-                driver.kill()
-                driver.wait()
     assert driver.returncode == 0, out[-3000:]
     manifest = pd.read_parquet(results / "n" / "manifest.parquet")
     files = sorted(p.stem for p in (results / "n" / "trials").glob("*.parquet"))

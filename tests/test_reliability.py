@@ -222,7 +222,7 @@ def test_load_200_tiny_trials_every_row_present(tmp_path, capsys):
         "--dataset",
         "synthetic",
         "--image-size",
-        "8",
+        "4",  # one token per image: the load is on Tune and the store, not on training
         "--patch-size",
         "4",
         "--batch-size",

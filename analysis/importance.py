@@ -1,0 +1,61 @@
+"""Which sampled hyperparameter the error depends on: Optuna's importance evaluators on a sweep.
+
+The evaluators work on an Optuna study, so one is built in memory from the store's rows
+(``optuna.trial.create_trial``) with the sweep's own distributions: log-uniform where the
+sweep sampled log-uniformly. Optuna drops trials without a finite value; here a diverged
+trial already has error 100 and a failed one (an infrastructure fault) is left out, as in
+the EDFs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from analysis.experiments import usable
+
+EVALUATORS = ("ped-anova", "fanova")
+
+
+def sweep_space(trials: pd.DataFrame) -> dict[str, tuple[str, float, float]]:
+    """Each sampled parameter's (kind, low, high), as the sweep stored it in ``space``.
+
+    Stores written before the space was recorded: lr and wd, log-uniform over what was
+    drawn (their Table 4 sampling was log-uniform).
+    """
+    if "space" in trials and trials["space"].notna().any():
+        stored = json.loads(trials["space"].dropna().iloc[0])
+        return {name: (kind, float(lo), float(hi)) for name, (kind, lo, hi) in stored.items()}
+    return {p: ("log", float(trials[p].min()), float(trials[p].max())) for p in ("lr", "wd") if p in trials}
+
+
+def importance(
+    trials: pd.DataFrame, *, params: list[str] | None = None, evaluator: str = "ped-anova", seed: int = 0
+) -> dict[str, float]:
+    """Each sampled parameter's importance for the top-1 error of one sweep (normalized to sum 1).
+
+    ``evaluator``: "ped-anova" (Optuna's PED-ANOVA, its default) or "fanova".
+    """
+    import optuna
+
+    if evaluator not in EVALUATORS:
+        raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {evaluator!r}")
+    rows = usable(trials)
+    if "sweep" in rows and rows["sweep"].nunique() > 1:
+        raise ValueError("importance is computed per sweep; pass the rows of one sweep")
+    space = sweep_space(rows)
+    names = params or list(space)
+    distributions = {n: optuna.distributions.FloatDistribution(space[n][1], space[n][2], log=space[n][0] == "log")
+                     for n in names}
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
+    for r in rows.itertuples():
+        values = {n: float(getattr(r, n)) for n in names}
+        if math.isfinite(r.top1_err):
+            study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=r.top1_err))
+    if evaluator == "fanova":
+        chosen = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    else:
+        chosen = optuna.importance.PedAnovaImportanceEvaluator()
+    return dict(optuna.importance.get_param_importances(study, evaluator=chosen, params=names))
