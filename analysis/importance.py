@@ -47,8 +47,9 @@ def importance(
         raise ValueError("importance is computed per sweep; pass the rows of one sweep")
     space = sweep_space(rows)
     names = params or list(space)
-    distributions = {n: optuna.distributions.FloatDistribution(space[n][1], space[n][2], log=space[n][0] == "log")
-                     for n in names}
+    distributions = {
+        n: optuna.distributions.FloatDistribution(space[n][1], space[n][2], log=space[n][0] == "log") for n in names
+    }
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
     for r in rows.itertuples():
         values = {n: float(getattr(r, n)) for n in names}

@@ -25,9 +25,10 @@ def worker_loop(config: dict) -> None:
     import ray.train
 
     from stability.trainer import train
-    from sweeps.cluster import trial_device
+    from sweeps.cluster import hide_gpus_unless_given, trial_device
     from sweeps.engine import inject_worker_death
 
+    hide_gpus_unless_given()
     device, simulated = trial_device(ray.get_gpu_ids())
     cfg = replace(TrainConfig(**config["cfg"]), device=device, simulated_gpu=simulated)
     folder = Path(config["checkpoint_dir"])

@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from stability.cli import main
+from stability.errors import UserError
 from sweeps import lock
 from sweeps.cluster import SIMULATED_GPUS_ENV
 from tests.conftest import TINY_DATA, running, simulated_gpu_cluster
@@ -114,3 +115,42 @@ def test_gpus_asked_of_a_cluster_without_gpus_is_one_error_line(tmp_path, capsys
     assert len(err) == 1 and err[0].startswith("error: one trial needs 1 GPUs"), err
     assert "0 GPUs" in err[0]
     assert snapshot(results) == before
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--gpus-per-trial", "4"], "one trial needs 4 GPUs and 1 CPUs, but the Ray cluster has 2 GPUs"),
+        (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/fmnist"], "error: on the cluster: "),
+        (["--workers", "3"], "one trial needs 3 GPUs"),
+    ],
+)
+def test_a_request_the_cluster_refuses_writes_nothing(gpu_head, tmp_path, capsys, flags, message):
+    results = tmp_path / "results"
+    (results / "kept").mkdir(parents=True)
+    (results / "kept" / "file").write_text("x")
+    before = snapshot(results)
+    argv = ["sweep", *TINY, "--trials", "2", "--name", "refused", "--results", str(results), *flags]
+    assert main([*argv, "--address", gpu_head.address]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
+    assert snapshot(results) == before and not (results / "refused").exists()
+
+
+def test_probes_report_what_trials_see(gpu_head, tmp_path):
+    """One probe per node, given the trials' GPU request: it writes a note the driver must find."""
+    import ray
+
+    from sweeps import cluster
+
+    ray.init(address=gpu_head.address, logging_level="error", log_to_driver=False)
+    try:
+        (seen,) = cluster.probe_nodes(tmp_path, 0.5)
+        (blind,) = cluster.probe_nodes(tmp_path / "not-there", 0.5)  # where the node cannot write
+    finally:
+        ray.shutdown()
+    assert seen.sees_store and seen.given_gpu and seen.simulated and not seen.cuda
+    assert not blind.sees_store and list(tmp_path.iterdir()) == []  # notes are cleaned up
+    with pytest.raises(UserError, match="do not see the results root"):
+        cluster.check_store_seen([seen, blind], tmp_path)
+    assert cluster.gpu_memory_per_trial([seen], 0.5) == cluster.DEFAULT_GPU_MEMORY // 2
