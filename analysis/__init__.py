@@ -3,6 +3,21 @@
 Never imports torch or Ray, so it works on a laptop with a copied results folder.
 """
 
+from analysis.experiments import comparisons, noise_floors
+from analysis.importance import importance
+from analysis.stats import compare, compare_summaries, edf, expected_best, summarize
 from analysis.store import load_curves, load_manifests, load_trials
 
-__all__ = ["load_curves", "load_manifests", "load_trials"]
+__all__ = [
+    "compare",
+    "compare_summaries",
+    "comparisons",
+    "edf",
+    "expected_best",
+    "importance",
+    "load_curves",
+    "load_manifests",
+    "load_trials",
+    "noise_floors",
+    "summarize",
+]

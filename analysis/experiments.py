@@ -23,6 +23,16 @@ SIZES = ["1GF", "4GF", "18GF"]
 EDF_SAMPLERS = ("random", "sobol")
 
 
+GRID_SAMPLER = "fixed"  # the sampler column of grid rows (one fixed (lr, wd) per point)
+
+
+def noise_rows(trials: pd.DataFrame) -> pd.Series:
+    """Seed-noise trials (`stability noise`): the best (lr, wd) of a sweep re-trained under other seeds."""
+    if "noise_of" not in trials:
+        return pd.Series(False, index=trials.index)
+    return trials["noise_of"].notna()
+
+
 def usable(trials: pd.DataFrame) -> pd.DataFrame:
     """Trials that trained (ok or diverged); failed trials are infrastructure faults, not outcomes."""
     if trials.empty:
@@ -33,12 +43,17 @@ def usable(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def optimum_runs(trials: pd.DataFrame) -> pd.DataFrame:
-    """Grid trials (one fixed (lr, wd) per model, optimizer and length), best if repeated."""
+    """Grid trials (one fixed (lr, wd) per model, optimizer and length), best if repeated.
+
+    Only rows a grid wrote (sampler "fixed"; no sampler column in older stores), never EDF
+    or noise rows, and one protocol per point: the rows of the preset seen last win ties.
+    """
     t = usable(trials)
     if t.empty:
         return t
+    t = t[~noise_rows(t)]
     if "sampler" in t:
-        t = t[~t["sampler"].isin(EDF_SAMPLERS)]
+        t = t[t["sampler"].fillna(GRID_SAMPLER) == GRID_SAMPLER]
     keys = ["model", "optimizer", "epochs"]
     return t.sort_values("top1_err").groupby(keys, as_index=False).first()
 
@@ -107,30 +122,111 @@ def optimizer_gaps(trials: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def edf_sets(trials: pd.DataFrame) -> dict[tuple[str, str, int], pd.DataFrame]:
-    """The trials of each EDF sweep, keyed by (model, optimizer, epochs)."""
+def edf_sets(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The trials of each EDF sweep, keyed by sweep: a sweep is one protocol (model, optimizer,
+    epochs, data, image size, seed), so two sweeps of one model at two presets stay apart.
+    Grid and noise rows are left out."""
     t = usable(trials)
     if t.empty:
         return {}
+    t = t[~noise_rows(t)]
     if "sampler" in t:
         t = t[t["sampler"].isin(EDF_SAMPLERS)]
-    return {key: g for key, g in t.groupby(["model", "optimizer", "epochs"]) if len(g) > 1}
+    return {sweep: g for sweep, g in t.groupby("sweep") if len(g) > 1}
+
+
+def noise_floors(trials: pd.DataFrame) -> pd.DataFrame:
+    """Per sweep with noise trials: the spread of the best (lr, wd)'s error across seeds."""
+    t = usable(trials)
+    rows = []
+    if t.empty or not noise_rows(t).any():
+        return pd.DataFrame(columns=["sweep", "seeds", "noise_mean", "noise_std", "noise_range"])
+    for sweep, g in t[noise_rows(t)].groupby("noise_of"):
+        err = g["top1_err"].astype(float)
+        rows.append(
+            {
+                "sweep": sweep,
+                "seeds": len(g),
+                "noise_mean": float(err.mean()),
+                "noise_std": float(err.std(ddof=1)) if len(g) > 1 else float("nan"),
+                "noise_range": float(err.max() - err.min()),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per EDF set: n, diverged, best error and each summary with its bootstrap interval."""
+    """One row per EDF sweep: n, diverged, best error, each summary with its bootstrap interval,
+    and the seed-noise floor where `stability noise` measured one."""
     rows = []
-    for (model, optim, epochs), g in sorted(edf_sets(trials).items()):
+    floors = noise_floors(trials).set_index("sweep")
+    for sweep, g in sorted(edf_sets(trials).items()):
         row = {
-            "model": model,
+            "sweep": sweep,
+            "model": g["model"].iloc[0],
             "family": g["family"].iloc[0],
-            "optimizer": optim,
-            "epochs": epochs,
+            "optimizer": g["optimizer"].iloc[0],
+            "epochs": int(g["epochs"].iloc[0]),
             "n": len(g),
             "diverged": int((g["status"] == "diverged").sum()),
             "best_err": g["top1_err"].min(),
         }
         for name, (est, lo, hi) in stats.summary_intervals(g["top1_err"], n_resamples=n_resamples, seed=seed).items():
             row[name], row[f"{name}_lo"], row[f"{name}_hi"] = est, lo, hi
+        if sweep in floors.index:
+            row.update(floors.loc[sweep, ["noise_std", "noise_range"]].to_dict())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+PROTOCOL = ["optimizer", "epochs", "dataset", "image_size", "batch_size", "seed"]
+
+
+def same_draws(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two sweeps tried the same (lr, wd) draws in the same order (then they pair by index)."""
+    key = ["index", "lr", "wd"]
+    if not set(key) <= set(a) or len(a) != len(b):
+        return False
+    x, y = a.sort_values("index")[key].to_numpy(), b.sort_values("index")[key].to_numpy()
+    return bool(np.allclose(x, y, rtol=1e-12, atol=0))
+
+
+def comparisons(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Every pair of EDF sweeps with the same optimizer and protocol: the KS test of their deltas,
+    each summary's difference (first minus second) with a bootstrap interval, the seed-noise
+    floor where measured, and the comparison in words."""
+    sets = edf_sets(trials)
+    floors = noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
+    rows = []
+    names = sorted(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ga, gb = sets[a], sets[b]
+            protocol = [c for c in PROTOCOL if c in ga and c in gb]
+            if any(ga[c].iloc[0] != gb[c].iloc[0] for c in protocol):
+                continue
+            paired = same_draws(ga, gb)
+            ea = ga.sort_values("index")["top1_err"] if paired else ga["top1_err"]
+            eb = gb.sort_values("index")["top1_err"] if paired else gb["top1_err"]
+            row = {"a": a, "b": b, "optimizer": ga["optimizer"].iloc[0], "paired": paired, **stats.compare(ea, eb)}
+            diffs = stats.compare_summaries(ea, eb, paired=paired, n_resamples=n_resamples, seed=seed)
+            for name, (d, lo, hi) in diffs.items():
+                row[f"{name}_diff"], row[f"{name}_lo"], row[f"{name}_hi"] = d, lo, hi
+            noise = max(floors.get(a, np.nan), floors.get(b, np.nan))
+            row["noise_std"] = noise
+            row["beyond_noise"] = bool(abs(row["median_delta_diff"]) > noise) if np.isfinite(noise) else None
+            row["in_words"] = in_words(ga["model"].iloc[0], gb["model"].iloc[0], diffs["median_delta"], noise)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def in_words(a: str, b: str, diff: tuple[float, float, float], noise: float) -> str:
+    """E.g. "vit_c_4gf's median delta is lower than vit_p_4gf's by 2.10 points, 95% CI [1.20, 3.00]"."""
+    d, lo, hi = diff
+    way = "lower" if d < 0 else "higher"
+    text = f"{a}'s median delta is {way} than {b}'s by {abs(d):.2f} points, 95% CI [{lo:.2f}, {hi:.2f}]"
+    if lo <= 0 <= hi:
+        text += " (the interval includes 0)"
+    if np.isfinite(noise):
+        text += f"; seed noise {noise:.2f} points ({'exceeded' if abs(d) > noise else 'not exceeded'})"
+    return text

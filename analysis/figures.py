@@ -135,13 +135,16 @@ def figure3(trials: pd.DataFrame):
 @plt.rc_context(STYLE)
 def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
     """Figures 4 (AdamW) and 5 (SGD): error vs lr, wd and lr*wd for the 4GF models with a bar at
-    each model's best trial; below, EDFs of delta error per model size with bootstrap bands."""
-    sets = {k: v for k, v in experiments.edf_sets(trials).items() if k[1] == optim}
+    each model's best trial; below, EDFs of delta error per model size with bootstrap bands
+    (and each sweep's seed-noise floor where measured)."""
+    floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
+    sets = {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
+    size_of = {k: experiments.SIZE_OF.get(v["model"].iloc[0]) for k, v in sets.items()}
     fig, axes = _axes(3, nrows=2, height=2.2)
     # the 4GF models, as in the paper; a store without them shows its smallest size instead
-    sizes = [z for z in experiments.SIZES if any(experiments.SIZE_OF.get(k[0]) == z for k in sets)]
+    sizes = [z for z in experiments.SIZES if z in size_of.values()]
     shown = "4GF" if "4GF" in sizes or not sizes else sizes[0]
-    four = {k: v for k, v in sets.items() if experiments.SIZE_OF.get(k[0]) == shown}
+    four = {k: v for k, v in sets.items() if size_of[k] == shown}
     for ax, (label, values) in zip(
         axes[0],
         [("lr", lambda g: g["lr"]), ("wd", lambda g: g["wd"]), ("lr·wd", lambda g: g["lr"] * g["wd"])],
@@ -151,41 +154,124 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
         if not four:
             _empty(ax, f"{shown} {OPTIM_NAMES[optim]} sweeps")
             continue
-        for (model, _, _), g in sorted(four.items()):
+        for sweep, g in sorted(four.items()):
             color, v = COLORS.get(g["family"].iloc[0]), values(g)
-            ax.scatter(v, g["top1_err"], s=9, color=color, marker=MARKERS[optim], label=model, alpha=0.8)
+            label = _set_label(sweep, g, four)
+            ax.scatter(v, g["top1_err"], s=9, color=color, marker=MARKERS[optim], label=label, alpha=0.8)
             ax.axvline(v.loc[g["top1_err"].idxmin()], color=color, linewidth=1.0, alpha=0.8)
         _log_axis(ax)
         ax.set_xlabel(label)
         ax.set_ylabel("top-1 error (%)")
     for ax, size in zip(axes[1], experiments.SIZES, strict=True):
         ax.set_title(f"{size}: EDF of Δ top-1 error")
-        chosen = {k: v for k, v in sets.items() if experiments.SIZE_OF.get(k[0]) == size}
+        chosen = {k: v for k, v in sets.items() if size_of[k] == size}
         if not chosen:
             _empty(ax, f"{size} {OPTIM_NAMES[optim]} sweeps")
             continue
-        for (model, _, _epochs), g in sorted(chosen.items()):
-            color = COLORS.get(g["family"].iloc[0])
-            lo, hi = stats.edf_band(g["top1_err"], EDF_GRID, n_resamples=n_resamples)
-            ax.fill_between(EDF_GRID, lo, hi, color=color, alpha=0.2, step="post", linewidth=0)
-            ax.step(
-                EDF_GRID,
-                stats.edf_at(g["top1_err"], EDF_GRID),
-                where="post",
-                color=color,
-                label=f"{model} (n={len(g)})",
-            )
-        ax.set_xlim(0, EDF_GRID[-1])
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("Δ top-1 error (points)")
-        ax.set_ylabel("cumulative fraction")
-        ax.legend(frameon=False, loc="lower right")
+        _edf_curves(ax, chosen, floors, n_resamples)
     fig.tight_layout()
     _shared_legend(fig, axes[0])
     return fig
 
 
-FIGURES = {"2": figure2, "3": figure3, "4": lambda t: figure_edf(t, "adamw"), "5": lambda t: figure_edf(t, "sgd")}
+def _set_label(sweep: str, g: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> str:
+    """The model's name, or the sweep's where two sets of one model share the panel."""
+    model = g["model"].iloc[0]
+    return model if sum(v["model"].iloc[0] == model for v in sets.values()) == 1 else sweep
+
+
+def _edf_curves(ax, sets: dict[str, pd.DataFrame], floors: dict[str, float], n_resamples: int) -> None:
+    """EDFs of delta error with bootstrap bands; a sweep's seed-noise floor (the standard deviation
+    of its best (lr, wd) across seeds) as a dotted line of its colour."""
+    for sweep, g in sorted(sets.items()):
+        color = COLORS.get(g["family"].iloc[0])
+        lo, hi = stats.edf_band(g["top1_err"], EDF_GRID, n_resamples=n_resamples)
+        ax.fill_between(EDF_GRID, lo, hi, color=color, alpha=0.2, step="post", linewidth=0)
+        ax.step(
+            EDF_GRID,
+            stats.edf_at(g["top1_err"], EDF_GRID),
+            where="post",
+            color=color,
+            label=f"{_set_label(sweep, g, sets)} (n={len(g)})",
+        )
+        if np.isfinite(floors.get(sweep, np.nan)):
+            ax.axvline(floors[sweep], color=color, linestyle=":", linewidth=1.0)
+    ax.set_xlim(0, EDF_GRID[-1])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("Δ top-1 error (points)")
+    ax.set_ylabel("cumulative fraction")
+    ax.legend(frameon=False, loc="lower right")
+
+
+@plt.rc_context(STYLE)
+def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
+    """Every EDF sweep of one optimizer in one panel, for any store (no paper layout): how much
+    of each sweep's space lands near its best. Dotted lines: seed-noise floors."""
+    sets = {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
+    floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
+    fig, axes = _axes(1, height=3.0)
+    ax = axes[0][0]
+    ax.set_title(f"{OPTIM_NAMES[optim]}: EDF of Δ top-1 error per sweep")
+    if sets:
+        _edf_curves(ax, sets, floors, n_resamples)
+    else:
+        _empty(ax, f"{OPTIM_NAMES[optim]} sweeps")
+    fig.tight_layout()
+    return fig
+
+
+@plt.rc_context(STYLE)
+def figure_expected_best(trials: pd.DataFrame, optim: str):
+    """Expected best error of k random trials against k (Dodge et al. 2019), per sweep of one
+    optimizer, with one standard deviation shaded: how many trials a model needs."""
+    sets = {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
+    fig, axes = _axes(1, height=3.0)
+    ax = axes[0][0]
+    ax.set_title(f"{OPTIM_NAMES[optim]}: expected best top-1 error of k random trials")
+    if not sets:
+        _empty(ax, f"{OPTIM_NAMES[optim]} sweeps")
+    for sweep, g in sorted(sets.items()):
+        curve = stats.expected_best(g["top1_err"], range(1, len(g) + 1))
+        color = COLORS.get(g["family"].iloc[0])
+        ax.plot(curve["k"], curve["mean"], color=color, label=f"{_set_label(sweep, g, sets)} (n={len(g)})")
+        ax.fill_between(curve["k"], curve["mean"] - curve["std"], curve["mean"] + curve["std"], color=color, alpha=0.2)
+    if sets:
+        _log_axis(ax)
+        ax.set_xlabel("trials k")
+        ax.set_ylabel("expected best top-1 error (%)")
+        ax.legend(frameon=False, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+@plt.rc_context(STYLE)
+def figure_dimensions(g: pd.DataFrame):
+    """One sweep: top-1 error against every sampled dimension (log axis where sampled log), with
+    a bar at the best trial; diverged trials at 100."""
+    from analysis.importance import sweep_space
+
+    space = sweep_space(g)
+    fig, axes = _axes(max(1, len(space)), height=2.2)
+    color = COLORS.get(g["family"].iloc[0])
+    best = g.loc[g["top1_err"].astype(float).idxmin()]
+    for ax, (name, (kind, _lo, _hi)) in zip(axes[0], space.items(), strict=False):
+        ax.scatter(g[name], g["top1_err"], s=9, color=color, marker=MARKERS.get(best["optimizer"], "o"), alpha=0.8)
+        ax.axvline(best[name], color=color, linewidth=1.0)
+        if kind == "log":
+            _log_axis(ax)
+        ax.set_xlabel(name)
+        ax.set_ylabel("top-1 error (%)")
+    fig.suptitle(f"{g['sweep'].iloc[0]}: error against each sampled dimension", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES = {
+    "2": lambda t, n: figure2(t),
+    "3": lambda t, n: figure3(t),
+    "4": lambda t, n: figure_edf(t, "adamw", n_resamples=n),
+    "5": lambda t, n: figure_edf(t, "sgd", n_resamples=n),
+}
 
 
 def save(fig, out_dir: str | os.PathLike, name: str, fmt: str = "png") -> Path:

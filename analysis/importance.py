@@ -47,9 +47,12 @@ def importance(
         raise ValueError("importance is computed per sweep; pass the rows of one sweep")
     space = sweep_space(rows)
     names = params or list(space)
-    distributions = {
-        n: optuna.distributions.FloatDistribution(space[n][1], space[n][2], log=space[n][0] == "log") for n in names
-    }
+    distributions = {}
+    for n in names:  # the stored bounds, widened by any float rounding of the drawn values
+        kind, lo, hi = space[n]
+        lo, hi = min(lo, float(rows[n].min())), max(hi, float(rows[n].max()))
+        distributions[n] = optuna.distributions.FloatDistribution(lo, hi, log=kind == "log")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
     for r in rows.itertuples():
         values = {n: float(getattr(r, n)) for n in names}

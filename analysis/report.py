@@ -31,8 +31,8 @@ def missing_parts(trials: pd.DataFrame, figure: str) -> list[str]:
             gaps.append("a second schedule length")
         return gaps
     optim = "adamw" if figure == "4" else "sgd"
-    sets = [k for k in experiments.edf_sets(trials) if k[1] == optim]
-    have = {experiments.SIZE_OF.get(k[0]) for k in sets}
+    sets = [g for g in experiments.edf_sets(trials).values() if g["optimizer"].iloc[0] == optim]
+    have = {experiments.SIZE_OF.get(g["model"].iloc[0]) for g in sets}
     return [f"{s} {optim} EDF sweeps" for s in experiments.SIZES if s not in have]
 
 
@@ -73,7 +73,7 @@ def make_figures(
     out.mkdir(parents=True, exist_ok=True)
     written, missing = [], {}
     for f in figures:
-        fig = figs.FIGURES[f](trials)
+        fig = figs.FIGURES[f](trials, n_resamples)
         written.append(figs.save(fig, out, f"figure{f}", fmt))
         missing[f] = missing_parts(trials, f)
     written += write_tables(trials, out, n_resamples)

@@ -148,3 +148,40 @@ def expected_best(errors, ks: Sequence[int], *, replace: bool = True) -> pd.Data
         var = max(0.0, float(p @ (x - mean) ** 2))
         rows.append({"k": int(k), "mean": mean, "std": var**0.5})
     return pd.DataFrame(rows, columns=["k", "mean", "std"])
+
+
+COMPARED = ("within_1", "within_2", "within_4", "within_8", "median_delta", "auc")
+
+
+def compare_summaries(
+    errors_a, errors_b, *, paired: bool = False, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
+    """Each summary's difference a - b with a percentile bootstrap interval: name -> (diff, low, high).
+
+    Both sets are resampled (each with its own best trial as baseline, as in
+    ``summary_intervals``); ``paired`` resamples the same indices of both, for two sweeps that
+    tried the same (lr, wd) draws in the same order.
+    """
+    a, b = as_errors(errors_a), as_errors(errors_b)
+
+    def diff(x, y):
+        sa, sb = summarize(x), summarize(y)
+        return np.array([sa[k] - sb[k] for k in COMPARED])
+
+    point = diff(a, b)
+    if min(a.size, b.size) < 2:
+        return {k: (float(v), float(v), float(v)) for k, v in zip(COMPARED, point, strict=True)}
+    res = stats.bootstrap(
+        (a, b),
+        diff,
+        paired=paired,
+        vectorized=False,
+        confidence_level=confidence,
+        n_resamples=n_resamples,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
+    lo, hi = res.confidence_interval
+    return {
+        k: (float(point[i]), float(min(lo[i], point[i])), float(max(hi[i], point[i]))) for i, k in enumerate(COMPARED)
+    }

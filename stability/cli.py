@@ -63,6 +63,18 @@ def build_parser() -> Parser:
     p.add_argument("--results", default="results")
     add_sweep_flags(p, epochs_type=str)
 
+    p = sub.add_parser("noise", help="re-train a sweep's best (lr, wd) under K seeds: its seed-noise floor")
+    p.add_argument("--sweep", required=True, help="the sweep whose best trial is re-trained")
+    p.add_argument("--seeds", type=int, default=5, help="how many other seeds")
+    add_data_dir_flag(p)
+    p.add_argument("--results", default="results")
+    add_run_flags(p)
+
+    p = sub.add_parser("report", help="one self-contained HTML report of a results store")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", default="report.html")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for bands and intervals")
+
     p = sub.add_parser("figures", help="draw Figures 2-5 and the summary tables from a results store")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="figures")
@@ -107,14 +119,19 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_sweep_flags(p: argparse.ArgumentParser, epochs_type=int) -> None:
-    p.add_argument("--preset", help="smoke | small | paper (default: small with a GPU, smoke without)")
+    p.add_argument("--preset", help="smoke | small | paper (default: small where the cluster has GPUs, else smoke)")
     p.add_argument("--dataset")
     p.add_argument("--epochs", type=epochs_type, help="epochs (grid: a comma-separated list)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--image-size", type=int)
     p.add_argument("--patch-size", type=int)
+    add_run_flags(p)
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Where and how trials run: the cluster and each trial's resources."""
     p.add_argument("--address", help="HOST:PORT of an existing Ray cluster (default: a local one on 127.0.0.1)")
-    p.add_argument("--gpus-per-trial", type=float, help="may be fractional (default: 1 with a GPU, else 0)")
+    p.add_argument("--gpus-per-trial", type=float, help="may be fractional (default: 1 where the cluster has GPUs)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-failures", type=int, default=2, help="retries of a trial that raises")
     p.add_argument(
@@ -133,7 +150,7 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
         help="run each trial data-parallel on N >= 1 Ray Train workers (DDP); --cpus-per-trial is then per "
         "worker (default: the trial runs in one process, without Ray Train)",
     )
-    p.add_argument("--gpus-per-worker", type=float, help="with --workers (default: 1 with a GPU, else 0)")
+    p.add_argument("--gpus-per-worker", type=float, help="with --workers (default: 1 where the cluster has GPUs)")
     p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation: micro-batches per step")
     p.add_argument(
         "--compile",
@@ -178,6 +195,12 @@ def dispatch(args: argparse.Namespace) -> int:
         from sweeps import commands
 
         return commands.grid(args)
+    if args.command == "noise":
+        from sweeps import commands
+
+        return commands.noise(args)
+    if args.command == "report":
+        return write_report(args)
     if args.command == "figures":
         return figures(args)
     if args.command == "bench":
@@ -210,6 +233,18 @@ def figures(args: argparse.Namespace) -> int:
     for figure, parts in report["missing"].items():
         if parts:
             print(f"figure {figure}: the store has no {', '.join(parts)}; to fill it: {HOW_TO[figure]}")
+    return 0
+
+
+def write_report(args: argparse.Namespace) -> int:
+    from analysis import share
+
+    if not Path(args.results).is_dir():
+        raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
+    written = share.write_report(args.results, args.out, n_resamples=args.resamples)
+    if written is None:
+        raise UserError(f"no trial results in {args.results!r}; run `stability sweep` first")
+    print(f"wrote {written}")
     return 0
 
 

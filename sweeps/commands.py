@@ -113,6 +113,34 @@ def grid(args) -> int:
     return 0
 
 
+def noise(args) -> int:
+    """`stability noise`: the sweep's best (lr, wd) re-trained under --seeds other seeds, as a sweep
+    of its own (``<sweep>-noise``) whose rows name the sweep in ``noise_of``."""
+    store = Store(args.results)
+    manifest = store.read_manifest(args.sweep)
+    if manifest is None:
+        raise UserError(f"no sweep {args.sweep!r} in {store.root}; see `stability status`")
+    trials, _ = store.read_trials(args.sweep)
+    ok = trials[trials["status"] == "ok"]
+    if ok.empty:
+        raise UserError(f"sweep {args.sweep!r} has no finished trial yet; run it first")
+    best_id = ok.loc[ok["top1_err"].astype(float).idxmin(), "trial_id"]
+    best = manifest.set_index("trial_id").loc[best_id].to_dict() | {"trial_id": best_id}
+    sweeps = {f"{args.sweep}-noise": plan.noise_manifest(args.sweep, best, args.seeds)}
+    resources_from(args, NO_CLUSTER)
+    scale = plan.Scale(
+        **{f: best[f] for f in ("dataset", "image_size", "patch_size", "epochs", "batch_size", "preset")}
+    )
+    print(
+        f"noise floor of {args.sweep}: its best trial {best_id} (lr={best['lr']:.3g} wd={best['wd']:.3g}) "
+        f"under {args.seeds} other seeds"
+    )
+    with cluster.connect(args.address) as info:
+        print(info.describe(), flush=True)
+        run_sweeps(args, info, scale, sweeps)
+    return 0
+
+
 def run_sweeps(args, info: cluster.ClusterInfo, scale: plan.Scale, sweeps: dict[str, pd.DataFrame]) -> None:
     """Check everything a user can fail, then lock the sweeps and run them one after another."""
     store, resources = Store(args.results), resources_from(args, info)

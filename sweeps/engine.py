@@ -26,7 +26,7 @@ import pandas as pd
 
 from stability.errors import UserError
 from sweeps import cluster
-from sweeps.plan import MANIFEST_IDENTITY, default_pack, packs, same_definition
+from sweeps.plan import CARRIED, MANIFEST_IDENTITY, default_pack, packs, same_definition
 from sweeps.store import Store
 
 
@@ -181,7 +181,7 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
         else:
             for result in results:
                 row = rows[result.row["trial_id"]]
-                result.row.update(node_id=node, sampler=row["sampler"], preset=row["preset"])
+                result.row.update(node_id=node, **{k: row[k] for k in CARRIED if k in row})
                 store.write_trial(sweep, result.row, result.curve)
             shutil.rmtree(folder, ignore_errors=True)
             return
@@ -250,8 +250,7 @@ def failed_row(row: dict, sweep: str, error: str) -> dict:
     return {
         **{k: row[k] for k in [*MANIFEST_IDENTITY, "family"]},
         "sweep": sweep,
-        "sampler": row["sampler"],
-        "preset": row["preset"],
+        **{k: row[k] for k in CARRIED if k in row},
         "status": "failed",
         "top1_err": 100.0,
         "top1_err_raw": 100.0,

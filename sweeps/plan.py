@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 
 import pandas as pd
@@ -41,6 +42,10 @@ MANIFEST_IDENTITY = [
     "batch_size",
     "seed",
 ]
+# Manifest columns that every trial row repeats, so that analysis needs only the trial rows:
+# how the trial was drawn, at which preset, the sweep's sampled space (JSON), and for seed-noise
+# trials the sweep whose best they re-train.
+CARRIED = ["sampler", "preset", "space", "noise_of"]
 # What defines a run apart from its per-member values: trials equal in these can share a population.
 RUN_IDENTITY = [c for c in MANIFEST_IDENTITY if c not in ("index", "trial_id", *PER_MEMBER)]
 
@@ -143,8 +148,27 @@ def edf_manifest(
         raise UserError(f"unknown optimizer {optim!r}; choose adamw or sgd")
     check_model(model, scale)
     lr_default, wd_default = interval(model, optim)
-    pairs = draw_pairs(lr_range or lr_default, wd_range or wd_default, trials, seed, sampler)
-    rows = [manifest_row(sweep, i, model, optim, lr, wd, scale, seed, sampler) for i, (lr, wd) in enumerate(pairs)]
+    lr_range, wd_range = lr_range or lr_default, wd_range or wd_default
+    pairs = draw_pairs(lr_range, wd_range, trials, seed, sampler)
+    space = json.dumps({"lr": ["log", *lr_range], "wd": ["log", *wd_range]})  # what analysis.importance rebuilds
+    rows = [
+        {**manifest_row(sweep, i, model, optim, lr, wd, scale, seed, sampler), "space": space}
+        for i, (lr, wd) in enumerate(pairs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def noise_manifest(sweep: str, best: dict, seeds: int) -> pd.DataFrame:
+    """The best trial of ``sweep`` (a manifest row) re-trained under ``seeds`` other seeds."""
+    if seeds < 1:
+        raise UserError(f"--seeds must be at least 1, got {seeds}")
+    name = f"{sweep}-noise"
+    scale = Scale(**{f.name: best[f.name] for f in fields(Scale)})
+    rows = []
+    for i in range(seeds):
+        seed = int(best["seed"]) + 1 + i
+        row = manifest_row(name, i, best["model"], best["optimizer"], best["lr"], best["wd"], scale, seed, "noise")
+        rows.append({**row, "trial_id": f"{row['trial_id']}-seed{seed}", "noise_of": sweep})
     return pd.DataFrame(rows)
 
 

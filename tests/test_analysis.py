@@ -114,10 +114,12 @@ def edf_trials(optim: str = "adamw") -> pd.DataFrame:
         ("vit_c_4gf", "ViT_C", 2.0),
         ("vit_c_1gf", "ViT_C", 3.0),
     ]:
-        for _i in range(16):
+        for i in range(16):
             lr, wd = 10 ** rng.uniform(-3.6, -2.1), 10 ** rng.uniform(-1.7, -0.1)
             rows.append(
                 {
+                    "sweep": f"{model}-{optim}",
+                    "index": i,
                     "model": model,
                     "family": family,
                     "optimizer": optim,

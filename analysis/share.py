@@ -1,0 +1,143 @@
+"""`stability report`: one self-contained HTML file of a results store, to share.
+
+Everything a reader needs beside the EDFs, per sweep set: bands and seed-noise floors,
+error against each sampled dimension, expected-best curves, importances, paired comparisons,
+Figures 2-5 where the store holds their runs, the protocol, and what the store still lacks
+with the command that fills it. Figures are embedded as base64 PNGs, so the file opens
+offline; it loads nothing from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from analysis import experiments
+from analysis.importance import importance, sweep_space
+from analysis.report import HOW_TO, missing_parts
+from analysis.store import UnreadableResultWarning, load_trials
+
+OPTIMS = {"adamw": "AdamW", "sgd": "SGD"}
+PROTOCOL_COLUMNS = ["sweep", "model", "optimizer", "preset", "dataset", "image_size", "patch_size", "epochs",
+                    "batch_size", "seed", "sampler"]  # fmt: skip
+STYLE = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1,h2,h3{font-weight:600}table{border-collapse:collapse;font-size:12px;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}
+img{max-width:100%}.note{color:#555}li{margin:.2em 0}"""
+
+
+def png(fig) -> str:
+    """The figure as an <img> with its PNG inline."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="figure" src="data:image/png;base64,{data}">'
+
+
+def table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0, na_rep="")
+
+
+def section(title: str, *parts: str, level: int = 2) -> str:
+    return f"<h{level}>{html.escape(title)}</h{level}>\n" + "\n".join(parts)
+
+
+def sweep_parts(sweep: str, g: pd.DataFrame, figures_module) -> str:
+    """One EDF sweep: its dimensions figure and its hyperparameter importances."""
+    names = list(sweep_space(g))
+    try:
+        scores = importance(g, params=names)
+        ranked = ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1]))
+        said = f"<p>Importance of each sampled hyperparameter (PED-ANOVA, sums to 1): {html.escape(ranked)}</p>"
+    except Exception as e:  # too few trials for the evaluator: say so, draw the rest
+        said = f'<p class="note">Importance not computed: {html.escape(str(e) or type(e).__name__)}</p>'
+    return section(sweep, png(figures_module.figure_dimensions(g)), said, level=3)
+
+
+def holds_runs(trials: pd.DataFrame, sets: dict[str, pd.DataFrame], figure: str) -> bool:
+    """Whether the store has any run of a paper figure (so drawing it shows data)."""
+    if figure in ("2", "3"):
+        return not experiments.error_vs_epochs(trials).empty
+    optim = "adamw" if figure == "4" else "sgd"
+    return any(g["optimizer"].iloc[0] == optim for g in sets.values())
+
+
+def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str:
+    from analysis import figures as figs
+
+    sets = experiments.edf_sets(trials)
+    body = [
+        f"<h1>Stability report: {html.escape(str(results))}</h1>",
+        f'<p class="note">{len(trials)} trials in {trials["sweep"].nunique()} sweeps; written '
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by <code>stability report</code>.</p>",
+    ]
+    protocol = trials.drop_duplicates("sweep")[[c for c in PROTOCOL_COLUMNS if c in trials]]
+    body.append(section("Protocol of each sweep", table(protocol)))
+    summary = experiments.stability_table(trials, n_resamples=n_resamples)
+    if not summary.empty:
+        body.append(
+            section(
+                "Stability summary",
+                "<p>Per EDF sweep: the share of trials within 1/2/4/8 points of the best, the median delta, "
+                "the area under the EDF up to 10 points, each with a 95% bootstrap interval; "
+                "<code>noise_std</code>/<code>noise_range</code>: the spread of the best (lr, wd) across "
+                "seeds, where <code>stability noise</code> measured it.</p>",
+                table(summary),
+            )
+        )
+    for optim, name in OPTIMS.items():
+        mine = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim}
+        if not mine:
+            continue
+        parts = [
+            "<p>EDFs of Δ top-1 error with 95% bootstrap bands (dotted: seed-noise floors), then the expected "
+            "best error of k random trials (Dodge et al. 2019) with one standard deviation.</p>",
+            png(figs.figure_edfs(trials, optim, n_resamples=n_resamples)),
+            png(figs.figure_expected_best(trials, optim)),
+        ]
+        parts += [sweep_parts(sweep, g, figs) for sweep, g in sorted(mine.items())]
+        body.append(section(f"{name} sweeps", *parts))
+    pairs = experiments.comparisons(trials, n_resamples=n_resamples)
+    if not pairs.empty:
+        words = "".join(f"<li>{html.escape(s)}</li>" for s in pairs["in_words"])
+        shown = pairs.drop(columns=["in_words"])
+        body.append(section("Comparisons (same optimizer and protocol)", f"<ul>{words}</ul>", table(shown)))
+    paper, lacking = [], []
+    for f in ("2", "3", "4", "5"):
+        gaps = missing_parts(trials, f)
+        if gaps:
+            lacking.append(f"<li>Figure {f}: no {html.escape(', '.join(gaps))}; to fill it: "
+                           f"<code>{html.escape(HOW_TO[f])}</code></li>")  # fmt: skip
+        if holds_runs(trials, sets, f):
+            paper.append(section(f"Figure {f}", png(figs.FIGURES[f](trials, n_resamples)), level=3))
+    if paper:
+        body.append(section("The paper's figures", *paper))
+    if lacking:
+        body.append(section("What the store still lacks", f"<ul>{''.join(lacking)}</ul>"))
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Stability report</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def write_report(results: str | os.PathLike, out: str | os.PathLike, *, n_resamples: int = 1000) -> Path | None:
+    """Write the report; None when the store holds no trial."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableResultWarning)  # `stability status` names them
+        trials = load_trials(results)
+    if trials.empty:
+        return None
+    text = build(trials, str(results), n_resamples=n_resamples)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

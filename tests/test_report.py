@@ -1,0 +1,112 @@
+"""`stability noise` and `stability report` on a copy of the store made by real tiny sweeps."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from analysis import experiments, load_trials
+from stability.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+class Page(HTMLParser):
+    """Headings, images and the text of a report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.headings, self.images, self.text, self.external = [], [], [], []
+        self._in_heading = False
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in ("h1", "h2", "h3"):
+            self._in_heading = True
+            self.headings.append("")
+        if tag == "img":
+            self.images.append(attrs["src"])
+        for key in ("src", "href"):
+            if attrs.get(key, "").startswith(("http:", "https:", "//")):
+                self.external.append(attrs[key])
+
+    def handle_endtag(self, tag):
+        if tag in ("h1", "h2", "h3"):
+            self._in_heading = False
+
+    def handle_data(self, data):
+        if self._in_heading:
+            self.headings[-1] += data
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def store_with_noise(tiny_store, tmp_path_factory):
+    root = tmp_path_factory.mktemp("noisy") / "results"
+    shutil.copytree(tiny_store, root)
+    argv = ["noise", "--sweep", "vit_c_1gf-adamw-smoke", "--seeds", "2", "--results", str(root)]
+    assert main(argv) == 0
+    return root
+
+
+def test_noise_retrains_the_best_under_other_seeds_beside_the_edf(store_with_noise):
+    trials = load_trials(store_with_noise)
+    noise = trials[trials["sweep"] == "vit_c_1gf-adamw-smoke-noise"]
+    source = trials[trials["sweep"] == "vit_c_1gf-adamw-smoke"]
+    best = source.loc[source["top1_err"].idxmin()]
+    assert len(noise) == 2 and set(noise["status"]) == {"ok"} and set(noise["noise_of"]) == {best["sweep"]}
+    assert sorted(noise["seed"]) == [1, 2] and (noise["lr"] == best["lr"]).all() and (noise["wd"] == best["wd"]).all()
+    assert set(noise["sampler"]) == {"noise"}
+    sets = experiments.edf_sets(trials)
+    assert "vit_c_1gf-adamw-smoke-noise" not in sets and len(sets["vit_c_1gf-adamw-smoke"]) == 3
+    table = experiments.stability_table(trials, n_resamples=50).set_index("sweep")
+    assert table.loc["vit_c_1gf-adamw-smoke", "noise_std"] == pytest.approx(noise["top1_err"].std(ddof=1))
+
+
+def test_noise_of_a_sweep_that_is_not_there_is_a_user_error(tmp_path, capsys):
+    assert main(["noise", "--sweep", "nope", "--results", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: no sweep 'nope'")
+
+
+def test_report_is_one_self_contained_page(store_with_noise, tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", "--results", str(store_with_noise), "--out", str(out), "--resamples", "50"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}"
+    page = Page()
+    page.feed(out.read_text())
+    assert not page.external  # opens offline
+    assert {"Protocol of each sweep", "Stability summary", "AdamW sweeps", "The paper's figures"} <= set(page.headings)
+    assert {"vit_c_1gf-adamw-smoke", "Figure 3", "What the store still lacks"} <= set(page.headings)
+    assert len(page.images) >= 6
+    for src in page.images:
+        head, data = src.split(",", 1)
+        assert head == "data:image/png;base64"
+        image = Image.open(io.BytesIO(base64.b64decode(data)))
+        image.verify()
+        assert image.size[0] > 100
+    text = "".join(page.text)
+    assert "vit_c_1gf's median delta is" in text and "95% CI [" in text  # the comparison, in words
+    assert "stability grid --figure 2" in text  # what fills the missing figures
+    assert "Importance of each sampled hyperparameter" in text or "Importance not computed" in text
+
+
+def test_report_of_an_empty_store_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["report", "--results", str(tmp_path / "empty")]) == 2
+    assert capsys.readouterr().err.startswith("error: no trial results")
+
+
+def test_sweeps_record_their_space(tiny_store):
+    """Table 4's ViT AdamW interval, log-uniform: what importance rebuilds its distributions from."""
+    manifest = pd.read_parquet(tiny_store / "vit_c_1gf-adamw-smoke" / "manifest.parquet")
+    assert json.loads(manifest["space"].iloc[0]) == {"lr": ["log", 2.5e-4, 8.0e-3], "wd": ["log", 0.02, 0.8]}
+    assert manifest["space"].nunique() == 1
+    rows = load_trials(tiny_store)
+    assert rows.loc[rows["sweep"] == "vit_c_1gf-adamw-smoke", "space"].notna().all()  # carried to the trial rows

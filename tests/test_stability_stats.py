@@ -1,0 +1,191 @@
+"""Expected best error after k trials, importances, comparisons, noise floors, and EDF sets
+keyed by sweep: estimators against independent computations, on synthetic stores."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import analysis
+from analysis import experiments, figures
+
+small_sets = st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(errors=small_sets)
+def test_expected_best_equals_brute_force_over_subsets_and_tuples(errors):
+    n = len(errors)
+    ks = list(range(1, n + 1))
+    without = analysis.expected_best(errors, ks, replace=False)
+    with_ = analysis.expected_best(errors, ks[:4], replace=True)
+    for k in ks:
+        mins = [min(c) for c in itertools.combinations(errors, k)]
+        assert without.loc[k - 1, "mean"] == pytest.approx(np.mean(mins), rel=1e-9, abs=1e-9)
+        assert without.loc[k - 1, "std"] == pytest.approx(np.std(mins), rel=1e-6, abs=1e-6)
+    for k in ks[:4]:
+        mins = [min(c) for c in itertools.product(errors, repeat=k)]
+        assert with_.loc[k - 1, "mean"] == pytest.approx(np.mean(mins), rel=1e-9, abs=1e-9)
+        assert with_.loc[k - 1, "std"] == pytest.approx(np.std(mins), rel=1e-6, abs=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(errors=st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=60), replace=st.booleans())
+def test_expected_best_laws(errors, replace):
+    n = len(errors)
+    curve = analysis.expected_best(errors, range(1, n + 1), replace=replace)
+    assert list(curve.columns) == ["k", "mean", "std"]
+    assert curve.loc[0, "mean"] == pytest.approx(np.mean(errors), rel=1e-9, abs=1e-9)  # k = 1: the mean
+    assert np.all(np.diff(curve["mean"]) <= 1e-9)  # more trials never expect worse
+    if not replace:
+        assert curve["mean"].iloc[-1] == pytest.approx(min(errors), abs=1e-9)  # k = n: the minimum
+    assert (curve["std"] >= 0).all()
+
+
+def test_expected_best_counts_diverged_as_100_and_checks_k():
+    assert analysis.expected_best([np.nan, 10.0], [1])["mean"][0] == pytest.approx(55.0)
+    with pytest.raises(ValueError):
+        analysis.expected_best([1.0, 2.0], [3], replace=False)
+
+
+def synthetic_sweep(depends_on: str, n: int = 64, seed: int = 0) -> pd.DataFrame:
+    """One sweep whose error depends on one of (lr, wd) alone, drawn log-uniformly."""
+    rng = np.random.default_rng(seed)
+    lr, wd = 10 ** rng.uniform(np.log10(0.1), np.log10(3.2), n), 10 ** rng.uniform(np.log10(4e-6), np.log10(1.2e-4), n)
+    x = np.log10(lr) + 0.25 if depends_on == "lr" else np.log10(wd) + 4.65
+    space = json.dumps({"lr": ["log", 0.1, 3.2], "wd": ["log", 4e-6, 1.2e-4]})
+    return pd.DataFrame(
+        {
+            "sweep": "s",
+            "index": range(n),
+            "status": "ok",
+            "model": "vit_c_1gf",
+            "lr": lr,
+            "wd": wd,
+            "top1_err": 30 + 40 * x**2,
+            "space": space,
+        }
+    )
+
+
+@pytest.mark.parametrize("evaluator", ["ped-anova", "fanova"])
+@pytest.mark.parametrize("depends_on", ["lr", "wd"])
+def test_importance_singles_out_the_parameter_the_error_depends_on(depends_on, evaluator):
+    scores = analysis.importance(synthetic_sweep(depends_on), evaluator=evaluator)
+    other = "wd" if depends_on == "lr" else "lr"
+    assert set(scores) == {"lr", "wd"} and sum(scores.values()) == pytest.approx(1.0)
+    assert scores[depends_on] > 0.8 > scores[other]
+
+
+def test_importance_uses_the_stored_space_and_wants_one_sweep():
+    from analysis.importance import sweep_space
+
+    assert sweep_space(synthetic_sweep("lr")) == {"lr": ("log", 0.1, 3.2), "wd": ("log", 4e-6, 1.2e-4)}
+    two = pd.concat([synthetic_sweep("lr"), synthetic_sweep("wd").assign(sweep="t")])
+    with pytest.raises(ValueError, match="per sweep"):
+        analysis.importance(two)
+
+
+def sweep_rows(sweep, model, errors, *, lrs=None, preset="smoke", **extra) -> pd.DataFrame:
+    n = len(errors)
+    lrs = np.geomspace(1e-3, 1e-2, n) if lrs is None else lrs
+    family = "ViT_C" if model.startswith("vit_c") else "ViT_P"
+    return pd.DataFrame(
+        {
+            "sweep": sweep,
+            "index": range(n),
+            "model": model,
+            "family": family,
+            "optimizer": "adamw",
+            "epochs": 1,
+            "dataset": "digits",
+            "image_size": 8,
+            "batch_size": 32,
+            "seed": 0,
+            "sampler": "random",
+            "preset": preset,
+            "status": "ok",
+            "lr": lrs,
+            "wd": 0.1,
+            "top1_err": errors,
+            **extra,
+        }
+    )
+
+
+def test_edf_sets_are_keyed_by_sweep_and_leave_grid_and_noise_rows_out():
+    rng = np.random.default_rng(0)
+    trials = pd.concat(
+        [
+            sweep_rows("c-smoke", "vit_c_1gf", 20 + rng.exponential(2, 16)),
+            sweep_rows("c-small", "vit_c_1gf", 20 + rng.exponential(2, 16), preset="small"),
+            sweep_rows("c-smoke-noise", "vit_c_1gf", [21.0, 22.0, 23.5], sampler="noise", noise_of="c-smoke"),
+            sweep_rows("grid", "vit_c_1gf", [30.0, 31.0], sampler="fixed"),
+            sweep_rows("tpe", "vit_c_1gf", [40.0, 41.0], sampler="tpe"),
+        ]
+    )
+    sets = experiments.edf_sets(trials)
+    assert sorted(sets) == ["c-small", "c-smoke"] and all(len(g) == 16 for g in sets.values())
+    assert set(experiments.optimum_runs(trials)["top1_err"]) == {30.0}  # only the grid's rows
+    floors = analysis.noise_floors(trials).set_index("sweep")
+    assert floors.loc["c-smoke", "seeds"] == 3 and floors.loc["c-smoke", "noise_range"] == pytest.approx(2.5)
+    assert floors.loc["c-smoke", "noise_std"] == pytest.approx(np.std([21, 22, 23.5], ddof=1))
+    table = experiments.stability_table(trials, n_resamples=50).set_index("sweep")
+    assert table.loc["c-smoke", "noise_std"] == pytest.approx(floors.loc["c-smoke", "noise_std"])
+    assert np.isnan(table.loc["c-small", "noise_std"])
+
+
+def test_comparisons_pair_by_index_only_on_the_same_draws_and_say_it_in_words():
+    rng = np.random.default_rng(3)
+    stable, fragile = 20 + rng.exponential(1.0, 32), 20 + rng.exponential(8.0, 32)
+    trials = pd.concat(
+        [
+            sweep_rows("c", "vit_c_1gf", stable),
+            sweep_rows("p", "vit_p_1gf", fragile),
+            sweep_rows("p-other-draws", "vit_p_1gf", fragile, lrs=np.geomspace(2e-3, 2e-2, 32)),
+            sweep_rows("p-small", "vit_p_1gf", fragile, preset="small", image_size=32),  # another protocol
+        ]
+    )
+    pairs = analysis.comparisons(trials, n_resamples=200).set_index(["a", "b"])
+    assert ("c", "p-small") not in pairs.index and len(pairs) == 3
+    row = pairs.loc[("c", "p")]
+    assert bool(row["paired"]) and not bool(pairs.loc[("c", "p-other-draws"), "paired"])
+    assert row["median_delta_diff"] < 0 and row["median_delta_hi"] < 0  # ViT_C's deltas are smaller
+    expected = analysis.compare(stable, fragile)
+    assert row["ks_statistic"] == pytest.approx(expected["ks_statistic"])
+    assert row["in_words"].startswith("vit_c_1gf's median delta is lower than vit_p_1gf's by ")
+    assert "95% CI [" in row["in_words"]
+
+
+def test_summary_differences_of_a_set_with_itself_are_zero():
+    errs = 20 + np.random.default_rng(0).exponential(3.0, 24)
+    for name, (d, lo, hi) in analysis.compare_summaries(errs, errs, paired=True, n_resamples=200).items():
+        assert d == 0 and lo <= 0 <= hi, name
+
+
+def test_new_figures_have_one_curve_per_sweep():
+    rng = np.random.default_rng(0)
+    trials = pd.concat(
+        [
+            sweep_rows("c", "vit_c_1gf", 20 + rng.exponential(1.0, 12)),
+            sweep_rows("p", "vit_p_1gf", 25 + rng.exponential(6, 12)),
+        ]
+    )
+    ax = figures.figure_expected_best(trials, "adamw").get_axes()[0]
+    assert len(ax.get_lines()) == 2 and ax.get_xscale() == "log"
+    assert ax.get_lines()[0].get_xdata()[-1] == 12
+    ax = figures.figure_edfs(trials, "adamw", n_resamples=50).get_axes()[0]
+    assert len(ax.get_lines()) == 2 and len(ax.collections) == 2
+    dims = figures.figure_dimensions(trials[trials["sweep"] == "c"]).get_axes()
+    assert [a.get_xlabel() for a in dims] == ["lr", "wd"] and dims[0].get_xscale() == "log"
+
+
+def test_public_api():
+    for name in ("edf", "summarize", "compare", "expected_best", "importance", "comparisons", "noise_floors"):
+        assert callable(getattr(analysis, name)), name
