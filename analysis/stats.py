@@ -103,19 +103,32 @@ def summary_intervals(
         return np.array([[r[k] for r in rows] for k in names])  # (summaries, resamples)
 
     point = summarize(arr, **summary_kw)
-    if arr.size < 2:
-        return {k: (point[k], point[k], point[k]) for k in names}
+    estimates = np.array([point[k] for k in names])
+    return percentile_intervals((arr,), stat, estimates, names, vectorized=True, confidence=confidence,
+                                n_resamples=n_resamples, seed=seed)  # fmt: skip
+
+
+def percentile_intervals(
+    samples: tuple, statistic, point: np.ndarray, names, *, confidence: float, n_resamples: int, seed: int, **kw
+) -> dict[str, tuple[float, float, float]]:
+    """name -> (estimate, low, high) from scipy's percentile bootstrap of a vector-valued statistic.
+
+    The percentile interval of a step function can sit just off its own point estimate, so each
+    interval is widened to contain it; a sample of fewer than two has no spread to resample.
+    """
+    if min(len(s) for s in samples) < 2:
+        return {k: (float(v), float(v), float(v)) for k, v in zip(names, point, strict=True)}
     res = stats.bootstrap(
-        (arr,),
-        stat,
-        vectorized=True,
+        samples,
+        statistic,
         confidence_level=confidence,
         n_resamples=n_resamples,
         method="percentile",
         random_state=np.random.default_rng(seed),
+        **kw,
     )
     lo, hi = res.confidence_interval
-    return {k: (point[k], float(min(lo[i], point[k])), float(max(hi[i], point[k]))) for i, k in enumerate(names)}
+    return {k: (float(point[i]), float(min(lo[i], point[i])), float(max(hi[i], point[i]))) for i, k in enumerate(names)}
 
 
 def compare(errors_a, errors_b) -> dict:
@@ -168,20 +181,5 @@ def compare_summaries(
         sa, sb = summarize(x), summarize(y)
         return np.array([sa[k] - sb[k] for k in COMPARED])
 
-    point = diff(a, b)
-    if min(a.size, b.size) < 2:
-        return {k: (float(v), float(v), float(v)) for k, v in zip(COMPARED, point, strict=True)}
-    res = stats.bootstrap(
-        (a, b),
-        diff,
-        paired=paired,
-        vectorized=False,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    lo, hi = res.confidence_interval
-    return {
-        k: (float(point[i]), float(min(lo[i], point[i])), float(max(hi[i], point[i]))) for i, k in enumerate(COMPARED)
-    }
+    return percentile_intervals((a, b), diff, diff(a, b), COMPARED, paired=paired, vectorized=False,
+                                confidence=confidence, n_resamples=n_resamples, seed=seed)  # fmt: skip

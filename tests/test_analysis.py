@@ -199,7 +199,8 @@ def test_edf_figure_structure():
 
 def test_analysis_never_imports_torch_or_ray():
     code = (
-        "import sys, analysis, analysis.figures, analysis.report, analysis.experiments, analysis.paper; "
+        "import sys, analysis, analysis.figures, analysis.report, analysis.experiments, analysis.paper, "
+        "analysis.share, analysis.importance; "
         "assert 'torch' not in sys.modules and 'ray' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -209,3 +210,15 @@ def test_edf_figure_scatter_falls_back_to_the_sizes_present():
     only_1gf = edf_trials()[lambda t: t["model"] == "vit_c_1gf"]
     axes = figures.figure_edf(only_1gf, "adamw", n_resamples=20).get_axes()
     assert axes[0].get_title() == "1GF models: error vs lr" and len(axes[0].collections) == 1
+
+
+def test_resamples_reach_the_figures_bands(monkeypatch):
+    seen, real = [], stats.edf_band
+
+    def spy(*args, **kw):
+        seen.append(kw["n_resamples"])
+        return real(*args, **kw)
+
+    monkeypatch.setattr(stats, "edf_band", spy)
+    figures.FIGURES["4"](edf_trials(), 37)
+    assert seen and set(seen) == {37}
