@@ -92,9 +92,10 @@ def configure_ray_env(loopback: bool) -> None:
 @contextmanager
 def connect(address: str | None) -> Iterator[ClusterInfo]:
     """Join ``address`` (or start a local Ray on 127.0.0.1) for the length of one command."""
-    if address:
+    found = address == "auto"  # the Ray that `ray start` left on this machine: nothing to dial first
+    if address and not found:
         check_address(address)  # before anything else is touched
-    loopback = not address or split_address(address)[0] in LOOPBACK_HOSTS
+    loopback = not address or (not found and split_address(address)[0] in LOOPBACK_HOSTS)
     configure_ray_env(loopback)
     import ray  # first imported here by the CLI, after the variables above are set
 
