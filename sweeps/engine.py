@@ -289,6 +289,9 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
             self._print(f"[{bar}] {self.done:>4}/{total}  {trial_id}  {text}")
 
         def _stored(self, trial_id: str) -> None:
+            if not store.trial_path(sweep, trial_id).exists():  # never expected: say so rather than stop Tune
+                self._line(trial_id, "finished without a stored result; it runs again on the next resume")
+                return
             r, row = store.read_trial(sweep, trial_id), rows[trial_id]
             self._line(
                 trial_id,
