@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis import experiments
+from analysis import figures as figs
 from analysis.importance import importance, sweep_space
 from analysis.report import HOW_TO, missing_parts
 from analysis.store import UnreadableResultWarning, load_trials
@@ -51,7 +52,7 @@ def section(title: str, *parts: str, level: int = 2) -> str:
     return f"<h{level}>{html.escape(title)}</h{level}>\n" + "\n".join(parts)
 
 
-def sweep_parts(sweep: str, g: pd.DataFrame, figures_module) -> str:
+def sweep_parts(sweep: str, g: pd.DataFrame) -> str:
     """One EDF sweep: its dimensions figure and its hyperparameter importances."""
     names = list(sweep_space(g))
     try:
@@ -60,7 +61,7 @@ def sweep_parts(sweep: str, g: pd.DataFrame, figures_module) -> str:
         said = f"<p>Importance of each sampled hyperparameter (PED-ANOVA, sums to 1): {html.escape(ranked)}</p>"
     except Exception as e:  # too few trials for the evaluator: say so, draw the rest
         said = f'<p class="note">Importance not computed: {html.escape(str(e) or type(e).__name__)}</p>'
-    return section(sweep, png(figures_module.figure_dimensions(g)), said, level=3)
+    return section(sweep, png(figs.figure_dimensions(g)), said, level=3)
 
 
 def holds_runs(trials: pd.DataFrame, sets: dict[str, pd.DataFrame], figure: str) -> bool:
@@ -72,8 +73,6 @@ def holds_runs(trials: pd.DataFrame, sets: dict[str, pd.DataFrame], figure: str)
 
 
 def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str:
-    from analysis import figures as figs
-
     sets = experiments.edf_sets(trials)
     body = [
         f"<h1>Stability report: {html.escape(str(results))}</h1>",
@@ -104,7 +103,7 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
             png(figs.figure_edfs(trials, optim, n_resamples=n_resamples)),
             png(figs.figure_expected_best(trials, optim)),
         ]
-        parts += [sweep_parts(sweep, g, figs) for sweep, g in sorted(mine.items())]
+        parts += [sweep_parts(sweep, g) for sweep, g in sorted(mine.items())]
         body.append(section(f"{name} sweeps", *parts))
     pairs = experiments.comparisons(trials, n_resamples=n_resamples)
     if not pairs.empty:

@@ -202,14 +202,14 @@ def probe_nodes(anchor: Path, gpus: float) -> list[NodeView]:
 
     nonce = uuid.uuid4().hex
     task = ray.remote(look_around)
-    notes, refs = {}, []
+    notes = {}
     for i, node in enumerate(n for n in ray.nodes() if n["Alive"]):
         grant = gpus if node["Resources"].get("GPU", 0.0) >= gpus > 0 else 0
         where = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
         note = anchor / f".stability-probe-{nonce}-{i}"
         ref = task.options(num_cpus=0, num_gpus=grant, scheduling_strategy=where).remote(str(note))
-        notes[ref], refs = note, [*refs, ref]
-    ready, late = ray.wait(refs, num_returns=len(refs), timeout=PROBE_TIMEOUT_S)
+        notes[ref] = note
+    ready, late = ray.wait(list(notes), num_returns=len(notes), timeout=PROBE_TIMEOUT_S)
     for ref in late:
         ray.cancel(ref, force=True)
     views = []

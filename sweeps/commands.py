@@ -128,9 +128,7 @@ def noise(args) -> int:
     best = manifest.set_index("trial_id").loc[best_id].to_dict() | {"trial_id": best_id}
     sweeps = {f"{args.sweep}-noise": plan.noise_manifest(args.sweep, best, args.seeds)}
     resources_from(args, NO_CLUSTER)
-    scale = plan.Scale(
-        **{f: best[f] for f in ("dataset", "image_size", "patch_size", "epochs", "batch_size", "preset")}
-    )
+    scale = plan.scale_of(best)
     print(
         f"noise floor of {args.sweep}: its best trial {best_id} (lr={best['lr']:.3g} wd={best['wd']:.3g}) "
         f"under {args.seeds} other seeds"
@@ -206,7 +204,6 @@ def resources_from(args, info: cluster.ClusterInfo) -> engine.Resources:
         gpus_per_worker=per_worker,
         accumulate=args.accumulate,
         compile=args.compile,
-        address=args.address,
         data_dir=args.data_dir,  # made absolute by the parser
         max_failures=args.max_failures,
         pack=args.pack,

@@ -35,7 +35,6 @@ class Resources:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_failures: int = 2
-    address: str | None = None
     data_dir: str | None = None
     pack: int | None = None  # trials per population (stability.population); None: plan.default_pack
     workers: int = 0  # >= 1: each trial runs on that many Ray Train workers (cpus_per_trial is per worker)
@@ -80,7 +79,7 @@ def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print) 
     return manifest[~manifest["trial_id"].isin(done)]
 
 
-def trial_config(row: dict, sweep: str, resources: Resources, device: str = "cpu", simulated: bool = False):
+def trial_config(row: dict, sweep: str, resources: Resources, device: str, simulated: bool):
     from stability.trainer import TrainConfig
 
     return TrainConfig(
@@ -125,7 +124,7 @@ def train_pack(cfgs: list, folder: Path, sweep_dir: Path, resources: Resources, 
     if above is not None and len(cfgs) > int(above):
         import torch
 
-        # Fault injection for tests/test_oom_split.py: what a GPU says when a population is too big.
+        # Fault injection (tests/test_sweep_ray.py): what a GPU says when a population is too big.
         raise torch.OutOfMemoryError(f"CUDA out of memory (injected: a population of {len(cfgs)} > {above})")
     if resources.workers:
         from sweeps.workers import train_with_workers
@@ -158,6 +157,7 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     earlier attempt stored them) are not trained again.
     """
     import ray
+    import torch
     from ray import tune
 
     cluster.hide_gpus_unless_given()
@@ -175,7 +175,7 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
         try:
             results = train_pack(cfgs, folder, store.sweep_dir(sweep), resources, on_epoch)
         except Exception as e:
-            if len(ids) == 1 or not is_out_of_memory(e):
+            if len(ids) == 1 or not isinstance(e, torch.OutOfMemoryError):
                 raise
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         else:
@@ -186,7 +186,9 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
             shutil.rmtree(folder, ignore_errors=True)
             return
         # Outside the except block, so that the failed population's tensors can be freed.
-        release_memory()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
         shutil.rmtree(folder, ignore_errors=True)  # the halves start their own checkpoints
         half = (len(ids) + 1) // 2
         tune.report(
@@ -207,20 +209,6 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     if ids:
         train_and_store(ids)
     tune.report({"finished": True})
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    import torch
-
-    return isinstance(error, torch.OutOfMemoryError)
-
-
-def release_memory() -> None:
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 FAULT_ENV = "STABILITY_INJECT_WORKER_DEATH"

@@ -158,12 +158,17 @@ def edf_manifest(
     return pd.DataFrame(rows)
 
 
+def scale_of(row: dict) -> Scale:
+    """The scale a manifest row was planned at."""
+    return Scale(**{f.name: row[f.name] for f in fields(Scale)})
+
+
 def noise_manifest(sweep: str, best: dict, seeds: int) -> pd.DataFrame:
     """The best trial of ``sweep`` (a manifest row) re-trained under ``seeds`` other seeds."""
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     name = f"{sweep}-noise"
-    scale = Scale(**{f.name: best[f.name] for f in fields(Scale)})
+    scale = scale_of(best)
     rows = []
     for i in range(seeds):
         seed = int(best["seed"]) + 1 + i
