@@ -180,11 +180,27 @@ def _set_label(sweep: str, g: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> st
     return model if sum(v["model"].iloc[0] == model for v in sets.values()) == 1 else sweep
 
 
-def _edf_curves(ax, sets: dict[str, pd.DataFrame], floors: dict[str, float], n_resamples: int) -> None:
+def sweep_colors(sets: dict[str, pd.DataFrame]) -> dict[str, tuple]:
+    """A colour per sweep: its family's where the paper has the family and the family has one
+    sweep here, else one of a palette, in sweep order (a user's families, several sweeps)."""
+    families = [g["family"].iloc[0] for _, g in sorted(sets.items())]
+    colorblind = sns.color_palette("colorblind", 10)
+    palette = [colorblind[i] for i in (4, 9, 5, 7, 3, 8, 6)]  # those unlike the families' three, first
+    out, spare = {}, iter(palette * (1 + len(sets) // len(palette)))
+    for (sweep, _), family in zip(sorted(sets.items()), families, strict=True):
+        own = COLORS.get(family) if families.count(family) == 1 else None
+        out[sweep] = own or next(spare)
+    return out
+
+
+def _edf_curves(
+    ax, sets: dict[str, pd.DataFrame], floors: dict[str, float], n_resamples: int, colors: dict | None = None
+) -> None:
     """EDFs of delta error with bootstrap bands; a sweep's seed-noise floor (the standard deviation
     of its best (lr, wd) across seeds) as a dotted line of its colour."""
+    colors = colors or sweep_colors(sets)
     for sweep, g in sorted(sets.items()):
-        color = COLORS.get(g["family"].iloc[0])
+        color = colors[sweep]
         lo, hi = stats.edf_band(g["top1_err"], EDF_GRID, n_resamples=n_resamples)
         ax.fill_between(EDF_GRID, lo, hi, color=color, alpha=0.2, step="post", linewidth=0)
         ax.step(
@@ -254,10 +270,12 @@ def figure_dimensions(g: pd.DataFrame):
     fig, axes = _axes(max(1, len(space)), height=2.2)
     color = COLORS.get(g["family"].iloc[0])
     best = g.loc[g["top1_err"].astype(float).idxmin()]
-    for ax, (name, (kind, _lo, _hi)) in zip(axes[0], space.items(), strict=False):
-        ax.scatter(g[name], g["top1_err"], s=9, color=color, marker=MARKERS.get(best["optimizer"], "o"), alpha=0.8)
-        ax.axvline(best[name], color=color, linewidth=1.0)
-        if kind == "log":
+    for ax, (name, dim) in zip(axes[0], space.items(), strict=False):
+        x = g[name].astype(str) if dim[0] == "choice" else g[name].astype(float)
+        ax.scatter(x, g["top1_err"], s=9, color=color, marker=MARKERS.get(best["optimizer"], "o"), alpha=0.8)
+        if dim[0] != "choice":
+            ax.axvline(float(best[name]), color=color, linewidth=1.0)
+        if dim[0] == "log":
             _log_axis(ax)
         ax.set_xlabel(name)
         ax.set_ylabel("top-1 error (%)")
@@ -266,11 +284,62 @@ def figure_dimensions(g: pd.DataFrame):
     return fig
 
 
+@plt.rc_context(STYLE)
+def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000):
+    """Any store's EDF sweeps compared, no paper layout: a row per optimizer with the EDFs of
+    delta error per sweep (bootstrap bands), then top-1 error against every sampled dimension,
+    all sweeps of the row overlaid in their colours (log axis where the space samples log)."""
+    from analysis.importance import sweep_space
+
+    sets = experiments.edf_sets(trials)
+    optims = sorted({g["optimizer"].iloc[0] for g in sets.values()}) or ["adamw"]
+    kinds: dict[str, str] = {}
+    for g in sets.values():
+        for name, dim in sweep_space(g).items():
+            kinds.setdefault(name, dim[0])
+    colors = sweep_colors(sets)
+    floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
+    fig, axes = _axes(1 + len(kinds), nrows=len(optims), height=2.4)
+    for row, optim in zip(axes, optims, strict=True):
+        chosen = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim}
+        row[0].set_title(f"{OPTIM_NAMES.get(optim, optim)}: EDF of Δ top-1 error")
+        if not chosen:
+            _empty(row[0], "EDF sweeps")
+            continue
+        _edf_curves(row[0], chosen, floors, n_resamples, colors)
+        row[0].get_legend().remove()
+        for ax, (name, kind) in zip(row[1:], kinds.items(), strict=True):
+            for sweep, g in sorted(chosen.items()):
+                if name in g and g[name].notna().any():
+                    x = g[name].astype(str) if kind == "choice" else g[name].astype(float)
+                    ax.scatter(x, g["top1_err"], s=9, color=colors[sweep], alpha=0.8)
+            if kind == "log":
+                _log_axis(ax)
+            ax.set_xlabel(name)
+            ax.set_ylabel("top-1 error (%)")
+    fig.tight_layout()
+    _sweep_legend(fig, axes)
+    return fig
+
+
+def _sweep_legend(fig, axes) -> None:
+    """One legend above the panels naming every sweep drawn in the first column."""
+    entries: dict[str, object] = {}
+    for row in axes:
+        handles, labels = row[0].get_legend_handles_labels()
+        entries.update(zip(labels, handles, strict=True))
+    if entries:
+        fig.legend(
+            list(entries.values()), list(entries), loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False
+        )
+
+
 FIGURES = {
     "2": lambda t, n: figure2(t),
     "3": lambda t, n: figure3(t),
     "4": lambda t, n: figure_edf(t, "adamw", n_resamples=n),
     "5": lambda t, n: figure_edf(t, "sgd", n_resamples=n),
+    "compare": lambda t, n: figure_comparison(t, n_resamples=n),
 }
 
 

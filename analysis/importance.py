@@ -19,16 +19,37 @@ from analysis.experiments import usable
 EVALUATORS = ("ped-anova", "fanova")
 
 
-def sweep_space(trials: pd.DataFrame) -> dict[str, tuple[str, float, float]]:
-    """Each sampled parameter's (kind, low, high), as the sweep stored it in ``space``.
+def sweep_space(trials: pd.DataFrame) -> dict[str, list]:
+    """Each sampled dimension as the sweep stored it in ``space`` (``store.space``'s JSON):
+    ``[kind, low, high]`` for log / uniform / int, ``["choice", [values]]``.
 
     Stores written before the space was recorded: lr and wd, log-uniform over what was
     drawn (their Table 4 sampling was log-uniform).
     """
     if "space" in trials and trials["space"].notna().any():
-        stored = json.loads(trials["space"].dropna().iloc[0])
-        return {name: (kind, float(lo), float(hi)) for name, (kind, lo, hi) in stored.items()}
-    return {p: ("log", float(trials[p].min()), float(trials[p].max())) for p in ("lr", "wd") if p in trials}
+        return dict(json.loads(trials["space"].dropna().iloc[0]))
+    return {p: ["log", float(trials[p].min()), float(trials[p].max())] for p in ("lr", "wd") if p in trials}
+
+
+def distribution(dim: list, drawn: pd.Series):
+    """The Optuna distribution of a stored dimension, its bounds widened by any float rounding
+    of the drawn values."""
+    import optuna
+
+    kind = dim[0]
+    if kind == "choice":
+        return optuna.distributions.CategoricalDistribution(list(dim[1]))
+    if kind == "int":
+        return optuna.distributions.IntDistribution(int(min(dim[1], drawn.min())), int(max(dim[2], drawn.max())))
+    lo, hi = min(float(dim[1]), float(drawn.min())), max(float(dim[2]), float(drawn.max()))
+    return optuna.distributions.FloatDistribution(lo, hi, log=kind == "log")
+
+
+def param_value(dim: list, value):
+    """A row's value as the distribution holds it (numbers come back from parquet as numpy types)."""
+    if dim[0] == "choice":
+        return next(c for c in dim[1] if c == value or str(c) == str(value))
+    return int(value) if dim[0] == "int" else float(value)
 
 
 def importance(
@@ -47,15 +68,11 @@ def importance(
         raise ValueError("importance is computed per sweep; pass the rows of one sweep")
     space = sweep_space(rows)
     names = params or list(space)
-    distributions = {}
-    for n in names:  # the stored bounds, widened by any float rounding of the drawn values
-        kind, lo, hi = space[n]
-        lo, hi = min(lo, float(rows[n].min())), max(hi, float(rows[n].max()))
-        distributions[n] = optuna.distributions.FloatDistribution(lo, hi, log=kind == "log")
+    distributions = {n: distribution(space[n], rows[n]) for n in names}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
     for r in rows.itertuples():
-        values = {n: float(getattr(r, n)) for n in names}
+        values = {n: param_value(space[n], getattr(r, n)) for n in names}
         if math.isfinite(r.top1_err):
             study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=r.top1_err))
     if evaluator == "fanova":

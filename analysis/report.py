@@ -16,6 +16,7 @@ HOW_TO = {
     "3": "stability grid --figure 3",
     "4": "stability grid --figure 4 (or stability sweep --optim adamw per model)",
     "5": "stability grid --figure 5 (or stability sweep --optim sgd per model)",
+    "compare": "stability sweep (any model) or stability study FILE.toml",
 }
 
 
@@ -30,6 +31,8 @@ def missing_parts(trials: pd.DataFrame, figure: str) -> list[str]:
         if not curve.empty and curve.groupby(["model", "optimizer"])["epochs"].nunique().max() < 2:
             gaps.append("a second schedule length")
         return gaps
+    if figure == "compare":
+        return [] if experiments.edf_sets(trials) else ["EDF sweeps"]
     optim = "adamw" if figure == "4" else "sgd"
     sets = [g for g in experiments.edf_sets(trials).values() if g["optimizer"].iloc[0] == optim]
     have = {experiments.SIZE_OF.get(g["model"].iloc[0]) for g in sets}
@@ -74,7 +77,7 @@ def make_figures(
     written, missing = [], {}
     for f in figures:
         fig = figs.FIGURES[f](trials, n_resamples)
-        written.append(figs.save(fig, out, f"figure{f}", fmt))
+        written.append(figs.save(fig, out, f"figure{f}" if f != "compare" else "comparison", fmt))
         missing[f] = missing_parts(trials, f)
     written += write_tables(trials, out, n_resamples)
     return {"written": written, "missing": missing, "unreadable": unreadable, "empty": False}

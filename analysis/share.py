@@ -14,7 +14,7 @@ import html
 import io
 import os
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -77,7 +77,7 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
     body = [
         f"<h1>Stability report: {html.escape(str(results))}</h1>",
         f'<p class="note">{len(trials)} trials in {trials["sweep"].nunique()} sweep(s); written '
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by <code>stability report</code>.</p>",
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by <code>stability report</code>.</p>",
     ]
     protocol = trials.drop_duplicates("sweep")[[c for c in PROTOCOL_COLUMNS if c in trials]]
     body.append(section("Protocol of each sweep", table(protocol)))

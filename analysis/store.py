@@ -1,4 +1,8 @@
-"""Read a results root (any number of sweeps) as DataFrames; unreadable files are reported."""
+"""Read a results root (any number of sweeps) as DataFrames; unreadable files are reported.
+
+Trial rows go through the store's one reader (``store.read_trial_files``), so analysis sees
+exactly the rows the sweep engine counts as finished.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +12,35 @@ from pathlib import Path
 
 import pandas as pd
 
+from store import read_trial_files
+
 
 class UnreadableResultWarning(UserWarning):
     """A result file in the store could not be read; it is skipped and named."""
 
 
+def _warn(paths: list[Path]) -> None:
+    for path in paths:
+        warnings.warn(f"unreadable result file {path}", UnreadableResultWarning, stacklevel=3)
+
+
 def _read_all(paths: list[Path]) -> pd.DataFrame:
-    frames = []
+    frames, bad = [], []
     for path in paths:
         try:
             frames.append(pd.read_parquet(path))
-        except Exception as e:
-            warnings.warn(f"unreadable result file {path}: {type(e).__name__}", UnreadableResultWarning, stacklevel=3)
+        except Exception:
+            bad.append(path)
+    _warn(bad)
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def load_trials(results_root: str | os.PathLike) -> pd.DataFrame:
     """One row per finished trial of every sweep under the root."""
-    return _read_all(sorted(Path(results_root).glob("*/trials/*.parquet")))
+    trials, bad = read_trial_files(sorted(Path(results_root).glob("*/trials/*.parquet")))
+    _warn(bad)
+    return trials if len(trials) else pd.DataFrame()
 
 
 def load_curves(results_root: str | os.PathLike) -> pd.DataFrame:

@@ -77,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     if "sweep" in wanted:
         from benchmarks import sweep_wall
         from sweeps import engine, plan
-        from sweeps.commands import preflight
+        from sweeps.engine import preflight
 
         scale = plan.choose_scale(
             None,

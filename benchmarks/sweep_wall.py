@@ -15,8 +15,8 @@ import tempfile
 import time
 from dataclasses import replace
 
+from store import Store
 from sweeps import cluster, engine, plan
-from sweeps.store import Store
 
 
 def timed_sweep(manifest, resources: engine.Resources) -> float:

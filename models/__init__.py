@@ -1,6 +1,20 @@
-"""The paper's model zoo: ViT_P, ViT_C and ablation stems, RegNetY and ResNet-50."""
+"""The model zoo and the one registry: ViT_P, ViT_C and ablation stems, RegNetY, ResNet-50, and
+any model a researcher registers with ``models.register``."""
 
+from models import zoo as _zoo  # noqa: F401  (registers the paper's models)
 from models.cost import Cost
-from models.zoo import complexity, create, default_patch_size, family, names, stem
+from models.registry import complexity, create, family, import_in_worker, import_module, names, register, stem
+from models.zoo import default_patch_size
 
-__all__ = ["Cost", "complexity", "create", "default_patch_size", "family", "names", "stem"]
+__all__ = [
+    "Cost",
+    "complexity",
+    "create",
+    "default_patch_size",
+    "family",
+    "import_in_worker",
+    "import_module",
+    "names",
+    "register",
+    "stem",
+]

@@ -92,11 +92,14 @@ class ConvNet(nn.Module):
     def complexity(self) -> Cost:
         costs = []
         h = w = self.image_size
+        channels = 0
         for m in [*self.stem, *self.blocks]:
-            if isinstance(m, nn.MaxPool2d):  # pooling adds nothing but shrinks the map
+            if isinstance(m, nn.MaxPool2d):  # no flops or params; its output counts in acts, as in pycls
                 h = w = (h + 2 * m.padding - m.kernel_size) // m.stride + 1
+                costs.append(Cost(acts=channels * h * w))
                 continue
             cost, h, w = m.complexity(h, w)
+            channels = m.conv.out_channels if isinstance(m, ConvBN) else m.c.conv.out_channels
             costs.append(cost)
         return total(costs) + linear_cost(self.head)
 

@@ -1,4 +1,4 @@
-"""The registry: every model of DESIGN section 3, keyed by name."""
+"""The paper's zoo (DESIGN section 3), registered in ``models.registry`` under its names."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-import torch
 from torch import nn
 
-from models.cost import Cost
+from models.registry import register
 from models.regnet import regnety, resnet50
 from models.stems import ConvSpec, ConvStem, PatchifyStem, fit_to_patch, stride_two_stem
 from models.vit import ViT
@@ -77,41 +76,12 @@ SPECS: dict[str, ViTSpec | CNNSpec] = {
 }
 
 
-def family(name: str) -> str:
-    """The paper's model families: ViT_P (patchify), ViT_C (any conv stem), RegNetY, ResNet."""
-    spec = _spec(name)
-    if isinstance(spec, CNNSpec):
-        return spec.stem
-    return "ViT_P" if spec.stem.startswith("P") else "ViT_C"
-
-
-def stem(name: str) -> str:
-    return _spec(name).stem
-
-
-def names() -> list[str]:
-    return list(SPECS)
-
-
 def default_patch_size(image_size: int) -> int:
     """16 for ImageNet-sized inputs, 4 for small (e.g. 32-pixel) images."""
     return 16 if image_size >= 128 else 4
 
 
-def _spec(name: str) -> ViTSpec | CNNSpec:
-    try:
-        return SPECS[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(SPECS)}") from None
-
-
-def create(
-    name: str, *, num_classes: int = 1000, image_size: int = 224, patch_size: int | None = None, in_chans: int = 3
-) -> nn.Module:
-    """Build a registered model. ``patch_size`` (total stem stride) applies to ViTs only."""
-    spec = _spec(name)
-    if isinstance(spec, CNNSpec):
-        return spec.builder(image_size=image_size, num_classes=num_classes, in_chans=in_chans)
+def build_vit(spec: ViTSpec, *, num_classes: int, image_size: int, in_chans: int, patch_size: int | None) -> nn.Module:
     patch = patch_size or default_patch_size(image_size)
     if spec.convs:
         stem_module: nn.Module = ConvStem(in_chans, spec.dim, fit_to_patch(list(spec.convs), patch), spec.stem_norm)
@@ -128,11 +98,25 @@ def create(
     )
 
 
-def complexity(
-    name: str, *, num_classes: int = 1000, image_size: int = 224, patch_size: int | None = None, in_chans: int = 3
-) -> dict[str, int]:
-    """Analytic flops (multiply-adds), params and acts; the model is built on the meta device."""
-    with torch.device("meta"):
-        model = create(name, num_classes=num_classes, image_size=image_size, patch_size=patch_size, in_chans=in_chans)
-    cost: Cost = model.complexity()
-    return {"flops": cost.flops, "params": cost.params, "acts": cost.acts}
+def build_cnn(spec: CNNSpec, *, num_classes: int, image_size: int, in_chans: int, patch_size: int | None) -> nn.Module:
+    return spec.builder(image_size=image_size, num_classes=num_classes, in_chans=in_chans)
+
+
+def vit_family(spec: ViTSpec) -> str:
+    """ViT_P (patchify, with or without BN) or ViT_C (any conv stem)."""
+    return "ViT_P" if spec.stem.startswith("P") else "ViT_C"
+
+
+def register_zoo() -> None:
+    """The paper's models enter the one registry like any user's model; each builder is a
+    ``partial`` of a module-level function, named by the model so re-registering is recognized."""
+    for name, spec in SPECS.items():
+        if isinstance(spec, CNNSpec):
+            builder, fam = partial(build_cnn, spec), spec.stem
+        else:
+            builder, fam = partial(build_vit, spec), vit_family(spec)
+        builder.__module__, builder.__qualname__ = __name__, name  # type: ignore[attr-defined]
+        register(name, family=fam, stem=spec.stem)(builder)
+
+
+register_zoo()

@@ -1,9 +1,10 @@
-"""Datasets of DESIGN section 8.
+"""Datasets of DESIGN section 8, and the registry a researcher's own data joins.
 
-Small datasets (fashion-mnist, cifar10/100, digits, synthetic) are read once into uint8
-tensors that live on the training device and are augmented there in batches. ImageNet
-streams JPEGs through DataLoader worker processes. Missing or malformed files raise a
-``DataError`` naming the path and what was expected.
+Small datasets (fashion-mnist, cifar10/100, digits, synthetic, an ``npz`` file) are read once
+into uint8 tensors that live on the training device and are augmented there in batches.
+Class folders (``folder``, or ``imagenet``: its name for ImageNet) stream images through
+DataLoader worker processes. Missing or malformed files raise a ``DataError`` naming the path
+and what was expected. ``register_dataset`` adds a loader under a name of one's own.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 import os
 import pickle
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,6 @@ import torch.nn.functional as F
 
 from stability.errors import UserError
 
-DATASETS = ("fashion-mnist", "cifar10", "cifar100", "imagenet", "digits", "synthetic")
 SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 
 
@@ -204,18 +204,124 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 def load_small(dataset: str, image_size: int, root: str | os.PathLike | None = None) -> TensorData:
     """Read a small dataset and resize it once to ``image_size``."""
-    if dataset == "synthetic":
-        return load_synthetic(image_size)
-    if dataset == "digits":
-        data = load_digits()
-    elif dataset == "fashion-mnist":
-        data = load_fashion_mnist(data_dir(dataset, root))
-    elif dataset in ("cifar10", "cifar100"):
-        data = load_cifar(data_dir(dataset, root), 10 if dataset == "cifar10" else 100)
-    else:
-        raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
-    data.train_x, data.test_x = resize(data.train_x, image_size), resize(data.test_x, image_size)
+    data = load_dataset(dataset, root, image_size)
+    if not isinstance(data, TensorData):
+        raise DataError(f"{dataset} streams its images; it is not a small dataset")
     return data
+
+
+# --- npz: a researcher's arrays --------------------------------------------------------------
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def load_npz(path: Path) -> TensorData:
+    """uint8 images ``x_train``, ``x_test`` (N, H, W) or (N, H, W, C) and integer labels
+    ``y_train``, ``y_test`` (N,) in one ``.npz`` file; classes are 0..max label."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = [k for k in NPZ_KEYS if k not in f.files]
+            if missing:
+                raise DataError(f"{path}: missing {', '.join(missing)} (expected {', '.join(NPZ_KEYS)})")
+            arrays = {k: f[k] for k in NPZ_KEYS}
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    parts = []
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8 or x.ndim not in (3, 4):
+            raise DataError(
+                f"{path}: x_{split} must be uint8 of shape (N, H, W) or (N, H, W, C), got {x.dtype} {x.shape}"
+            )
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+            raise DataError(f"{path}: y_{split} must be {len(x)} integer labels >= 0, got {y.dtype} {y.shape}")
+        images = torch.from_numpy(x.copy())
+        images = images[:, None] if x.ndim == 3 else images.permute(0, 3, 1, 2).contiguous()
+        parts += [images, torch.from_numpy(y.astype(np.int64))]
+    if parts[0].shape[1:] != parts[2].shape[1:] or not len(parts[0]) or not len(parts[2]):
+        raise DataError(f"{path}: x_train and x_test must be non-empty with the same image shape")
+    classes = int(max(parts[1].max(), parts[3].max())) + 1
+    return TensorData(path.stem, *parts, num_classes=classes)
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    load: Callable[..., TensorData | FolderData]  # (root: Path | None, image_size, seed, workers)
+    streamed: bool  # images decoded per batch by loader workers (FolderData), never held in memory
+
+
+_DATASETS: dict[str, DatasetEntry] = {}
+
+
+def register_dataset(name: str, *, streamed: bool = False):
+    """Decorator: register ``fn(data_dir, image_size) -> TensorData | FolderData`` as dataset
+    ``name``. ``data_dir`` is ``--data-dir`` as given (None if not). A ``TensorData`` is resized
+    to the run's image size after loading. Register it in a module passed with ``--import``, so
+    every trial process registers it too."""
+
+    def decorate(fn: Callable[..., TensorData | FolderData]):
+        _DATASETS[name] = DatasetEntry(lambda root, image_size, seed, workers: fn(root, image_size), streamed)
+        return fn
+
+    return decorate
+
+
+def dataset_names() -> list[str]:
+    return list(_DATASETS)
+
+
+def is_streamed(name: str) -> bool:
+    return name in _DATASETS and _DATASETS[name].streamed
+
+
+def load_dataset(
+    name: str, root: str | os.PathLike | None, image_size: int, *, seed: int = 0, workers: int = 8
+) -> TensorData | FolderData:
+    """Any registered dataset; small ones resized once to ``image_size``."""
+    if name not in _DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(_DATASETS)}")
+    data = _DATASETS[name].load(Path(root) if root else None, image_size, seed, workers)
+    if isinstance(data, TensorData):
+        data.train_x, data.test_x = resize(data.train_x, image_size), resize(data.test_x, image_size)
+    return data
+
+
+def _small(load: Callable[[Path | None], TensorData]) -> DatasetEntry:
+    return DatasetEntry(lambda root, image_size, seed, workers: load(root), streamed=False)
+
+
+def _npz(root: Path | None) -> TensorData:
+    if root is None or root.suffix != ".npz":
+        raise DataError("--dataset npz needs --data-dir FILE.npz")
+    if not root.is_file():
+        raise DataError(f"{root}: missing (expected an .npz file with {', '.join(NPZ_KEYS)})")
+    return load_npz(root)
+
+
+def _folder(name: str) -> DatasetEntry:
+    def load(root, image_size, seed, workers):
+        return load_folder(root, image_size, seed, workers, name=name)
+
+    return DatasetEntry(load, streamed=True)
+
+
+_DATASETS.update(
+    {
+        "fashion-mnist": _small(lambda root: load_fashion_mnist(data_dir("fashion-mnist", root))),
+        "cifar10": _small(lambda root: load_cifar(data_dir("cifar10", root), 10)),
+        "cifar100": _small(lambda root: load_cifar(data_dir("cifar100", root), 100)),
+        "imagenet": _folder("imagenet"),
+        "folder": _folder("folder"),
+        "npz": _small(_npz),
+        "digits": _small(lambda root: load_digits()),
+        "synthetic": DatasetEntry(lambda root, image_size, seed, workers: load_synthetic(image_size), False),
+    }
+)
 
 
 # --- ImageNet: class folders of JPEGs, streamed --------------------------------------------
@@ -325,14 +431,17 @@ class FolderData:
         )
 
 
-def load_folder(root: str | os.PathLike | None, image_size: int, seed: int, workers: int = 8) -> FolderData:
-    base = data_dir("imagenet", root)
+def load_folder(
+    root: str | os.PathLike | None, image_size: int, seed: int, workers: int = 8, name: str = "imagenet"
+) -> FolderData:
+    """``train/`` and ``val/`` class folders under the root (ImageNet's layout, or any)."""
+    base = folder_root(name, root)
     train, classes = scan_folder(base / "train")
     val, val_classes = scan_folder(base / "val")
     if val_classes != classes:
         raise DataError(f"{base}: train/ and val/ hold different class folders")
     return FolderData(
-        "imagenet",
+        name,
         FolderImages(train, image_size, True, seed),
         FolderImages(val, image_size, False),
         len(classes),
@@ -340,11 +449,19 @@ def load_folder(root: str | os.PathLike | None, image_size: int, seed: int, work
     )
 
 
+def folder_root(name: str, root: str | os.PathLike | None) -> Path:
+    if name == "folder" and not root:
+        raise DataError("--dataset folder needs --data-dir PATH (a folder with train/ and val/ class folders)")
+    return data_dir(name, root)
+
+
 def check_available(dataset: str, root: str | os.PathLike | None, image_size: int) -> None:
-    """Read (small) or scan (ImageNet) the data once, so a sweep fails before writing anything."""
-    if dataset == "imagenet":
-        base = data_dir("imagenet", root)
+    """Read (small) or scan (class folders) the data once, so a sweep fails before writing anything."""
+    if dataset not in _DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose from {', '.join(_DATASETS)}")
+    if dataset in ("imagenet", "folder"):
+        base = folder_root(dataset, root)
         scan_folder(base / "train")
         scan_folder(base / "val")
     else:
-        load_small(dataset, image_size, root)
+        load_dataset(dataset, root, image_size, workers=0)

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -40,12 +40,9 @@ from stability.trainer import (
     result_row,
     save_checkpoint,
 )
+from store.schema import PER_MEMBER
 
-BETAS, EPS, MOMENTUM = (0.9, 0.999), 1e-8, 0.9  # the recipe's optimizer constants (recipe.make_optimizer)
-
-# The only fields in which the members of one population may differ: each member holds its own
-# value, every other field of a run's identity is shared. The sweep engine groups trials by it.
-PER_MEMBER = ("lr", "wd")
+BETA1, EPS = 0.9, 1e-8  # AdamW's constants in recipe.make_optimizer; momentum and beta2 come from the config
 
 
 def check_population(cfgs: list[TrainConfig]) -> None:
@@ -108,6 +105,7 @@ class Population:
         self.ema_flat = self.flat.detach().clone()
         self.ema_buffers = {n: b.clone() for n, b in self.buffers.items()}
         self.moments: list[torch.Tensor] = []  # SGD: [momentum]; AdamW: [first, second]
+        self.momentum, self.beta2 = cfg.setting("momentum"), cfg.setting("beta2")
         self.epoch = 0
         self.curves: list[list[dict]] = [[] for _ in cfgs]
         self.status: list[str] = ["ok"] * self.k
@@ -171,13 +169,13 @@ class Population:
             if not self.moments:
                 self.moments = [grad.clone()]
             else:
-                self.moments[0].mul_(MOMENTUM).add_(grad)
-            p.sub_(lr * (grad + MOMENTUM * self.moments[0]))
+                self.moments[0].mul_(self.momentum).add_(grad)
+            p.sub_(lr * (grad + self.momentum * self.moments[0]))
             return
         if not self.moments:
             self.moments = [torch.zeros_like(p), torch.zeros_like(p)]
         m, v = self.moments
-        b1, b2 = BETAS
+        b1, b2 = BETA1, self.beta2
         t = step + 1
         p.mul_(1 - lr * self.wd)
         m.lerp_(grad, 1 - b1)
@@ -272,7 +270,7 @@ def train_population(
     device = resolve_device(cfgs[0].device)
     if cfgs[0].threads:
         torch.set_num_threads(cfgs[0].threads)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     pop = Population(cfgs, data if data is not None else load_data(cfgs[0]), device)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
     if folder is not None:
@@ -283,8 +281,8 @@ def train_population(
         losses = pop.train_epoch()
         train_seconds = time.perf_counter() - t0
         pop.epoch += 1
-        ema_err = pop.evaluate(pop.ema_flat, pop.ema_buffers)
         raw_err = pop.evaluate(pop.flat, pop.buffers)
+        ema_err = pop.evaluate(pop.ema_flat, pop.ema_buffers) if cfgs[0].setting("ema") else raw_err
         pop.wall += time.perf_counter() - t0
         record_epoch(pop, losses, ema_err, raw_err, pop.steps_per_epoch * pop.batch / train_seconds)
         if on_epoch is not None:

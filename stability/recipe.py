@@ -16,6 +16,18 @@ EMA_PERIOD = 32
 EMA_ALPHA = 1e-5
 IMAGENET_TRAIN_SIZE = 1_281_167
 LABEL_SMOOTHING = 0.1
+MIXUP_ALPHA, CUTMIX_ALPHA = 0.8, 1.0
+MOMENTUM, BETA2 = 0.9, 0.999  # SGD (Nesterov) momentum; AdamW's betas are (0.9, BETA2)
+# The recipe's value of each field a run may set or a space may sample, where the config leaves
+# it unset (None). Warm-up's default depends on the schedule's length (``warmup_epochs``).
+DEFAULTS = {
+    "label_smoothing": LABEL_SMOOTHING,
+    "mixup_alpha": MIXUP_ALPHA,
+    "cutmix_alpha": CUTMIX_ALPHA,
+    "momentum": MOMENTUM,
+    "beta2": BETA2,
+    "ema": True,
+}
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
@@ -24,17 +36,47 @@ def scaled_lr(lr: float, batch_size: int) -> float:
     return lr * batch_size / REFERENCE_BATCH
 
 
-def warmup_epochs(epochs: int) -> float:
-    """5 epochs, as in the paper; shortened to a tenth of the run for runs under 50 epochs."""
-    return min(WARMUP_EPOCHS, 0.1 * epochs)
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def lr_at(step: int, *, base_lr: float, steps_per_epoch: int, epochs: int) -> float:
+# What each sweepable field may be: checked for a run's value and for both ends of a space.
+FIELD_RULES = {
+    "lr": ("a number > 0", lambda v: _number(v) and v > 0),
+    "wd": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "epochs": ("an integer >= 1", lambda v: _number(v) and v >= 1 and float(v).is_integer()),
+    "batch_size": ("an integer >= 1", lambda v: _number(v) and v >= 1 and float(v).is_integer()),
+    "warmup_epochs": ("a number >= 0", lambda v: _number(v) and v >= 0),
+    "label_smoothing": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    "mixup_alpha": ("a number > 0", lambda v: _number(v) and v > 0),
+    "cutmix_alpha": ("a number > 0", lambda v: _number(v) and v > 0),
+    "momentum": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    "beta2": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
+    "autoaugment": ("true or false", lambda v: isinstance(v, bool)),
+    "ema": ("true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def field_problem(name: str, value) -> str | None:
+    """Why ``value`` cannot be the recipe field ``name``, or None if it can."""
+    if name not in FIELD_RULES:
+        return f"{name!r} is not a recipe field; sweepable: {', '.join(FIELD_RULES)}"
+    what, ok = FIELD_RULES[name]
+    return None if ok(value) else f"{name} must be {what}, got {value!r}"
+
+
+def warmup_epochs(epochs: int, given: float | None = None) -> float:
+    """5 epochs, as in the paper; shortened to a tenth of the run for runs under 50 epochs.
+    ``given``: a run's own warm-up length, capped at the run's length."""
+    return min(given, epochs) if given is not None else min(WARMUP_EPOCHS, 0.1 * epochs)
+
+
+def lr_at(step: int, *, base_lr: float, steps_per_epoch: int, epochs: int, warmup: float | None = None) -> float:
     """Per-iteration lr: linear warm-up from 0.1 x lr to lr, then a half cosine to 0.005 x lr.
 
     The cosine reaches its floor exactly at the last iteration (step = epochs*steps_per_epoch - 1).
     """
-    warm = round(warmup_epochs(epochs) * steps_per_epoch)
+    warm = round(warmup_epochs(epochs, warmup) * steps_per_epoch)
     last = epochs * steps_per_epoch - 1
     if step < warm:
         return base_lr * (WARMUP_START + (1 - WARMUP_START) * step / warm)
@@ -54,7 +96,16 @@ def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
     return [n for n in names if n not in no_decay], [n for n in names if n in no_decay]
 
 
-def make_optimizer(model: nn.Module, optim: str, lr: float, wd: float, *, fused: bool = False) -> torch.optim.Optimizer:
+def make_optimizer(
+    model: nn.Module,
+    optim: str,
+    lr: float,
+    wd: float,
+    *,
+    fused: bool = False,
+    momentum: float = MOMENTUM,
+    beta2: float = BETA2,
+) -> torch.optim.Optimizer:
     """SGD (momentum 0.9, Nesterov) or AdamW (0.9, 0.999), with wd only where the recipe puts it."""
     params = dict(model.named_parameters())
     decay, no_decay = decay_split(model)
@@ -64,9 +115,9 @@ def make_optimizer(model: nn.Module, optim: str, lr: float, wd: float, *, fused:
     ]
     extra = {"fused": True} if fused else {}
     if optim == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True, **extra)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, **extra)
     if optim == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), **extra)
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, beta2), **extra)
     raise ValueError(f"unknown optimizer {optim!r}; choose adamw or sgd")
 
 

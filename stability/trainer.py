@@ -17,17 +17,18 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 import models
-from analysis.paper import optimum
 from stability import augment, recipe
-from stability.data import DATASETS, FolderData, TensorData, load_folder, load_small
+from stability.data import FolderData, TensorData, dataset_names, load_dataset
 from stability.distributed import World, prepare_model
 from stability.errors import UserError
+from stability.paper import optimum
+from store import schema
 
 VERSION = "0.1.0"
 CHECKPOINT = "last.pt"
@@ -35,7 +36,12 @@ CHECKPOINT = "last.pt"
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``lr`` is normalized to batch 2048 (Table 4); None takes Table 4's optimum."""
+    """One training run. ``lr`` is normalized to batch 2048 (Table 4); None takes Table 4's optimum.
+
+    The recipe fields that default to None (warm-up, label smoothing, mixing alphas, momentum,
+    beta2, EMA) take the recipe's value (``recipe.DEFAULTS``) and stay out of the run's identity
+    until set, so runs from before they existed keep their identity and checkpoints.
+    """
 
     model: str
     optim: str
@@ -51,6 +57,14 @@ class TrainConfig:
     device: str = "auto"
     autoaugment: bool = True
     mixing: bool = True
+    warmup_epochs: float | None = None
+    label_smoothing: float | None = None
+    mixup_alpha: float | None = None
+    cutmix_alpha: float | None = None
+    momentum: float | None = None
+    beta2: float | None = None
+    ema: bool | None = None  # evaluate (and report as top1_err) the model EMA; False: the raw model
+    imports: tuple[str, ...] = ()  # user modules (files or dotted names) that register the model or data
     loader_workers: int = 8
     threads: int | None = None
     accumulate: int = 1  # gradient accumulation: micro-batches per step on each worker
@@ -60,33 +74,63 @@ class TrainConfig:
     trial_id: str = ""
     index: int = 0
 
+    def setting(self, name: str):
+        """A recipe field's value in this run: the config's, else the recipe's default."""
+        value = getattr(self, name)
+        if value is not None:
+            return value
+        if name == "warmup_epochs":
+            return recipe.warmup_epochs(self.epochs)
+        return recipe.DEFAULTS[name]
+
     def resolved(self) -> TrainConfig:
-        """Fill in the Table 4 optimum, the patch size and a trial id; check every field."""
+        """Import the user's modules; fill in the Table 4 optimum, the patch size and a trial id;
+        check every field."""
+        load_imports(self.imports)
         if self.model not in models.names():
             raise UserError(f"unknown model {self.model!r}; see `stability models`")
         if self.optim not in ("adamw", "sgd"):
             raise UserError(f"unknown optimizer {self.optim!r}; choose adamw or sgd")
-        if self.dataset not in DATASETS:
-            raise UserError(f"unknown dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
-        lr0, wd0 = optimum(self.model, self.optim)
+        if self.dataset not in dataset_names():
+            raise UserError(f"unknown dataset {self.dataset!r}; choose from {', '.join(dataset_names())}")
+        family = models.family(self.model)
+        default = optimum(self.model, family, self.optim)
+        if default is None and (self.lr is None or self.wd is None):
+            raise UserError(f"{self.model} (family {family}) has no Table 4 optimum: give its --lr and --wd")
+        lr0, wd0 = default or (self.lr, self.wd)
         cfg = replace(
             self,
             lr=self.lr if self.lr is not None else lr0,
             wd=self.wd if self.wd is not None else wd0,
             patch_size=self.patch_size or models.default_patch_size(self.image_size),
         )
-        for name in ("lr", "epochs", "batch_size", "image_size", "accumulate"):
+        for name in ("image_size", "accumulate"):
             if not getattr(cfg, name) > 0:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
-        if cfg.wd < 0 or not math.isfinite(cfg.wd) or not math.isfinite(cfg.lr):
-            raise UserError(f"--wd must be a finite number >= 0 and --lr finite, got lr={cfg.lr} wd={cfg.wd}")
+        for name in recipe.FIELD_RULES:
+            value = getattr(cfg, name)
+            problem = None if value is None else recipe.field_problem(name, value)
+            if problem:
+                raise UserError(problem)
         return cfg if cfg.trial_id else replace(cfg, trial_id=default_trial_id(cfg))
 
     def identity(self) -> dict:
-        """The fields that define the result (not where or how fast it runs)."""
-        where = {"data_dir", "device", "loader_workers", "threads", "compile", "simulated_gpu"}
+        """The fields that define the result (not where or how fast it runs); a recipe field
+        left at its default (None) is not part of it."""
+        where = {"data_dir", "device", "loader_workers", "threads", "compile", "simulated_gpu", "imports"}
         skip = where | {"trial_id", "sweep", "index"}
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        unset = {k for k in schema.RECIPE if getattr(self, k) is None}
+        return {k: v for k, v in asdict(self).items() if k not in skip | unset}
+
+
+def load_imports(imports) -> None:
+    """Import each user module (registering its models and datasets) in this process: by path
+    where the file is here, else the copy Ray shipped to this node."""
+    for spec in imports:
+        try:
+            models.import_in_worker(spec)
+        except Exception as e:
+            raise UserError(f"--import {spec}: {type(e).__name__}: {e}") from None
 
 
 def default_trial_id(cfg: TrainConfig) -> str:
@@ -113,9 +157,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def load_data(cfg: TrainConfig) -> TensorData | FolderData:
-    if cfg.dataset == "imagenet":
-        return load_folder(cfg.data_dir, cfg.image_size, cfg.seed, cfg.loader_workers)
-    return load_small(cfg.dataset, cfg.image_size, cfg.data_dir)
+    return load_dataset(cfg.dataset, cfg.data_dir, cfg.image_size, seed=cfg.seed, workers=cfg.loader_workers)
 
 
 class Stream:
@@ -142,7 +184,7 @@ class Stream:
         self.mean, self.std = mean.view(1, -1, 1, 1).to(device), std.view(1, -1, 1, 1).to(device)
         self.batch = min(cfg.batch_size, data.train_size)
         self.steps_per_epoch = data.train_size // self.batch
-        self.warm_steps = round(recipe.warmup_epochs(cfg.epochs) * self.steps_per_epoch)
+        self.warm_steps = round(recipe.warmup_epochs(cfg.epochs, cfg.warmup_epochs) * self.steps_per_epoch)
         self.ema_period = min(recipe.EMA_PERIOD, self.steps_per_epoch)
         self.gen_cpu = torch.Generator().manual_seed(cfg.seed)
         rank_offset = 1000 * self.world.rank if self.loader_shards else 0
@@ -162,7 +204,13 @@ class Stream:
 
     def lr_factor(self, step: int) -> float:
         """The schedule's multiplier of the base lr at a global step (the schedule is linear in lr)."""
-        return recipe.lr_at(step, base_lr=1.0, steps_per_epoch=self.steps_per_epoch, epochs=self.cfg.epochs)
+        return recipe.lr_at(
+            step,
+            base_lr=1.0,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=self.cfg.epochs,
+            warmup=self.cfg.warmup_epochs,
+        )
 
     def ema_alpha(self, step: int) -> float | None:
         """The EMA coefficient if the EMA updates after this step, else None."""
@@ -199,9 +247,11 @@ class Stream:
         if self.cfg.autoaugment:
             x, _ = augment.autoaugment(x, self.gen_dev)
         x = self.normalize(x)
-        target = recipe.smooth_one_hot(y, self.data.num_classes)
+        target = recipe.smooth_one_hot(y, self.data.num_classes, self.cfg.setting("label_smoothing"))
         if self.cfg.mixing:
-            x, target, _ = augment.mix(x, target, self.gen_cpu)
+            x, target, _ = augment.mix(
+                x, target, self.gen_cpu, self.cfg.setting("mixup_alpha"), self.cfg.setting("cutmix_alpha")
+            )
         return x, target
 
     def local(self, x: torch.Tensor) -> torch.Tensor:
@@ -273,7 +323,15 @@ class Run:
         self.forward = CompiledOrEager(self.net) if cfg.compile else self.net
         self.base_lr = recipe.scaled_lr(cfg.lr, self.batch)
         # fused: one kernel per step on CUDA instead of several per parameter; the same update rule
-        self.optimizer = recipe.make_optimizer(self.model, cfg.optim, self.base_lr, cfg.wd, fused=device.type == "cuda")
+        self.optimizer = recipe.make_optimizer(
+            self.model,
+            cfg.optim,
+            self.base_lr,
+            cfg.wd,
+            fused=device.type == "cuda",
+            momentum=cfg.setting("momentum"),
+            beta2=cfg.setting("beta2"),
+        )
         self.ema = recipe.ModelEMA(self.model)
         self.epoch = 0
         self.curve: list[dict] = []
@@ -391,7 +449,7 @@ def train(
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     run = Run(cfg, data if data is not None else load_data(cfg), device)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
     if folder is not None:
@@ -404,12 +462,13 @@ def train(
         train_seconds = time.perf_counter() - t0
         run.epoch += 1
         diverged = not math.isfinite(train_loss)
+        raw = 100.0 if diverged else run.evaluate(run.model)
         point = {
             "epoch": run.epoch,
             "lr": run.optimizer.param_groups[0]["lr"],
             "train_loss": train_loss,
-            "top1_err": 100.0 if diverged else run.evaluate(run.ema.module),
-            "top1_err_raw": 100.0 if diverged else run.evaluate(run.model),
+            "top1_err": 100.0 if diverged else (run.evaluate(run.ema.module) if cfg.setting("ema") else raw),
+            "top1_err_raw": raw,
         }
         run.wall += time.perf_counter() - t0
         point.update(wall_s=run.wall, images_per_s=run.steps_per_epoch * run.batch / train_seconds)
@@ -448,7 +507,7 @@ def result_row(
     started: datetime,
     device: torch.device,
 ) -> dict:
-    """The trial row of DESIGN section 6."""
+    """The trial row of DESIGN section 6 (columns: ``store.schema``)."""
     last = curve[-1] if curve else {}
     cost = models.complexity(
         cfg.model,
@@ -459,21 +518,9 @@ def result_row(
     )
     diverged = status == "diverged"
     return {
-        "sweep": cfg.sweep,
-        "trial_id": cfg.trial_id,
-        "index": cfg.index,
-        "model": cfg.model,
-        "family": models.family(cfg.model),
+        **schema.plan_of_config(asdict(cfg), models.family(cfg.model)),
         "stem": models.stem(cfg.model),
-        "optimizer": cfg.optim,
-        "lr": cfg.lr,
-        "wd": cfg.wd,
-        "epochs": cfg.epochs,
         "batch_size": batch,
-        "dataset": cfg.dataset,
-        "image_size": cfg.image_size,
-        "patch_size": cfg.patch_size,
-        "seed": cfg.seed,
         "status": status,
         "top1_err": 100.0 if diverged else last.get("top1_err", 100.0),
         "top1_err_raw": 100.0 if diverged else last.get("top1_err_raw", 100.0),
@@ -485,7 +532,7 @@ def result_row(
         "simulated_gpu": cfg.simulated_gpu,
         **cost,
         "started_at": started.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "finished_at": datetime.now(UTC).isoformat(),
         "version": VERSION,
         "error": None,
     }

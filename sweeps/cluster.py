@@ -90,8 +90,13 @@ def configure_ray_env(loopback: bool) -> None:
 
 
 @contextmanager
-def connect(address: str | None) -> Iterator[ClusterInfo]:
-    """Join ``address`` (or start a local Ray on 127.0.0.1) for the length of one command."""
+def connect(address: str | None, imports: list[str] | None = None) -> Iterator[ClusterInfo]:
+    """Join ``address`` (or start a local Ray on 127.0.0.1) for the length of one command.
+
+    ``imports``: the user's ``--import`` modules; every ``.py`` file among them is shipped to
+    each node (``runtime_env`` ``py_modules``), where a trial imports it under its file name
+    if the node lacks the path. A dotted module must be installed on every node.
+    """
     found = address == "auto"  # the Ray that `ray start` left on this machine: nothing to dial first
     if address and not found:
         check_address(address)  # before anything else is touched
@@ -100,6 +105,9 @@ def connect(address: str | None) -> Iterator[ClusterInfo]:
     import ray  # first imported here by the CLI, after the variables above are set
 
     common = {"logging_level": logging.ERROR, "log_to_driver": False, "ignore_reinit_error": True}
+    files = [spec for spec in imports or [] if spec.endswith(".py")]
+    if files:
+        common["runtime_env"] = {"py_modules": files}
     if address:
         ray.init(address=address, **({"_node_ip_address": "127.0.0.1"} if loopback else {}), **common)
     else:

@@ -19,15 +19,15 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from stability.errors import UserError
+from store import Store, schema
 from sweeps import cluster
-from sweeps.plan import CARRIED, MANIFEST_IDENTITY, default_pack, packs, same_definition
-from sweeps.store import Store
+from sweeps.plan import default_pack, packs, same_definition
 
 
 @dataclass(frozen=True)
@@ -80,28 +80,17 @@ def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print) 
 
 
 def trial_config(row: dict, sweep: str, resources: Resources, device: str, simulated: bool):
+    """The trainer's config of a manifest row (``store.schema.config_fields``) on this process."""
     from stability.trainer import TrainConfig
 
     return TrainConfig(
-        model=row["model"],
-        optim=row["optimizer"],
-        lr=float(row["lr"]),
-        wd=float(row["wd"]),
-        epochs=int(row["epochs"]),
-        dataset=row["dataset"],
+        **{**schema.config_fields(row), "sweep": sweep},
         data_dir=resources.data_dir,
-        batch_size=int(row["batch_size"]),
-        image_size=int(row["image_size"]),
-        patch_size=int(row["patch_size"]),
-        seed=int(row["seed"]),
         device=device,
         simulated_gpu=simulated,
         threads=max(1, int(resources.cpus_per_trial)),
         accumulate=resources.accumulate,
         compile=resources.compile,
-        sweep=sweep,
-        trial_id=row["trial_id"],
-        index=int(row["index"]),
     )
 
 
@@ -181,7 +170,7 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
         else:
             for result in results:
                 row = rows[result.row["trial_id"]]
-                result.row.update(node_id=node, **{k: row[k] for k in CARRIED if k in row})
+                result.row.update(node_id=node, **schema.carried(row))
                 store.write_trial(sweep, result.row, result.curve)
             shutil.rmtree(folder, ignore_errors=True)
             return
@@ -234,22 +223,7 @@ def inject_worker_death(trial_ids: list[str], sweep_dir: Path, report):
 
 
 def failed_row(row: dict, sweep: str, error: str) -> dict:
-    now = datetime.now(timezone.utc).isoformat()
-    return {
-        **{k: row[k] for k in [*MANIFEST_IDENTITY, "family"]},
-        "sweep": sweep,
-        **{k: row[k] for k in CARRIED if k in row},
-        "status": "failed",
-        "top1_err": 100.0,
-        "top1_err_raw": 100.0,
-        "train_loss": float("nan"),
-        "diverged_epoch": None,
-        "completed_epochs": None,
-        "wall_s": float("nan"),
-        "started_at": now,
-        "finished_at": now,
-        "error": error[-4000:],
-    }
+    return {**schema.failed_row(row, error, datetime.now(UTC).isoformat()), "sweep": sweep}
 
 
 def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before: int):
@@ -281,9 +255,13 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
                 self._line(trial_id, "finished without a stored result; it runs again on the next resume")
                 return
             r, row = store.read_trial(sweep, trial_id), rows[trial_id]
+            sampled = "".join(
+                f" {k}={row[k]:.3g}" if isinstance(row[k], float) else f" {k}={row[k]}"
+                for k in schema.recipe_columns(row)
+            )
             self._line(
                 trial_id,
-                f"lr={row['lr']:.3g} wd={row['wd']:.3g}  {r['status']}  "
+                f"lr={row['lr']:.3g} wd={row['wd']:.3g}{sampled}  {r['status']}  "
                 f"err {r['top1_err']:.2f}% (raw {r['top1_err_raw']:.2f}%)",
             )
 
@@ -323,6 +301,32 @@ def trial_driver_resources(resources: Resources) -> dict:
     if resources.workers:
         return {"cpu": DRIVER_CPUS, "gpu": 0}
     return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+
+
+def preflight(scale, resources: Resources, remote: bool = False, imports: tuple[str, ...] = ()) -> None:
+    """The data check, before any sweep of a command touches the store (``engine.place`` checks
+    the cluster). ``remote``: checked by a task on the cluster, where trials read the data,
+    since the driver (a laptop, a login node) need not have it; the task imports the user's
+    modules first, as a trial does, so a registered dataset is checked where it will load."""
+    from stability.data import check_available
+    from stability.trainer import load_imports
+
+    if not remote:
+        check_available(scale.dataset, resources.data_dir, scale.image_size)
+        return
+    import ray
+
+    def check() -> str | None:
+        try:
+            load_imports(imports)
+            check_available(scale.dataset, resources.data_dir, scale.image_size)
+        except UserError as e:
+            return str(e)
+        return None
+
+    problem = ray.get(ray.remote(check).options(num_cpus=0).remote())
+    if problem:
+        raise UserError(f"on the cluster: {problem}")
 
 
 def place(resources: Resources, store: Store, remote: bool) -> Placement:

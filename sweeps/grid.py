@@ -11,8 +11,9 @@ from dataclasses import replace
 
 import pandas as pd
 
-from analysis.paper import optimum
+import models as zoo
 from stability.errors import UserError
+from stability.paper import optimum
 from sweeps import plan
 
 VITS = ["vit_p_1gf", "vit_p_4gf", "vit_p_18gf", "vit_c_1gf", "vit_c_4gf", "vit_c_18gf"]
@@ -27,11 +28,15 @@ def grid_epochs(scale: plan.Scale, given: list[int] | None) -> list[int]:
     return [max(1, round(e * scale.epochs / 50)) for e in PAPER_EPOCHS]
 
 
+def is_vit(model: str) -> bool:
+    return zoo.family(model).startswith("ViT")
+
+
 def figure_points(figure: int, models: list[str], optims: list[str] | None) -> list[tuple[str, str]]:
     """(model, optimizer) pairs of a figure: Figure 2 trains ViTs with AdamW and CNNs with SGD;
     Figure 3 trains both with both; Figures 4 / 5 use AdamW / SGD."""
     if figure == 2:
-        default = {m: ["adamw"] if m.startswith("vit") else ["sgd"] for m in models}
+        default = {m: ["adamw"] if is_vit(m) else ["sgd"] for m in models}
     elif figure == 3:
         default = {m: ["adamw", "sgd"] for m in models}
     else:
@@ -49,6 +54,7 @@ def plan_grid(
     trials: int = 64,
     seed: int = 0,
     sampler: str = "random",
+    imports: list[str] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The figure's sweeps, name -> manifest."""
     if figure not in (2, 3, 4, 5):
@@ -68,16 +74,18 @@ def plan_grid(
         scale = replace(scale, epochs=epochs[0]) if epochs else scale
         return {
             f"{m}-{o}-{scale.preset}": plan.edf_manifest(
-                f"{m}-{o}-{scale.preset}", m, o, scale, trials=trials, seed=seed, sampler=sampler
+                f"{m}-{o}-{scale.preset}", m, o, scale, trials=trials, seed=seed, sampler=sampler, imports=imports
             )
             for m, o in points
         }
     name = f"figure{figure}-{scale.preset}"
     rows = []
     for m, o in points:
-        lr, wd = optimum(m, o)
+        best = optimum(m, zoo.family(m), o)
+        if best is None:
+            raise UserError(f"{m} (family {zoo.family(m)}) has no Table 4 optimum to train Figures 2 and 3 at")
         for e in grid_epochs(scale, epochs):
-            rows.append(plan.manifest_row(name, len(rows), m, o, lr, wd, scale, seed, epochs=e))
+            rows.append(plan.manifest_row(name, len(rows), m, o, *best, scale, seed, epochs=e, imports=imports))
     return {name: pd.DataFrame(rows)}
 
 
@@ -87,7 +95,7 @@ def describe(sweeps: dict[str, pd.DataFrame]) -> str:
         combos = m.groupby(["model", "optimizer"])["epochs"].apply(lambda e: "/".join(map(str, sorted(set(e)))))
         what = ", ".join(f"{model} {opt} e{eps}" for (model, opt), eps in combos.items())
         lines.append(f"{name:36} {len(m):>6}  {what}")
-    vit = sum(int(m["model"].str.startswith("vit").sum()) for m in sweeps.values())
+    vit = sum(int(m["family"].str.startswith("ViT").sum()) for m in sweeps.values())
     total = sum(len(m) for m in sweeps.values())
     lines.append(f"total: {total} trials ({vit} ViT, {total - vit} CNN) in {len(sweeps)} sweep(s)")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from stability.errors import UserError
@@ -27,7 +27,7 @@ STALE_S = 60.0
 
 
 def holder() -> dict:
-    return {"host": socket.gethostname(), "pid": os.getpid(), "since": datetime.now(timezone.utc).isoformat()}
+    return {"host": socket.gethostname(), "pid": os.getpid(), "since": datetime.now(UTC).isoformat()}
 
 
 def pid_alive(pid: int) -> bool:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, fields
 import pandas as pd
 
 import models
-from analysis.paper import interval
-from stability.data import DATASETS
+from stability.data import dataset_names, is_streamed
 from stability.errors import UserError
-from stability.population import PER_MEMBER
-from sweeps.space import draw_pairs
+from store import schema
+from store.space import space_to_json
+from sweeps.space import Space, complete_space, draw
 
 # Scale presets. Every field can be overridden by its own flag.
 PRESETS: dict[str, dict] = {
@@ -28,26 +28,11 @@ PRESET_NOTES = {
     "small": "Fashion-MNIST, 32 px / patch 4, 10 epochs, batch 256",
     "smoke": "digits (8x8, bundled with scikit-learn), 8 px / patch 4, 1 epoch, batch 32: a CPU-sized check",
 }
-MANIFEST_IDENTITY = [
-    "index",
-    "trial_id",
-    "model",
-    "optimizer",
-    "lr",
-    "wd",
-    "epochs",
-    "dataset",
-    "image_size",
-    "patch_size",
-    "batch_size",
-    "seed",
-]
-# Manifest columns that every trial row repeats, so that analysis needs only the trial rows:
-# how the trial was drawn, at which preset, the sweep's sampled space (JSON), and for seed-noise
-# trials the sweep whose best they re-train.
-CARRIED = ["sampler", "preset", "space", "noise_of"]
-# What defines a run apart from its per-member values: trials equal in these can share a population.
-RUN_IDENTITY = [c for c in MANIFEST_IDENTITY if c not in ("index", "trial_id", *PER_MEMBER)]
+MANIFEST_IDENTITY = schema.IDENTITY
+CARRIED = schema.CARRIED
+# What defines a run apart from its per-member values in a manifest of only the default space:
+# trials equal in these can share a population (``schema.run_identity`` adds sampled recipe fields).
+RUN_IDENTITY = schema.run_identity([])
 
 
 @dataclass(frozen=True)
@@ -76,7 +61,7 @@ def default_pack(gpu_memory: int | None, row: dict) -> int:
     (small images), as many as fit half of ``gpu_memory`` (the bytes one trial's GPU share
     has); one without a GPU (``None``: measured slower there) and at ImageNet scale. A
     population that still runs out of memory is split by the engine."""
-    if gpu_memory is None or row["dataset"] == "imagenet":
+    if gpu_memory is None or is_streamed(row["dataset"]):
         return 1
     cost = models.complexity(
         row["model"], num_classes=10, image_size=int(row["image_size"]), patch_size=int(row["patch_size"])
@@ -86,15 +71,17 @@ def default_pack(gpu_memory: int | None, row: dict) -> int:
 
 
 def packs(pending: pd.DataFrame, size_of) -> list[list[str]]:
-    """Pending trial ids grouped into populations: only trials equal in every ``RUN_IDENTITY``
-    field share one, consecutive in manifest order, ``size_of(row)`` at most per group.
+    """Pending trial ids grouped into populations: only trials equal in every field of their run
+    identity (``schema.run_identity``: all but lr and wd) share one, consecutive in manifest
+    order, ``size_of(row)`` at most per group.
 
     A grid's rows differ in model, optimizer or epochs, so each trains alone; an EDF sweep's
-    rows differ only in (lr, wd) and pack. The same pending rows always give the same packs,
-    which is what lets a pack resume from its checkpoint after a crash.
+    rows differ only in (lr, wd) and pack, unless it samples another field, which separates
+    them. The same pending rows always give the same packs, which is what lets a pack resume
+    from its checkpoint after a crash.
     """
     out: list[list[str]] = []
-    for _, group in pending.groupby(RUN_IDENTITY, sort=False, dropna=False):
+    for _, group in pending.groupby(schema.run_identity(pending.columns), sort=False, dropna=False):
         ids = list(group["trial_id"])
         size = max(1, size_of(group.iloc[0].to_dict()))
         out += [ids[i : i + size] for i in range(0, len(ids), size)]
@@ -108,8 +95,8 @@ def choose_scale(preset: str | None, has_gpu: bool, **overrides) -> Scale:
         raise UserError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}, "preset": name}
     scale = Scale(**{f.name: values[f.name] for f in fields(Scale)})
-    if scale.dataset not in DATASETS:
-        raise UserError(f"unknown dataset {scale.dataset!r}; choose from {', '.join(DATASETS)}")
+    if scale.dataset not in dataset_names():
+        raise UserError(f"unknown dataset {scale.dataset!r}; choose from {', '.join(dataset_names())}")
     for name in ("image_size", "patch_size", "epochs", "batch_size"):
         if getattr(scale, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(scale, name)}")
@@ -140,22 +127,27 @@ def edf_manifest(
     trials: int,
     seed: int,
     sampler: str = "random",
-    lr_range: tuple[float, float] | None = None,
-    wd_range: tuple[float, float] | None = None,
+    space: Space | None = None,
+    imports: list[str] | None = None,
 ) -> pd.DataFrame:
-    """An EDF sweep: ``trials`` (lr, wd) pairs drawn once, log-uniform in the model's intervals."""
+    """An EDF sweep: ``trials`` points of the space drawn once (lr and wd: Table 4's
+    log-uniform intervals of the model's family unless the space gives them). Every sampled
+    field is a column; the space itself is stored in ``space`` (JSON) for analysis to rebuild."""
     if optim not in ("adamw", "sgd"):
         raise UserError(f"unknown optimizer {optim!r}; choose adamw or sgd")
     check_model(model, scale)
-    lr_default, wd_default = interval(model, optim)
-    lr_range, wd_range = lr_range or lr_default, wd_range or wd_default
-    pairs = draw_pairs(lr_range, wd_range, trials, seed, sampler)
-    space = json.dumps({"lr": ["log", *lr_range], "wd": ["log", *wd_range]})  # what analysis.importance rebuilds
-    rows = [
-        {**manifest_row(sweep, i, model, optim, lr, wd, scale, seed, sampler), "space": space}
-        for i, (lr, wd) in enumerate(pairs)
-    ]
-    return pd.DataFrame(rows)
+    full = complete_space(dict(space or {}), model, models.family(model), optim)
+    points = draw(full, trials, seed, sampler)
+    stored = space_to_json(full)
+    rows = []
+    for i, p in enumerate(points):
+        epochs = int(p["epochs"]) if "epochs" in p else None
+        row = manifest_row(sweep, i, model, optim, p["lr"], p["wd"], scale, seed, sampler, epochs, imports)
+        sampled = {k: v for k, v in p.items() if k not in ("lr", "wd", "epochs")}  # batch_size and recipe fields
+        rows.append({**row, **sampled, "space": stored})
+    frame = pd.DataFrame(rows)
+    frame["batch_size"] = frame["batch_size"].astype("int64")  # a choice may be written 32.0
+    return frame
 
 
 def scale_of(row: dict) -> Scale:
@@ -172,14 +164,29 @@ def noise_manifest(sweep: str, best: dict, seeds: int) -> pd.DataFrame:
     rows = []
     for i in range(seeds):
         seed = int(best["seed"]) + 1 + i
-        row = manifest_row(name, i, best["model"], best["optimizer"], best["lr"], best["wd"], scale, seed, "noise")
-        rows.append({**row, "trial_id": f"{row['trial_id']}-seed{seed}", "noise_of": sweep})
+        row = manifest_row(
+            name,
+            i,
+            best["model"],
+            best["optimizer"],
+            best["lr"],
+            best["wd"],
+            scale,
+            seed,
+            "noise",
+            imports=schema.imports_of(best),
+        )
+        recipe = {k: best[k] for k in schema.recipe_columns(best) if schema.present(best[k])}
+        rows.append({**row, **recipe, "trial_id": f"{row['trial_id']}-seed{seed}", "noise_of": sweep})
     return pd.DataFrame(rows)
 
 
-def manifest_row(sweep, index, model, optim, lr, wd, scale: Scale, seed, sampler="fixed", epochs=None) -> dict:
+def manifest_row(
+    sweep, index, model, optim, lr, wd, scale: Scale, seed, sampler="fixed", epochs=None, imports=None
+) -> dict:
+    """A planned trial in the schema's columns (``store.schema.PLAN``)."""
     epochs = epochs or scale.epochs
-    return {
+    values = {
         "sweep": sweep,
         "index": index,
         "trial_id": trial_id(model, optim, epochs, index),
@@ -196,16 +203,20 @@ def manifest_row(sweep, index, model, optim, lr, wd, scale: Scale, seed, sampler
         "seed": seed,
         "sampler": sampler,
         "preset": scale.preset,
+        "imports": json.dumps(list(imports)) if imports else None,
     }
+    return {k: values[k] for k in schema.PLAN if k in values}
 
 
 def same_definition(old: pd.DataFrame, new: pd.DataFrame) -> bool:
-    """Two manifests plan the same trials (float columns compared to 12 significant digits)."""
-    if len(old) != len(new) or not set(MANIFEST_IDENTITY) <= set(old.columns):
+    """Two manifests plan the same trials (float columns compared to 12 significant digits):
+    equal in every identity column and every sampled recipe column."""
+    columns = MANIFEST_IDENTITY + schema.recipe_columns(set(old.columns) | set(new.columns))
+    if len(old) != len(new) or not (set(columns) <= set(old.columns) and set(columns) <= set(new.columns)):
         return False
-    a = old[MANIFEST_IDENTITY].reset_index(drop=True)
-    b = new[MANIFEST_IDENTITY].reset_index(drop=True)
-    for col in MANIFEST_IDENTITY:
+    a = old[columns].reset_index(drop=True)
+    b = new[columns].reset_index(drop=True)
+    for col in columns:
         if pd.api.types.is_float_dtype(a[col]):
             if not ((a[col] - b[col]).abs() <= 1e-12 * b[col].abs().clip(lower=1e-300)).all():
                 return False

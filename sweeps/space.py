@@ -1,14 +1,27 @@
-"""Search spaces (Table 4) and the seeded (lr, wd) manifest drawn by an Optuna sampler."""
+"""Search spaces over recipe hyperparameters, and the seeded manifest draws of an Optuna sampler.
+
+A space maps sweepable field names (``store.schema.SWEEPABLE``) to dimensions
+(``store.space``): from ``--space NAME=DIST`` flags, a ``[space]`` table of a TOML file, or
+Table 4's (lr, wd) intervals of the model's family. One sampler draws every dimension of the
+whole manifest at once, seeded, so a sweep's trials are fixed before any of them runs.
+"""
 
 from __future__ import annotations
 
+import tomllib
 import warnings
+from pathlib import Path
 
 import optuna
 
+from stability import recipe
 from stability.errors import UserError
+from stability.paper import interval
+from store.schema import SWEEPABLE
+from store.space import Dimension, parse_dimension
 
 SAMPLERS = ("random", "sobol")
+Space = dict[str, Dimension]
 
 
 def parse_range(text: str, flag: str) -> tuple[float, float]:
@@ -23,6 +36,81 @@ def parse_range(text: str, flag: str) -> tuple[float, float]:
     return lo, hi
 
 
+def dimension(name: str, text: str, where: str) -> Dimension:
+    """One checked dimension: a sweepable field, a valid DIST, values the field may take."""
+    if name not in SWEEPABLE:
+        raise UserError(f"{where}: {name!r} cannot be swept; sweepable: {', '.join(SWEEPABLE)}")
+    try:
+        dim = parse_dimension(text)
+    except ValueError as e:
+        raise UserError(f"{where}: {name}: {e}") from None
+    if SWEEPABLE[name] is int and dim.kind in ("log", "uniform"):
+        raise UserError(f"{where}: {name} takes integers: use int:A,B or choice:a|b")
+    if SWEEPABLE[name] is bool and dim.kind != "choice":
+        raise UserError(f"{where}: {name} is true or false: use choice:true|false")
+    for value in dim.values():
+        problem = recipe.field_problem(name, int(value) if dim.kind == "int" else value)
+        if problem:
+            raise UserError(f"{where}: {problem}")
+    return dim
+
+
+def parse_space_flags(items: list[str] | None) -> Space:
+    """``--space NAME=DIST`` flags (repeatable)."""
+    space: Space = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise UserError(f"--space takes NAME=DIST (e.g. lr=log:1e-4,1e-2), got {item!r}")
+        space[name.strip()] = dimension(name.strip(), text.strip(), "--space")
+    return space
+
+
+def read_toml(path: str | Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise UserError(f"no such file {str(path)!r}") from None
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise UserError(f"{path}: not a readable TOML file ({e})") from None
+
+
+def space_from_table(table, where: str) -> Space:
+    """A ``[space]`` table: ``name = "DIST"`` per line."""
+    if not isinstance(table, dict):
+        raise UserError(f'{where}: [space] must be a table of name = "DIST"')
+    space: Space = {}
+    for name, text in table.items():
+        if not isinstance(text, str):
+            raise UserError(f'{where}: {name} = {text!r}: write the distribution as a string, e.g. "log:1e-4,1e-2"')
+        space[name] = dimension(name, text, where)
+    return space
+
+
+def read_space_file(path: str | Path) -> Space:
+    """``--space-file FILE.toml``: its ``[space]`` table."""
+    doc = read_toml(path)
+    if "space" not in doc:
+        raise UserError(f"{path}: no [space] table")
+    return space_from_table(doc["space"], str(path))
+
+
+def complete_space(space: Space, model: str, family: str, optim: str) -> Space:
+    """The space with lr and wd first, Table 4's log-uniform intervals of the family wherever
+    the space leaves them out. A family without Table 4 intervals must be given both."""
+    missing = [p for p in ("lr", "wd") if p not in space]
+    default = interval(family, optim)
+    if missing and default is None:
+        raise UserError(
+            f"{model} is of family {family!r}, which has no Table 4 interval: give its space with "
+            f"--space lr=log:A,B --space wd=log:C,D (or --lr-range/--wd-range, or [space] in a study file)"
+        )
+    table = dict(zip(("lr", "wd"), default or ((), ()), strict=True))
+    lead = {p: space.get(p) or Dimension("log", *table[p]) for p in ("lr", "wd")}
+    return {**lead, **{k: v for k, v in space.items() if k not in lead}}
+
+
 def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
@@ -33,23 +121,23 @@ def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
     raise UserError(f"unknown sampler {kind!r}; choose {' or '.join(SAMPLERS)}")
 
 
-def draw_pairs(
-    lr_range: tuple[float, float], wd_range: tuple[float, float], n: int, seed: int, sampler: str = "random"
-) -> list[tuple[float, float]]:
-    """n (lr, wd) pairs, each log-uniform and independent, from a sampler seeded with ``seed``."""
+def draw(space: Space, n: int, seed: int, sampler: str = "random") -> list[dict]:
+    """n points of the space, every dimension drawn by one sampler seeded with ``seed``.
+
+    A Sobol sampler covers the numeric dimensions jointly; choices are drawn independently
+    (Optuna's QMC sampler does so for categorical dimensions).
+    """
     if n < 1:
         raise UserError(f"--trials must be at least 1, got {n}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = {
-        "lr": optuna.distributions.FloatDistribution(*lr_range, log=True),
-        "wd": optuna.distributions.FloatDistribution(*wd_range, log=True),
-    }
+    distributions = {name: dim.distribution() for name, dim in space.items()}
+    points = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", UserWarning)  # QMC: "categorical dimensions sampled independently"
         study = optuna.create_study(sampler=make_sampler(sampler, seed))
-        pairs = []
         for _ in range(n):
-            trial = study.ask(space)
-            pairs.append((trial.params["lr"], trial.params["wd"]))
+            trial = study.ask(distributions)
+            points.append(dict(trial.params))
             study.tell(trial, 0.0)  # QMC sampling moves on only past finished trials
-    return pairs
+    return points

@@ -38,7 +38,7 @@ TINY_DATA = ["--dataset", "synthetic", "--image-size", "8", "--patch-size", "4",
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
     """A results store made by real tiny sweeps: two 3-trial EDF sweeps and a Figure 3 grid."""
-    from stability.cli import main
+    from cli import main
 
     root = tmp_path_factory.mktemp("store")
     for model in ("vit_p_1gf", "vit_c_1gf"):

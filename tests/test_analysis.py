@@ -199,7 +199,7 @@ def test_edf_figure_structure():
 
 def test_analysis_never_imports_torch_or_ray():
     code = (
-        "import sys, analysis, analysis.figures, analysis.report, analysis.experiments, analysis.paper, "
+        "import sys, analysis, analysis.figures, analysis.report, analysis.experiments, "
         "analysis.share, analysis.importance; "
         "assert 'torch' not in sys.modules and 'ray' not in sys.modules, sorted(sys.modules)"
     )

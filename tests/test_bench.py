@@ -7,7 +7,7 @@ import re
 import pytest
 
 from benchmarks.step import MultiheadReference, reference_model
-from stability.cli import main
+from cli import main
 
 
 def ratio(line: str) -> float:

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import torch
 
+from cli import main
 from stability import recipe
-from stability.cli import main
 from stability.data import load_synthetic
 from stability.population import Population, train_population
 from stability.trainer import TrainConfig, initial_model, train

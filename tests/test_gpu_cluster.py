@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stability.cli import main
+from cli import main
 from stability.errors import UserError
 from sweeps import lock
 from sweeps.cluster import SIMULATED_GPUS_ENV
@@ -50,7 +50,7 @@ def test_a_driver_without_gpu_gets_the_gpu_protocol_and_a_second_driver_is_refus
     results = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if k != SIMULATED_GPUS_ENV}
     argv = ["sweep", *TINY, "--trials", "4", "--epochs", "2", "--name", "gpu", "--results", str(results)]
-    with running([sys.executable, "-m", "stability", *argv, "--address", gpu_head.address], env) as first:
+    with running([sys.executable, "-m", "cli", *argv, "--address", gpu_head.address], env) as first:
         held, planned = results / "gpu" / lock.LOCK, results / "gpu" / "manifest.parquet"
         deadline = time.monotonic() + 120
         while not planned.exists() and first.poll() is None and time.monotonic() < deadline:

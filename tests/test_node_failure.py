@@ -24,7 +24,7 @@ def test_a_killed_node_is_survived_from_the_last_checkpoint(tmp_path):
         head = cluster.head_node.node_id
         (worker,) = cluster.worker_nodes
         argv = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA, "--epochs", "6", "--trials", "2"]
-        cmd = [sys.executable, "-m", "stability", "sweep", *argv, "--pack", "1", "--name", "n"]
+        cmd = [sys.executable, "-m", "cli", "sweep", *argv, "--pack", "1", "--name", "n"]
         env = {k: v for k, v in os.environ.items() if k != SIMULATED_GPUS_ENV}
         with running([*cmd, "--results", str(results), "--address", cluster.address], env) as driver:
             ckpts = results / "n" / "checkpoints"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from nbclient import NotebookClient
 
-from stability.cli import main
+from cli import main
 
 pytestmark = pytest.mark.slow
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))

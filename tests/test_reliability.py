@@ -13,9 +13,9 @@ import pandas as pd
 import psutil
 import pytest
 
-from stability.cli import main
+from cli import main
+from store import Store
 from sweeps import engine, plan
-from sweeps.store import Store
 from tests.conftest import TINY_DATA, free_port
 
 TINY = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA]
@@ -103,7 +103,7 @@ def test_bad_input_is_one_line_exit_2_store_unchanged(case, existing_store, caps
 
 def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "stability", "sweep", "--model", "nope", "--optim", "sgd", "--results", str(tmp_path)],
+        [sys.executable, "-m", "cli", "sweep", "--model", "nope", "--optim", "sgd", "--results", str(tmp_path)],
         capture_output=True,
         text=True,
     )
@@ -112,7 +112,7 @@ def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
 
 
 def sweep_cmd(results: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "stability", "sweep", *TINY, "--results", str(results), *extra]
+    return [sys.executable, "-m", "cli", "sweep", *TINY, "--results", str(results), *extra]
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:

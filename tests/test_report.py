@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from analysis import experiments, load_trials
-from stability.cli import main
+from cli import main
 
 pytestmark = pytest.mark.slow
 

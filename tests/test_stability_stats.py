@@ -86,7 +86,7 @@ def test_importance_singles_out_the_parameter_the_error_depends_on(depends_on, e
 def test_importance_uses_the_stored_space_and_wants_one_sweep():
     from analysis.importance import sweep_space
 
-    assert sweep_space(synthetic_sweep("lr")) == {"lr": ("log", 0.1, 3.2), "wd": ("log", 4e-6, 1.2e-4)}
+    assert sweep_space(synthetic_sweep("lr")) == {"lr": ["log", 0.1, 3.2], "wd": ["log", 4e-6, 1.2e-4]}
     two = pd.concat([synthetic_sweep("lr"), synthetic_sweep("wd").assign(sweep="t")])
     with pytest.raises(ValueError, match="per sweep"):
         analysis.importance(two)

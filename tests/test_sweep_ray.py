@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from stability.cli import main
+from cli import main
 from tests.conftest import TINY_DATA, free_port
 
 pytestmark = pytest.mark.slow

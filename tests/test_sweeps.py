@@ -10,12 +10,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from analysis.paper import INTERVALS
 from stability.errors import UserError
+from stability.paper import INTERVALS
+from store.space import Dimension
 from sweeps import grid, plan
-from sweeps.space import draw_pairs, parse_range
+from sweeps.space import draw, parse_range
 
 SMOKE = plan.choose_scale("smoke", has_gpu=False)
+
+
+def draw_pairs(lr_range, wd_range, n, seed, sampler="random"):
+    """(lr, wd) pairs of the default space: both log-uniform."""
+    space = {"lr": Dimension("log", *lr_range), "wd": Dimension("log", *wd_range)}
+    return [(p["lr"], p["wd"]) for p in draw(space, n, seed, sampler)]
 
 
 @settings(max_examples=25, deadline=None)
@@ -107,8 +114,9 @@ def test_grid_follows_preset_and_narrowing():
 
 
 def test_status_counts_an_unfinished_sweep(tmp_path, capsys):
-    from sweeps import commands, engine
-    from sweeps.store import Store
+    from cli import sweeps as commands
+    from store import Store
+    from sweeps import engine
 
     store = Store(tmp_path)
     manifest = plan.edf_manifest("s", "vit_c_1gf", "sgd", SMOKE, trials=4, seed=0)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from stability.cli import main
+from cli import main
 from stability.data import load_synthetic
 from stability.trainer import TrainConfig, train
 from tests.conftest import TINY
@@ -137,8 +137,8 @@ def test_train_command_writes_store(tmp_path, capsys):
         (["--model", "vit_nope", "--optim", "sgd"], "unknown model"),
         (["--model", "vit_c_1gf", "--optim", "lamb"], "invalid choice"),
         (["--model", "vit_c_1gf", "--optim", "sgd", "--dataset", "mnist3d"], "unknown dataset"),
-        (["--model", "vit_c_1gf", "--optim", "sgd", "--lr", "-1"], "--lr must be positive"),
-        (["--model", "vit_c_1gf", "--optim", "sgd", "--epochs", "0"], "--epochs must be positive"),
+        (["--model", "vit_c_1gf", "--optim", "sgd", "--lr", "-1"], "lr must be a number > 0"),
+        (["--model", "vit_c_1gf", "--optim", "sgd", "--epochs", "0"], "epochs must be an integer >= 1"),
     ],
 )
 def test_train_user_errors(argv, message, capsys, tmp_path):

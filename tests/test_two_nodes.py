@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from stability.cli import main
+from cli import main
 from tests.conftest import TINY_DATA, simulated_gpu_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]

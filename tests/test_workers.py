@@ -11,7 +11,7 @@ import time
 import pandas as pd
 import pytest
 
-from stability.cli import main
+from cli import main
 from stability.data import load_synthetic
 from stability.trainer import TrainConfig, train
 from tests.conftest import TINY, TINY_DATA
@@ -56,7 +56,7 @@ def test_two_workers_match_one_worker_and_store_one_result(tmp_path, capsys):
 @pytest.mark.slow
 def test_two_worker_trial_resumes_after_its_driver_is_killed(tmp_path):
     results = tmp_path / "results"
-    cmd = [sys.executable, "-m", "stability", *SWEEP, "--epochs", "6", "--results", str(results), *TWO_WORKERS]
+    cmd = [sys.executable, "-m", "cli", *SWEEP, "--epochs", "6", "--results", str(results), *TWO_WORKERS]
     ckpt = results / "w" / "checkpoints"
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

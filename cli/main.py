@@ -27,6 +27,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("models", help="list the model zoo with complexity counts")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--image-size", type=int, default=224)
+    add_import_flag(p)
 
     p = sub.add_parser("train", help="train one model once and store its result")
     add_model_flags(p)
@@ -40,6 +41,7 @@ def build_parser() -> Parser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-autoaugment", action="store_true", help="turn AutoAugment off (ablation)")
     p.add_argument("--no-mixing", action="store_true", help="turn mixup/CutMix off (ablation)")
+    add_import_flag(p)
     add_execution_flags(p)
 
     p = sub.add_parser("sweep", help="an EDF sweep: N (lr, wd) pairs of one model and optimizer on Ray Tune")
@@ -50,6 +52,15 @@ def build_parser() -> Parser:
     p.add_argument("--sampler", default="random", choices=["random", "sobol"])
     p.add_argument("--lr-range", help="A,B: lr interval (batch 2048), default Table 4")
     p.add_argument("--wd-range", help="C,D: wd interval, default Table 4")
+    p.add_argument(
+        "--space",
+        action="append",
+        metavar="NAME=DIST",
+        help="sample a recipe field: DIST is log:A,B | uniform:A,B | int:A,B | choice:a|b|c (repeatable; "
+        "lr and wd default to Table 4's intervals)",
+    )
+    p.add_argument("--space-file", type=absolute_path, help='a TOML file whose [space] table holds NAME = "DIST"')
+    add_import_flag(p)
 
     p = sub.add_parser("grid", help="the paper's experiment grid of one figure (2-5)")
     p.add_argument("--figure", type=int, required=True, choices=[2, 3, 4, 5])
@@ -61,7 +72,18 @@ def build_parser() -> Parser:
     add_data_dir_flag(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", default="results")
+    add_import_flag(p)
     add_sweep_flags(p, epochs_type=str)
+
+    p = sub.add_parser("study", help="a whole comparison from one study file: sweeps, resume and its figure")
+    p.add_argument("file", type=absolute_path, help="the study's TOML file (see docs/study.md)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p.add_argument("--results", default="results")
+    p.add_argument("--out", default="figures", help="where the comparison figure goes")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the figure's bands")
+    add_data_dir_flag(p)
+    add_import_flag(p)
+    add_run_flags(p)
 
     p = sub.add_parser("noise", help="re-train a sweep's best (lr, wd) under K seeds: its seed-noise floor")
     p.add_argument("--sweep", required=True, help="the sweep whose best trial is re-trained")
@@ -78,7 +100,12 @@ def build_parser() -> Parser:
     p = sub.add_parser("figures", help="draw Figures 2-5 and the summary tables from a results store")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="figures")
-    p.add_argument("--figure", default="all", choices=["2", "3", "4", "5", "all"])
+    p.add_argument(
+        "--figure",
+        default="all",
+        choices=["2", "3", "4", "5", "compare", "all"],
+        help="a paper figure, the comparison of every sweep in the store, or all",
+    )
     p.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for bands and intervals")
 
@@ -104,6 +131,24 @@ def build_parser() -> Parser:
 def absolute_path(given: str) -> str:
     """Resolved at parse time, because Ray Tune runs each trial in a working directory of its own."""
     return str(Path(given).resolve())
+
+
+def import_spec(given: str) -> str:
+    """A file is recorded by its absolute path (trials run elsewhere); a dotted module as given."""
+    return absolute_path(given) if given.endswith(".py") or "/" in given else given
+
+
+def add_import_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        type=import_spec,
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="a module (dotted name) or .py file that registers models or datasets; imported here and in "
+        "every trial process (repeatable)",
+    )
 
 
 def add_data_dir_flag(p: argparse.ArgumentParser) -> None:
@@ -160,12 +205,16 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
-    if args.command == "models":
-        from stability import catalog
+    if getattr(args, "imports", None):  # registered here, before anything reads the registries
+        from stability.trainer import load_imports
 
-        return catalog.run(args.json, args.image_size)
+        load_imports(args.imports)
+    if args.command == "models":
+        from cli import models
+
+        return models.run(args.json, args.image_size)
     if args.command == "train":
-        from stability import single
+        from cli import train
         from stability.trainer import TrainConfig
 
         cfg = TrainConfig(
@@ -185,18 +234,23 @@ def dispatch(args: argparse.Namespace) -> int:
             mixing=not args.no_mixing,
             accumulate=args.accumulate,
             compile=args.compile,
+            imports=tuple(args.imports),
         )
-        return single.run(cfg, args.results, args)
+        return train.run(cfg, args.results, args)
     if args.command == "sweep":
-        from sweeps import commands
+        from cli import sweeps as commands
 
         return commands.sweep(args)
     if args.command == "grid":
-        from sweeps import commands
+        from cli import sweeps as commands
 
         return commands.grid(args)
+    if args.command == "study":
+        from cli import study
+
+        return study.run(args)
     if args.command == "noise":
-        from sweeps import commands
+        from cli import sweeps as commands
 
         return commands.noise(args)
     if args.command == "report":
@@ -208,8 +262,8 @@ def dispatch(args: argparse.Namespace) -> int:
 
         return report.main(args)
     if args.command == "status":
-        from sweeps import commands
-        from sweeps.store import Store
+        from cli import sweeps as commands
+        from store import Store
 
         return commands.print_status(Store(args.results))
     raise UserError(f"unknown command {args.command!r}")
@@ -222,7 +276,7 @@ def figures(args: argparse.Namespace) -> int:
 
     if not Path(args.results).is_dir():
         raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
-    wanted = ["2", "3", "4", "5"] if args.figure == "all" else [args.figure]
+    wanted = ["2", "3", "4", "5", "compare"] if args.figure == "all" else [args.figure]
     report = make_figures(args.results, args.out, wanted, args.format, args.resamples)
     for line in report["unreadable"]:
         print(f"warning: {line}", file=sys.stderr)

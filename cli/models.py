@@ -1,12 +1,13 @@
-"""`stability models`: the registry with our complexity counts beside the paper's."""
+"""`stability models`: the registry with our complexity counts beside the paper's; a model
+without an analytic count is marked (measured)."""
 
 from __future__ import annotations
 
 import json
 
 import models
-from analysis.paper import COMPLEXITY
 from stability.errors import UserError
+from stability.paper import COMPLEXITY
 
 
 def model_rows(image_size: int) -> list[dict]:
@@ -17,6 +18,7 @@ def model_rows(image_size: int) -> list[dict]:
         except ValueError as e:
             raise UserError(f"{name} at image size {image_size}: {e}") from None
         row = {"name": name, "family": models.family(name), "stem": models.stem(name), **cost}
+        row["source"] = row.pop("complexity_source")
         paper = COMPLEXITY.get(name) if image_size == 224 else None
         row["paper"] = dict(zip(("flops", "params", "acts"), paper, strict=True)) if paper else None
         rows.append(row)
@@ -30,9 +32,10 @@ def render_table(rows: list[dict]) -> str:
     for r in rows:
         p = r["paper"]
         paper = f"{p['flops']:>12.1f} {p['params']:>6.1f} {p['acts']:>4.1f}" if p else f"{'-':>12}"
+        measured = "  (measured)" if r["source"] == "measured" else ""
         lines.append(
             f"{r['name']:14} {r['family']:8} {r['stem']:8} {r['flops'] / 1e9:9.3f} "
-            f"{r['params'] / 1e6:10.3f} {r['acts'] / 1e6:8.3f}   {paper}"
+            f"{r['params'] / 1e6:10.3f} {r['acts'] / 1e6:8.3f}   {paper}{measured}"
         )
     return "\n".join(lines)
 
@@ -42,7 +45,11 @@ def run(as_json: bool, image_size: int) -> int:
         raise UserError(f"--image-size must be a positive integer, got {image_size}")
     rows = model_rows(image_size)
     if as_json:
-        print(json.dumps([{k: r[k] for k in ("name", "family", "stem", "flops", "params", "acts")} for r in rows]))
+        print(
+            json.dumps(
+                [{k: r[k] for k in ("name", "family", "stem", "flops", "params", "acts", "source")} for r in rows]
+            )
+        )
     else:
         print(render_table(rows))
     return 0

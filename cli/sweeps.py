@@ -1,13 +1,14 @@
-"""`stability sweep`, `stability grid` and `stability status`."""
+"""`stability sweep`, `stability grid`, `stability noise` and `stability status`."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from stability.errors import UserError
+from store import Store, schema
+from store.space import Dimension
 from sweeps import cluster, engine, lock, plan
-from sweeps.space import parse_range
-from sweeps.store import Store
+from sweeps.space import Space, parse_range, parse_space_flags, read_space_file
 
 
 def announce(scale: plan.Scale, explicit: bool, gpu: bool) -> None:
@@ -30,10 +31,20 @@ def scale_from(args, gpu: bool, epochs: int | None) -> plan.Scale:
     )
 
 
+def space_from(args) -> Space:
+    """--space-file, then --space flags on top; --lr-range / --wd-range are lr=log:A,B / wd=log:C,D."""
+    space = read_space_file(args.space_file) if args.space_file else {}
+    space.update(parse_space_flags(args.space))
+    for name, given in (("lr", args.lr_range), ("wd", args.wd_range)):
+        if given:
+            if name in space:
+                raise UserError(f"--{name}-range and a --space/--space-file entry for {name}: give one")
+            space[name] = Dimension("log", *parse_range(given, f"--{name}-range"))
+    return space
+
+
 def plan_sweep(args, gpu: bool) -> tuple[plan.Scale, str, pd.DataFrame]:
     scale = scale_from(args, gpu, epochs=args.epochs)
-    lr_range = parse_range(args.lr_range, "--lr-range") if args.lr_range else None
-    wd_range = parse_range(args.wd_range, "--wd-range") if args.wd_range else None
     name = args.name or f"{args.model}-{args.optim}-{scale.preset}"
     manifest = plan.edf_manifest(
         name,
@@ -43,8 +54,8 @@ def plan_sweep(args, gpu: bool) -> tuple[plan.Scale, str, pd.DataFrame]:
         trials=args.trials,
         seed=args.seed,
         sampler=args.sampler,
-        lr_range=lr_range,
-        wd_range=wd_range,
+        space=space_from(args),
+        imports=args.imports,
     )
     return scale, name, manifest
 
@@ -57,7 +68,7 @@ NO_CLUSTER = cluster.ClusterInfo("(none)", 0, 0.0, 0.0)
 def sweep(args) -> int:
     plan_sweep(args, gpu=False)
     resources_from(args, NO_CLUSTER)
-    with cluster.connect(args.address) as info:
+    with cluster.connect(args.address, args.imports) as info:
         print(info.describe(), flush=True)
         scale, name, manifest = plan_sweep(args, gpu=info.gpus > 0)
         announce(scale, args.preset is not None, info.gpus > 0)
@@ -90,6 +101,7 @@ def plan_figure(args, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
         trials=args.trials,
         seed=args.seed,
         sampler=args.sampler,
+        imports=args.imports,
     )
     return scale, sweeps
 
@@ -103,7 +115,7 @@ def grid(args) -> int:
         announce(scale, True, False)
         print(describe(sweeps))
         return 0
-    with cluster.connect(args.address) as info:
+    with cluster.connect(args.address, args.imports) as info:
         print(info.describe(), flush=True)
         scale, sweeps = plan_figure(args, gpu=info.gpus > 0)
         announce(scale, args.preset is not None, info.gpus > 0)
@@ -133,17 +145,24 @@ def noise(args) -> int:
         f"noise floor of {args.sweep}: its best trial {best_id} (lr={best['lr']:.3g} wd={best['wd']:.3g}) "
         f"under {args.seeds} other seeds"
     )
-    with cluster.connect(args.address) as info:
+    from stability.trainer import load_imports
+
+    imports = schema.imports_of(best)
+    load_imports(imports)
+    with cluster.connect(args.address, imports) as info:
         print(info.describe(), flush=True)
-        run_sweeps(args, info, scale, sweeps)
+        run_sweeps(args, info, scale, sweeps, imports)
     return 0
 
 
-def run_sweeps(args, info: cluster.ClusterInfo, scale: plan.Scale, sweeps: dict[str, pd.DataFrame]) -> None:
+def run_sweeps(
+    args, info: cluster.ClusterInfo, scale: plan.Scale, sweeps: dict[str, pd.DataFrame], imports=None
+) -> None:
     """Check everything a user can fail, then lock the sweeps and run them one after another."""
     store, resources = Store(args.results), resources_from(args, info)
     store.check_writable()
-    preflight(scale, resources, remote=bool(args.address))
+    imports = args.imports if imports is None else imports
+    engine.preflight(scale, resources, remote=bool(args.address), imports=tuple(imports))
     placement = engine.place(resources, store, remote=bool(args.address))
     if placement.gpu_memory is not None:
         print(f"GPU memory per trial: {placement.gpu_memory / 2**30:.1f} GiB (packs are sized to it)", flush=True)
@@ -151,29 +170,6 @@ def run_sweeps(args, info: cluster.ClusterInfo, scale: plan.Scale, sweeps: dict[
         for name, manifest in sweeps.items():
             engine.run(store, name, manifest, resources, placement)
     print_status(store, list(sweeps))
-
-
-def preflight(scale: plan.Scale, resources: engine.Resources, remote: bool = False) -> None:
-    """The data check, before any sweep of a command touches the store (``engine.place`` checks
-    the cluster). ``remote``: checked by a task on the cluster, where trials read the data,
-    since the driver (a laptop, a login node) need not have it."""
-    from stability.data import check_available
-
-    if not remote:
-        check_available(scale.dataset, resources.data_dir, scale.image_size)
-        return
-    import ray
-
-    def check() -> str | None:
-        try:
-            check_available(scale.dataset, resources.data_dir, scale.image_size)
-        except UserError as e:
-            return str(e)
-        return None
-
-    problem = ray.get(ray.remote(check).options(num_cpus=0).remote())
-    if problem:
-        raise UserError(f"on the cluster: {problem}")
 
 
 def worker_flags(args, gpu: bool) -> tuple[int, float]:

@@ -1,4 +1,4 @@
-"""The parquet results store (DESIGN section 6).
+"""The parquet results store (DESIGN section 6): every path, write and read of its files.
 
     <root>/<sweep>/manifest.parquet          one row per planned trial, written before any trial
     <root>/<sweep>/trials/<trial_id>.parquet one row per finished trial
@@ -21,8 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from stability.errors import UserError
-
-TRIAL_DTYPES = {"diverged_epoch": "Int64", "completed_epochs": "Int64", "error": "string", "patch_size": "Int64"}
+from store.schema import CURVE, NULLABLE
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
@@ -34,9 +33,26 @@ def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def read_trial_files(paths: list[Path]) -> tuple[pd.DataFrame, list[Path]]:
+    """The one reader of trial rows: a readable file holds one row for the trial it is named
+    after. Returns the rows as one table and the files that are not readable."""
+    frames: list[pd.DataFrame] = []
+    bad: list[Path] = []
+    for path in paths:
+        try:
+            frame = pd.read_parquet(path)
+            if len(frame) != 1 or frame["trial_id"].iloc[0] != path.stem:
+                raise ValueError("not one row for this trial")
+            frames.append(frame)
+        except Exception:
+            bad.append(path)
+    empty = pd.DataFrame(columns=["trial_id", "status", "top1_err"])
+    return (pd.concat(frames, ignore_index=True) if frames else empty), bad
+
+
 def trial_frame(row: dict) -> pd.DataFrame:
     frame = pd.DataFrame([row])
-    for col, dtype in TRIAL_DTYPES.items():
+    for col, dtype in NULLABLE.items():
         if col in frame:
             frame[col] = frame[col].astype(dtype)
     return frame
@@ -85,7 +101,7 @@ class Store:
 
     def write_trial(self, sweep: str, row: dict, curve: list[dict]) -> None:
         trial_id = row["trial_id"]
-        points = pd.DataFrame(curve, columns=["epoch", "lr", "train_loss", "top1_err", "top1_err_raw", "wall_s"])
+        points = pd.DataFrame(curve, columns=CURVE)
         points.insert(0, "trial_id", trial_id)
         points.insert(0, "sweep", sweep)
         write_parquet_atomic(points, self.curve_path(sweep, trial_id))
@@ -97,18 +113,7 @@ class Store:
 
     def read_trials(self, sweep: str) -> tuple[pd.DataFrame, list[Path]]:
         """The sweep's readable trial rows as one table, and the unreadable result files."""
-        frames: list[pd.DataFrame] = []
-        bad: list[Path] = []
-        for path in sorted((self.root / sweep / "trials").glob("*.parquet")):
-            try:
-                frame = pd.read_parquet(path)
-                if len(frame) != 1 or frame["trial_id"].iloc[0] != path.stem:
-                    raise ValueError("not one row for this trial")
-                frames.append(frame)
-            except Exception:
-                bad.append(path)
-        empty = pd.DataFrame(columns=["trial_id", "status", "top1_err"])
-        return (pd.concat(frames, ignore_index=True) if frames else empty), bad
+        return read_trial_files(sorted((self.root / sweep / "trials").glob("*.parquet")))
 
     def finished(self, sweep: str) -> tuple[set[str], list[Path]]:
         """Trial ids with a readable result, and the unreadable result files."""

@@ -6,7 +6,7 @@ from stability.trainer import TrainConfig, train
 
 
 def run(cfg: TrainConfig, results: str, args) -> int:
-    from sweeps.store import Store
+    from store import Store
 
     cfg = cfg.resolved()
     store = Store(results)
@@ -43,10 +43,10 @@ def train_on_local_ray(cfg: TrainConfig, args, folder, sweep_dir):
     gives it, if any (``--device cpu`` asks for none)."""
     from dataclasses import replace
 
+    from cli.sweeps import worker_flags
     from sweeps import cluster, workers
-    from sweeps.commands import worker_flags
 
-    with cluster.connect(None) as info:
+    with cluster.connect(None, list(cfg.imports)) as info:
         n, gpus = worker_flags(args, cfg.device != "cpu" and info.gpus > 0)
         workers.check_capacity(n, 1.0, gpus)
         return workers.train_with_workers(

@@ -1,7 +1,7 @@
 """The paper's published numbers as data (Xiao et al., NeurIPS 2021; DESIGN sections 3 and 5).
 
-This module imports nothing, so the trainer, the sweep engine, the CLI and the analysis all
-read the one copy without pulling in torch or Ray.
+This module imports nothing: the trainer, the sweep engine and the command line read the one
+copy without pulling in torch or Ray.
 """
 
 from __future__ import annotations
@@ -43,23 +43,24 @@ INTERVALS: dict[str, dict[str, tuple[tuple[float, float], tuple[float, float]]]]
 # Section 6 peak-performance settings (400 epochs).
 PEAK = {"cnn": ("sgd", 2.54, 2.4e-5), "vit": ("adamw", 1e-3, 0.24), "vit_36gf": ("adamw", 6e-4, 0.28)}
 
-STEM_4GF_OPTIMUM = {"P": "vit_p_4gf", "C": "vit_c_4gf"}
+
+# Where a family without its own Table 4 row takes its defaults (section 5): ResNet takes the
+# RegNetY row; a ViT without a row (36GF, ablations, deeper models) the 4GF optimum of its stem
+# type. A family not named here (a researcher's own) has no defaults: its space must be given.
+FAMILY_OPTIMUM = {"ViT_P": "vit_p_4gf", "ViT_C": "vit_c_4gf", "RegNetY": "regnety", "ResNet": "regnety"}
+FAMILY_INTERVALS = {"ViT_P": "vit", "ViT_C": "vit", "RegNetY": "cnn", "ResNet": "cnn"}
 
 
-def optimum(model: str, optim: str) -> tuple[float, float]:
-    """Table 4's (lr, wd) for a model, falling back as section 5 says.
-
-    RegNetY and ResNet take the RegNetY row; ViTs without a row (36GF, ablations, deeper
-    models) take the 4GF optimum of their stem type, patchify (P) or convolutional (C).
-    """
-    if not model.startswith("vit"):
-        return OPTIMUM["regnety"][optim]
-    if model in OPTIMUM:
+def optimum(model: str, family: str, optim: str) -> tuple[float, float] | None:
+    """Table 4's (lr, wd) for a registered model: its own row, else its family's; None for a
+    family the paper does not have. Looked up by the registered family, never by the name."""
+    if model in OPTIMUM and family in FAMILY_OPTIMUM:
         return OPTIMUM[model][optim]
-    stem = "P" if model.startswith(("vit_p_", "vit_pbn_")) else "C"
-    return OPTIMUM[STEM_4GF_OPTIMUM[stem]][optim]
+    row = FAMILY_OPTIMUM.get(family)
+    return OPTIMUM[row][optim] if row else None
 
 
-def interval(model: str, optim: str) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Table 4's sampling intervals for the model's family (all ViT stems share one)."""
-    return INTERVALS["vit" if model.startswith("vit") else "cnn"][optim]
+def interval(family: str, optim: str) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Table 4's sampling intervals of the family (all ViT stems share one); None if it has none."""
+    kind = FAMILY_INTERVALS.get(family)
+    return INTERVALS[kind][optim] if kind else None

@@ -1,0 +1,165 @@
+"""`stability study FILE.toml`: a whole comparison from one file, resumed like a sweep, ending
+with its comparison figure.
+
+A study is one EDF sweep per (model, optimizer), all drawn from one space at one scale, named
+``<study>-<model>-<optimizer>``. Paths in the file (imports, data_dir) are relative to the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+import models
+from cli import sweeps as commands
+from stability.errors import UserError
+from stability.trainer import load_imports
+from store.space import space_from_json
+from sweeps import cluster, plan
+from sweeps.space import SAMPLERS, Space, read_toml, space_from_table
+
+SCALE_KEYS = ("dataset", "epochs", "image_size", "patch_size", "batch_size")
+KEYS = {"name", "imports", "models", "optimizers", "trials", "seed", "sampler", "preset", "data_dir", "space"}
+KEYS |= set(SCALE_KEYS)
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    models: list[str]
+    optimizers: list[str]
+    trials: int
+    seed: int
+    sampler: str
+    preset: str | None
+    scale: dict
+    space: Space
+    imports: list[str] = field(default_factory=list)
+    data_dir: str | None = None
+
+
+def typed(doc: dict, key: str, kind, where: str, default=None):
+    value = doc.get(key, default)
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if value is not None and not ok:
+        raise UserError(f"{where}: {key} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def strings(doc: dict, key: str, where: str, required: bool = False) -> list[str]:
+    value = doc.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or (required and not value):
+        raise UserError(f"{where}: {key} must be a {'non-empty ' if required else ''}list of strings")
+    return value
+
+
+def read_study(path: str | Path) -> Study:
+    """The study file, checked: one ``error:`` line for the first thing wrong."""
+    path = Path(path)
+    doc, where = read_toml(path), str(path)
+    unknown = sorted(set(doc) - KEYS)
+    if unknown:
+        raise UserError(f"{where}: unknown key(s) {', '.join(unknown)}; a study file has {', '.join(sorted(KEYS))}")
+    here = path.parent
+
+    def beside(p: str) -> str:
+        return str((here / p).resolve()) if p.endswith(".py") or "/" in p else p
+
+    optimizers = strings(doc, "optimizers", where) or ["adamw", "sgd"]
+    for o in optimizers:
+        if o not in ("adamw", "sgd"):
+            raise UserError(f"{where}: unknown optimizer {o!r}; choose adamw or sgd")
+    sampler = typed(doc, "sampler", str, where, "random")
+    if sampler not in SAMPLERS:
+        raise UserError(f"{where}: sampler must be {' or '.join(SAMPLERS)}, got {sampler!r}")
+    data_dir = typed(doc, "data_dir", str, where)
+    scale = {k: typed(doc, k, str if k == "dataset" else int, where) for k in SCALE_KEYS}
+    return Study(
+        name=typed(doc, "name", str, where, path.stem),
+        models=strings(doc, "models", where, required=True),
+        optimizers=optimizers,
+        trials=typed(doc, "trials", int, where, 64),
+        seed=typed(doc, "seed", int, where, 0),
+        sampler=sampler,
+        preset=typed(doc, "preset", str, where),
+        scale={k: v for k, v in scale.items() if v is not None},
+        space=space_from_table(doc.get("space", {}), where),
+        imports=[beside(p) for p in strings(doc, "imports", where)],
+        data_dir=str((here / data_dir).resolve()) if data_dir else None,
+    )
+
+
+def plan_study(study: Study, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
+    scale = plan.choose_scale(study.preset, gpu, **study.scale)
+    for m in study.models:
+        if m not in models.names():
+            raise UserError(f"unknown model {m!r}: register it in a module listed in imports; see `stability models`")
+    sweeps = {}
+    for m in study.models:
+        for o in study.optimizers:
+            name = f"{study.name}-{m}-{o}"
+            sweeps[name] = plan.edf_manifest(
+                name,
+                m,
+                o,
+                scale,
+                trials=study.trials,
+                seed=study.seed,
+                sampler=study.sampler,
+                space=study.space,
+                imports=study.imports,
+            )
+    return scale, sweeps
+
+
+def describe(study: Study, scale: plan.Scale, sweeps: dict[str, pd.DataFrame]) -> str:
+    """The plan: what runs at which scale, and each sweep's space (lr and wd may be a family's)."""
+
+    def space(manifest: pd.DataFrame) -> str:
+        return ", ".join(f"{k}={dim}" for k, dim in space_from_json(manifest["space"].iloc[0]).items())
+
+    lines = [
+        f"study {study.name}: {len(study.models)} model(s) x {len(study.optimizers)} optimizer(s), "
+        f"{study.trials} trials each, {study.sampler} sampler, seed {study.seed}",
+        f"scale: {scale.dataset}, {scale.image_size} px / patch {scale.patch_size}, {scale.epochs} epoch(s), "
+        f"batch {scale.batch_size} (preset {scale.preset})",
+    ]
+    lines += [f"  {name:44} {len(m):>4} trials  {space(m)}" for name, m in sweeps.items()]
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    study = read_study(args.file)
+    load_imports(study.imports)
+    args.imports = [*study.imports, *args.imports]
+    if args.data_dir is None:
+        args.data_dir = study.data_dir
+    scale, sweeps = plan_study(study, gpu=False)  # every check that needs no cluster, first
+    commands.resources_from(args, commands.NO_CLUSTER)
+    if args.dry_run and study.preset is not None:
+        print(describe(study, scale, sweeps))
+        return 0
+    with cluster.connect(args.address, args.imports) as info:
+        print(info.describe(), flush=True)
+        scale, sweeps = plan_study(study, gpu=info.gpus > 0)
+        print(describe(study, scale, sweeps))
+        if args.dry_run:
+            return 0
+        commands.run_sweeps(args, info, scale, sweeps)
+    return draw(args, list(sweeps), study.name)
+
+
+def draw(args, names: list[str], study: str) -> int:
+    """The comparison figure of the study's sweeps (whatever else the store holds)."""
+    from analysis import figures
+    from analysis.store import load_trials
+
+    trials = load_trials(args.results)
+    mine = trials[trials["sweep"].isin(names)] if not trials.empty else trials
+    if mine.empty:
+        raise UserError(f"the study's sweeps have no results in {args.results}")
+    fig = figures.figure_comparison(mine, n_resamples=args.resamples)
+    print(f"wrote {figures.save(fig, args.out, study)}")
+    return 0

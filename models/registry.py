@@ -1,0 +1,185 @@
+"""The one registry of models: the paper's zoo and a researcher's own register the same way.
+
+A builder is ``fn(*, num_classes, image_size, in_chans, patch_size=None) -> nn.Module``,
+registered under a name with the family that the sweep defaults (Table 4's optimum and
+intervals) are looked up by. A user's module registers itself when it is imported
+(``--import``); every trial process imports the same modules before it builds a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+Builder = Callable[..., nn.Module]
+
+# Outputs that count as activations when a module has no analytic ``complexity()``: the same
+# layer kinds the zoo's analytic counts sum (convs, linears and pooling, as pycls counts them).
+MEASURED_LAYERS = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.Linear,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    family: str
+    stem: str
+    build: Builder
+
+
+_ENTRIES: dict[str, Entry] = {}
+
+
+def register(name: str, *, family: str, stem: str | None = None) -> Callable[[Builder], Builder]:
+    """Decorator: register ``fn`` as model ``name`` of ``family`` (``stem`` defaults to the family).
+
+    Importing the same module again (a trial process importing a shipped copy) re-registers
+    the same builder, which is allowed; another builder under a taken name is an error.
+    """
+    if not name or not family:
+        raise ValueError("a model needs a name and a family")
+
+    def decorate(fn: Builder) -> Builder:
+        old = _ENTRIES.get(name)
+        if old is not None and (old.build.__module__, old.build.__qualname__) != (fn.__module__, fn.__qualname__):
+            raise ValueError(f"model {name!r} is already registered (by {old.build.__module__})")
+        _ENTRIES[name] = Entry(name, family, stem or family, fn)
+        return fn
+
+    return decorate
+
+
+def entry(name: str) -> Entry:
+    try:
+        return _ENTRIES[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(_ENTRIES)}") from None
+
+
+def names() -> list[str]:
+    return list(_ENTRIES)
+
+
+def family(name: str) -> str:
+    return entry(name).family
+
+
+def stem(name: str) -> str:
+    return entry(name).stem
+
+
+def create(
+    name: str, *, num_classes: int = 1000, image_size: int = 224, patch_size: int | None = None, in_chans: int = 3
+) -> nn.Module:
+    """Build a registered model. ``patch_size`` (total stem stride) means something to ViTs only."""
+    return entry(name).build(num_classes=num_classes, image_size=image_size, in_chans=in_chans, patch_size=patch_size)
+
+
+def complexity(
+    name: str, *, num_classes: int = 1000, image_size: int = 224, patch_size: int | None = None, in_chans: int = 3
+) -> dict:
+    """flops (multiply-adds), params and acts, and where they come from (``complexity_source``).
+
+    ``analytic``: the module's own ``complexity()`` (the zoo), built on the meta device.
+    ``measured``: params by ``numel``, flops and acts from one forward pass of a single image.
+    """
+    dims = dict(num_classes=num_classes, image_size=image_size, patch_size=patch_size, in_chans=in_chans)
+    with torch.device("meta"):
+        model = create(name, **dims)
+    if hasattr(model, "complexity"):
+        cost = model.complexity()
+        return {"flops": cost.flops, "params": cost.params, "acts": cost.acts, "complexity_source": "analytic"}
+    return {**measure(name, dims), "complexity_source": "measured"}
+
+
+def measure(name: str, dims: dict) -> dict[str, int]:
+    """Count one forward pass: on the meta device where the model allows it (no memory, no
+    compute), else on the CPU. FlopCounterMode counts 2 flops per multiply-add; the zoo's
+    convention (and the paper's) counts multiply-adds, hence the halving."""
+    for device in ("meta", "cpu"):
+        try:
+            with torch.device(device):
+                model = create(name, **dims).eval()
+                image = torch.zeros(1, dims["in_chans"], dims["image_size"], dims["image_size"])
+            return _count(model, image)
+        except (NotImplementedError, RuntimeError):
+            if device == "cpu":
+                raise
+    raise AssertionError("unreachable")
+
+
+def _count(model: nn.Module, image: torch.Tensor) -> dict[str, int]:
+    acts = 0
+
+    def add_output(module, inputs, output) -> None:
+        nonlocal acts
+        acts += output[0].numel() if output.dim() > 1 else output.numel()  # per image (batch of one)
+
+    hooks = [m.register_forward_hook(add_output) for m in model.modules() if isinstance(m, MEASURED_LAYERS)]
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(image)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {"flops": counter.get_total_flops() // 2, "params": sum(p.numel() for p in model.parameters()), "acts": acts}
+
+
+def import_module(spec: str) -> str:
+    """Import a user's module: a ``.py`` file (loaded under its file name) or a dotted module on
+    the path. Returns the module's name; a file already loaded is not executed twice."""
+    if spec.endswith(".py") or "/" in spec:
+        path = Path(spec).resolve()
+        module_name = path.stem
+        loaded = sys.modules.get(module_name)
+        if loaded is not None:
+            if Path(getattr(loaded, "__file__", "") or "").resolve() != path:
+                raise ImportError(
+                    f"{spec}: a different module named {module_name!r} is already loaded; rename the file"
+                )
+            return module_name
+        if not path.is_file():
+            raise ImportError(f"no such file {spec!r}")
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise ImportError(f"cannot import {spec!r} as a Python module")
+        module = importlib.util.module_from_spec(loader_spec)
+        sys.modules[module_name] = module
+        try:
+            loader_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+        return module_name
+    importlib.import_module(spec)
+    return spec
+
+
+def import_in_worker(spec: str) -> str:
+    """In a trial process: a file import by path where this node has the file, else the copy
+    Ray shipped under the file's module name (``runtime_env`` ``py_modules``)."""
+    if (spec.endswith(".py") or "/" in spec) and not Path(spec).is_file():
+        stem = Path(spec).stem
+        try:
+            return import_module(stem)
+        except ModuleNotFoundError as e:
+            if e.name != stem:
+                raise
+            raise ImportError(f"no such file {spec!r} (nor a copy shipped as module {stem!r})") from None
+    return import_module(spec)

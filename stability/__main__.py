@@ -1,5 +1,0 @@
-import sys
-
-from stability.cli import main
-
-sys.exit(main())

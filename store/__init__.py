@@ -1,0 +1,9 @@
+"""The results store: the one schema of a trial row and the one reader and writer of its files.
+
+Imports neither torch nor Ray: the sweep engine writes through it and the analysis reads
+through it, on a laptop with a copied results folder as well.
+"""
+
+from store.files import Store, read_trial_files
+
+__all__ = ["Store", "read_trial_files"]
