@@ -92,6 +92,29 @@ def test_importance_uses_the_stored_space_and_wants_one_sweep():
         analysis.importance(two)
 
 
+@pytest.mark.parametrize("evaluator", ["ped-anova", "fanova"])
+def test_importance_rebuilds_int_and_choice_dimensions(evaluator):
+    """A space with an int and a choice dimension beside lr: the error depends on lr alone."""
+    rng = np.random.default_rng(0)
+    n = 48
+    lr = np.exp(rng.uniform(np.log(1e-3), np.log(1e-1), n))
+    space = {"lr": ["log", 1e-3, 1e-1], "ema": ["choice", [True, False]], "epochs": ["int", 1, 3]}
+    rows = pd.DataFrame(
+        {
+            "sweep": "s",
+            "status": "ok",
+            "model": "m",
+            "lr": lr,
+            "ema": rng.integers(0, 2, n).astype(bool),
+            "epochs": rng.integers(1, 4, n),
+            "top1_err": 50 + 20 * np.abs(np.log10(lr) + 2) + rng.normal(0, 0.2, n),
+            "space": json.dumps(space),
+        }
+    )
+    scores = analysis.importance(rows, evaluator=evaluator)
+    assert set(scores) == {"lr", "ema", "epochs"} and scores["lr"] > 0.6 > max(scores["ema"], scores["epochs"])
+
+
 def sweep_rows(sweep, model, errors, *, lrs=None, preset="smoke", **extra) -> pd.DataFrame:
     n = len(errors)
     lrs = np.geomspace(1e-3, 1e-2, n) if lrs is None else lrs
