@@ -127,7 +127,10 @@ def grid(args) -> int:
 
 def noise(args) -> int:
     """`stability noise`: the sweep's best (lr, wd) re-trained under --seeds other seeds, as a sweep
-    of its own (``<sweep>-noise``) whose rows name the sweep in ``noise_of``."""
+    of its own (``<sweep>-noise``) whose rows name the sweep in ``noise_of``; the sweep's own
+    ``--import`` modules are imported here and in its trials."""
+    from stability.trainer import load_imports
+
     store = Store(args.results)
     manifest = store.read_manifest(args.sweep)
     if manifest is None:
@@ -145,8 +148,6 @@ def noise(args) -> int:
         f"noise floor of {args.sweep}: its best trial {best_id} (lr={best['lr']:.3g} wd={best['wd']:.3g}) "
         f"under {args.seeds} other seeds"
     )
-    from stability.trainer import load_imports
-
     imports = schema.imports_of(best)
     load_imports(imports)
     with cluster.connect(args.address, imports) as info:
