@@ -119,7 +119,8 @@ def config_fields(row: dict) -> dict:
 
 
 def plan_of_config(cfg: dict, family: str) -> dict:
-    """The planned columns of a run the trainer was given directly (``stability train``)."""
+    """The planned columns of a trial row, as the trainer knows them from its config (a sweep's
+    trial then copies the manifest's carried columns over them: ``carried``)."""
     back = {v: k for k, v in CONFIG_NAME.items()}
     named = {back.get(k, k): v for k, v in cfg.items()}
     row = {k: named.get(k) for k in PLAN if k in named}
