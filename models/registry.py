@@ -96,35 +96,33 @@ def complexity(
 ) -> dict:
     """flops (multiply-adds), params and acts, and where they come from (``complexity_source``).
 
-    ``analytic``: the module's own ``complexity()`` (the zoo), built on the meta device.
-    ``measured``: params by ``numel``, flops and acts from one forward pass of a single image.
+    ``analytic``: the module's own ``complexity()`` (the zoo). ``measured``: params by
+    ``numel``, flops and acts from one forward pass of a single image (``measure``). Both on
+    the meta device (no memory, no compute) where the model allows it, else on the CPU.
     """
     dims = dict(num_classes=num_classes, image_size=image_size, patch_size=patch_size, in_chans=in_chans)
-    with torch.device("meta"):
+    try:
+        return _complexity(name, dims, "meta")
+    except ValueError:
+        raise  # the builder refuses these dimensions, on any device
+    except Exception:  # an operation the meta device cannot run (a data-dependent step, .item())
+        return _complexity(name, dims, "cpu")
+
+
+def _complexity(name: str, dims: dict, device: str) -> dict:
+    with torch.device(device):
         model = create(name, **dims)
-    if hasattr(model, "complexity"):
-        cost = model.complexity()
-        return {"flops": cost.flops, "params": cost.params, "acts": cost.acts, "complexity_source": "analytic"}
-    return {**measure(name, dims), "complexity_source": "measured"}
+        if hasattr(model, "complexity"):
+            cost = model.complexity()
+            return {"flops": cost.flops, "params": cost.params, "acts": cost.acts, "complexity_source": "analytic"}
+        image = torch.zeros(1, dims["in_chans"], dims["image_size"], dims["image_size"])
+    return {**measure(model.eval(), image), "complexity_source": "measured"}
 
 
-def measure(name: str, dims: dict) -> dict[str, int]:
-    """Count one forward pass: on the meta device where the model allows it (no memory, no
-    compute), else on the CPU. FlopCounterMode counts 2 flops per multiply-add; the zoo's
-    convention (and the paper's) counts multiply-adds, hence the halving."""
-    for device in ("meta", "cpu"):
-        try:
-            with torch.device(device):
-                model = create(name, **dims).eval()
-                image = torch.zeros(1, dims["in_chans"], dims["image_size"], dims["image_size"])
-            return _count(model, image)
-        except (NotImplementedError, RuntimeError):
-            if device == "cpu":
-                raise
-    raise AssertionError("unreachable")
-
-
-def _count(model: nn.Module, image: torch.Tensor) -> dict[str, int]:
+def measure(model: nn.Module, image: torch.Tensor) -> dict[str, int]:
+    """Count one forward pass of ``image`` (a batch of one). FlopCounterMode counts 2 flops per
+    multiply-add; the zoo's convention (and the paper's) counts multiply-adds, hence the halving.
+    acts: the summed outputs of the ``MEASURED_LAYERS``, per image."""
     acts = 0
 
     def add_output(module, inputs, output) -> None:

@@ -61,12 +61,33 @@ def test_measured_complexity_counts_multiply_adds_params_and_layer_outputs(two_l
 def test_measured_counts_agree_with_the_zoos_analytic_ones(name):
     """The zoo's CNNs both ways: params and acts exactly, flops up to the bias additions that
     FlopCounterMode does not count (under 0.02%)."""
-    dims = dict(num_classes=10, image_size=64, patch_size=None, in_chans=3)
-    analytic = models.complexity(name, **{k: v for k, v in dims.items()})
-    measured = registry.measure(name, dims)
+    analytic = models.complexity(name, num_classes=10, image_size=64)
+    with torch.device("meta"):
+        measured = registry.measure(models.create(name, num_classes=10, image_size=64), torch.zeros(1, 3, 64, 64))
     assert analytic["complexity_source"] == "analytic"
     assert measured["params"] == analytic["params"] and measured["acts"] == analytic["acts"]
     assert measured["flops"] == pytest.approx(analytic["flops"], rel=2e-4) and measured["flops"] <= analytic["flops"]
+
+
+def test_a_model_the_meta_device_cannot_run_is_measured_on_the_cpu():
+    class DataDependent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(12, 2)
+
+        def forward(self, x):
+            scale = float(x.abs().max().item()) + 1.0  # .item() has no value on the meta device
+            return self.fc(x.flatten(1) / scale)
+
+    @models.register("test_data_dependent", family="Tiny")
+    def build(*, num_classes, image_size, in_chans, patch_size=None):
+        return DataDependent()
+
+    try:
+        cost = models.complexity("test_data_dependent", num_classes=2, image_size=2, in_chans=3)
+        assert (cost["flops"], cost["params"], cost["acts"], cost["complexity_source"]) == (24, 26, 2, "measured")
+    finally:
+        registry._ENTRIES.pop("test_data_dependent")
 
 
 def test_a_name_is_registered_once(two_layers):
