@@ -253,6 +253,7 @@ def load_npz(path: Path) -> TensorData:
 class DatasetEntry:
     load: Callable[..., TensorData | FolderData]  # (root: Path | None, image_size, seed, workers)
     streamed: bool  # images decoded per batch by loader workers (FolderData), never held in memory
+    source: str = __name__  # who registered it: a name is taken once, as a model's is
 
 
 _DATASETS: dict[str, DatasetEntry] = {}
@@ -265,7 +266,10 @@ def register_dataset(name: str, *, streamed: bool = False):
     every trial process registers it too."""
 
     def decorate(fn: Callable[..., TensorData | FolderData]):
-        _DATASETS[name] = DatasetEntry(lambda root, image_size, seed, workers: fn(root, image_size), streamed)
+        source = f"{fn.__module__}.{fn.__qualname__}"
+        if name in _DATASETS and _DATASETS[name].source != source:
+            raise ValueError(f"dataset {name!r} is already registered (by {_DATASETS[name].source})")
+        _DATASETS[name] = DatasetEntry(lambda root, image_size, seed, workers: fn(root, image_size), streamed, source)
         return fn
 
     return decorate

@@ -102,6 +102,8 @@ def test_a_registered_loader_is_a_dataset_resized_to_the_run(tmp_path):
         assert "test-ramp" in data.dataset_names() and not data.is_streamed("test-ramp")
         d = data.load_dataset("test-ramp", None, 8)
         assert d.train_x.shape == (16, 1, 8, 8) and d.num_classes == 2
+        with pytest.raises(ValueError, match="'digits' is already registered"):
+            data.register_dataset("digits")(ramp)
     finally:
         data._DATASETS.pop("test-ramp")
 
