@@ -181,16 +181,25 @@ def _set_label(sweep: str, g: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> st
 
 
 def sweep_colors(sets: dict[str, pd.DataFrame]) -> dict[str, tuple]:
-    """A colour per sweep: its family's where the paper has the family and the family has one
-    sweep here, else one of a palette, in sweep order (a user's families, several sweeps)."""
-    families = [g["family"].iloc[0] for _, g in sorted(sets.items())]
+    """A colour per sweep, the same for one model's sweeps of different optimizers (a model that
+    has two sweeps of one optimizer gives each its own). The family's colour where the paper has
+    the family and one model of it is drawn, else one of a palette, in order."""
+
+    def key(sweep: str, g: pd.DataFrame) -> str:
+        same = [v for v in sets.values() if v["optimizer"].iloc[0] == g["optimizer"].iloc[0]]
+        return _set_label(sweep, g, {str(i): v for i, v in enumerate(same)})
+
+    keys = {sweep: key(sweep, g) for sweep, g in sorted(sets.items())}
+    family_of = {keys[sweep]: g["family"].iloc[0] for sweep, g in sets.items()}
+    families = list(family_of.values())
     colorblind = sns.color_palette("colorblind", 10)
     palette = [colorblind[i] for i in (4, 9, 5, 7, 3, 8, 6)]  # those unlike the families' three, first
-    out, spare = {}, iter(palette * (1 + len(sets) // len(palette)))
-    for (sweep, _), family in zip(sorted(sets.items()), families, strict=True):
-        own = COLORS.get(family) if families.count(family) == 1 else None
-        out[sweep] = own or next(spare)
-    return out
+    spare = iter(palette * (1 + len(family_of) // len(palette)))
+    by_key = {}
+    for k in sorted(family_of):
+        family = family_of[k]
+        by_key[k] = (COLORS.get(family) if families.count(family) == 1 else None) or next(spare)
+    return {sweep: by_key[k] for sweep, k in keys.items()}
 
 
 def _edf_curves(

@@ -222,3 +222,38 @@ def test_resamples_reach_the_figures_bands(monkeypatch):
     monkeypatch.setattr(stats, "edf_band", spy)
     figures.FIGURES["4"](edf_trials(), 37)
     assert seen and set(seen) == {37}
+
+
+def comparison_trials(families: dict[str, str], optims=("adamw", "sgd"), n: int = 6) -> pd.DataFrame:
+    """EDF sweeps of each model (of the given family) under each optimizer."""
+    rng = np.random.default_rng(1)
+    rows = [
+        {
+            "sweep": f"s-{m}-{o}",
+            "model": m,
+            "family": f,
+            "optimizer": o,
+            "status": "ok",
+            "sampler": "random",
+            "lr": float(lr),
+            "wd": 0.1,
+            "top1_err": float(20 + 10 * rng.random()),
+        }
+        for m, f in families.items()
+        for o in optims
+        for lr in np.geomspace(1e-3, 1e-1, n)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_a_model_keeps_one_colour_across_optimizers_and_the_legend_names_each_once():
+    trials = comparison_trials({"mine_a": "Mine", "mine_b": "Mine", "vit_c_1gf": "ViT_C"})
+    colors = figures.sweep_colors(experiments.edf_sets(trials))
+    for m in ("mine_a", "mine_b", "vit_c_1gf"):
+        assert colors[f"s-{m}-adamw"] == colors[f"s-{m}-sgd"]
+    assert len({colors[f"s-{m}-adamw"] for m in ("mine_a", "mine_b", "vit_c_1gf")}) == 3
+    assert colors["s-vit_c_1gf-adamw"] == figures.COLORS["ViT_C"]  # the only model of its family
+    fig = figures.figure_comparison(trials, n_resamples=20)
+    legend = fig.legends[0]
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["mine_a (n=6)", "mine_b (n=6)", "vit_c_1gf (n=6)"]
+    assert len(fig.get_axes()) == 2 * 3  # per optimizer: the EDF, error vs lr, error vs wd
