@@ -269,6 +269,11 @@ def figure_expected_best(trials: pd.DataFrame, optim: str):
     return fig
 
 
+def _dimension_values(g: pd.DataFrame, name: str, kind: str) -> pd.Series:
+    """A sampled dimension's values on an axis: categories for a choice, numbers otherwise."""
+    return g[name].astype(str) if kind == "choice" else g[name].astype(float)
+
+
 @plt.rc_context(STYLE)
 def figure_dimensions(g: pd.DataFrame):
     """One sweep: top-1 error against every sampled dimension (log axis where sampled log), with
@@ -280,8 +285,14 @@ def figure_dimensions(g: pd.DataFrame):
     color = COLORS.get(g["family"].iloc[0])
     best = g.loc[g["top1_err"].astype(float).idxmin()]
     for ax, (name, dim) in zip(axes[0], space.items(), strict=False):
-        x = g[name].astype(str) if dim[0] == "choice" else g[name].astype(float)
-        ax.scatter(x, g["top1_err"], s=9, color=color, marker=MARKERS.get(best["optimizer"], "o"), alpha=0.8)
+        ax.scatter(
+            _dimension_values(g, name, dim[0]),
+            g["top1_err"],
+            s=9,
+            color=color,
+            marker=MARKERS.get(best["optimizer"], "o"),
+            alpha=0.8,
+        )
         if dim[0] != "choice":
             ax.axvline(float(best[name]), color=color, linewidth=1.0)
         if dim[0] == "log":
@@ -320,8 +331,7 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000):
         for ax, (name, kind) in zip(row[1:], kinds.items(), strict=True):
             for sweep, g in sorted(chosen.items()):
                 if name in g and g[name].notna().any():
-                    x = g[name].astype(str) if kind == "choice" else g[name].astype(float)
-                    ax.scatter(x, g["top1_err"], s=9, color=colors[sweep], alpha=0.8)
+                    ax.scatter(_dimension_values(g, name, kind), g["top1_err"], s=9, color=colors[sweep], alpha=0.8)
             if kind == "log":
                 _log_axis(ax)
             ax.set_xlabel(name)

@@ -237,22 +237,14 @@ def dispatch(args: argparse.Namespace) -> int:
             imports=tuple(args.imports),
         )
         return train.run(cfg, args.results, args)
-    if args.command == "sweep":
+    if args.command in ("sweep", "grid", "noise"):
         from cli import sweeps as commands
 
-        return commands.sweep(args)
-    if args.command == "grid":
-        from cli import sweeps as commands
-
-        return commands.grid(args)
+        return getattr(commands, args.command)(args)
     if args.command == "study":
         from cli import study
 
         return study.run(args)
-    if args.command == "noise":
-        from cli import sweeps as commands
-
-        return commands.noise(args)
     if args.command == "report":
         return write_report(args)
     if args.command == "figures":
