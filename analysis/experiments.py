@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from analysis import stats
+from store import schema
 
 FAMILIES = ["ViT_P", "ViT_C", "RegNetY"]
 SIZE_OF = {
@@ -42,33 +45,78 @@ def usable(trials: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def with_protocol(trials: pd.DataFrame) -> pd.DataFrame:
+    """The rows with a ``protocol`` column: the label of what makes them comparable (``store.schema``)."""
+    return trials.assign(protocol=schema.protocol_labels(trials)) if len(trials) else trials.assign(protocol=[])
+
+
+def of_protocol(trials: pd.DataFrame, protocol: str) -> pd.DataFrame:
+    """The rows (any kind, any status) run under one protocol, named by its label."""
+    return trials[schema.protocol_labels(trials) == protocol] if len(trials) else trials
+
+
+def grid_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """Rows a grid wrote (sampler "fixed"), any status, with their protocol.
+
+    A row without a sampler is a single `stability train` run, never a grid point; only a store
+    written before the sampler column existed (no such column at all) counts every row.
+    """
+    if trials.empty:
+        return with_protocol(trials)
+    t = trials[~noise_rows(trials)]
+    if "sampler" in t:
+        t = t[t["sampler"] == GRID_SAMPLER]
+    return with_protocol(t)
+
+
+POINT = ["protocol", "model", "optimizer", "epochs"]
+
+
 def optimum_runs(trials: pd.DataFrame) -> pd.DataFrame:
     """Grid trials (one fixed (lr, wd) per model, optimizer and length), best if repeated.
 
-    Only rows a grid wrote (sampler "fixed"; no sampler column in older stores), never EDF
-    or noise rows, and one protocol per point: the rows of the preset seen last win ties.
+    Only rows a grid wrote (``grid_rows``), never EDF, noise or single-run rows, and one
+    point per protocol: two protocols' runs of one (model, optimizer, epochs) stay two points.
     """
-    t = usable(trials)
+    t = usable(grid_rows(trials))
     if t.empty:
         return t
-    t = t[~noise_rows(t)]
-    if "sampler" in t:
-        t = t[t["sampler"].fillna(GRID_SAMPLER) == GRID_SAMPLER]
-    keys = ["model", "optimizer", "epochs"]
-    return t.sort_values("top1_err").groupby(keys, as_index=False).first()
+    return t.sort_values("top1_err", kind="stable").drop_duplicates(POINT).reset_index(drop=True)
+
+
+def failed_grid_runs(trials: pd.DataFrame) -> pd.DataFrame:
+    """Grid points whose runs all failed (infrastructure faults): left out of Figures 2 and 3."""
+    g = grid_rows(trials)
+    if g.empty:
+        return pd.DataFrame(columns=POINT)
+    failed = g.loc[g["status"] == "failed", POINT].drop_duplicates()
+    done = usable(g)[POINT].drop_duplicates()
+    merged = failed.merge(done, on=POINT, how="left", indicator=True)
+    return merged.loc[merged["_merge"] == "left_only", POINT].reset_index(drop=True)
+
+
+def grid_protocols(trials: pd.DataFrame) -> list[str]:
+    """The protocols under which the store holds grid runs (Figures 2 and 3), sorted."""
+    return sorted(set(optimum_runs(trials).get("protocol", [])))
+
+
+CURVE = ["protocol", "model", "family", "size", "optimizer", "epochs", "top1_err", "carried", "failed"]
 
 
 def error_vs_epochs(trials: pd.DataFrame) -> pd.DataFrame:
-    """Error per (model, optimizer, epochs), with the paper's rule for diverged long runs.
+    """Error per (protocol, model, optimizer, epochs), with the paper's rule for diverged long runs.
 
-    Where a run diverged, the best result of a shorter schedule of the same model and
-    optimizer is carried forward (``carried`` = True) instead of the 100% error.
+    Where a run diverged, the best result of a shorter schedule of the same model, optimizer
+    and protocol is carried forward (``carried`` = True) instead of the 100% error; never one
+    of another protocol, which trained on other data or at another size. ``failed``: the
+    curve's grid points left out because their runs failed.
     """
     runs = optimum_runs(trials)
     if runs.empty:
-        return pd.DataFrame(columns=["model", "family", "size", "optimizer", "epochs", "top1_err", "carried"])
+        return pd.DataFrame(columns=CURVE)
+    failed = failed_grid_runs(trials).groupby(["protocol", "model", "optimizer"]).size().to_dict()
     rows = []
-    for (model, optim), group in runs.groupby(["model", "optimizer"]):
+    for (protocol, model, optim), group in runs.groupby(["protocol", "model", "optimizer"]):
         best_so_far = np.inf
         for _, r in group.sort_values("epochs").iterrows():
             carried = r["status"] == "diverged" and np.isfinite(best_so_far)
@@ -77,6 +125,7 @@ def error_vs_epochs(trials: pd.DataFrame) -> pd.DataFrame:
                 best_so_far = min(best_so_far, err)
             rows.append(
                 {
+                    "protocol": protocol,
                     "model": model,
                     "family": r["family"],
                     "size": SIZE_OF.get(model),
@@ -84,16 +133,18 @@ def error_vs_epochs(trials: pd.DataFrame) -> pd.DataFrame:
                     "epochs": int(r["epochs"]),
                     "top1_err": err,
                     "carried": bool(carried),
+                    "failed": int(failed.get((protocol, model, optim), 0)),
                 }
             )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=CURVE)
 
 
 def training_length_deltas(trials: pd.DataFrame) -> pd.DataFrame:
-    """err(E) - err(longest E) per (model, optimizer): the paper's err(E) - err(400)."""
+    """err(E) - err(longest E) per (protocol, model, optimizer): the paper's err(E) - err(400),
+    each curve measured against its own protocol's longest run."""
     curve = error_vs_epochs(trials)
     rows = []
-    for (_model, _optim), g in curve.groupby(["model", "optimizer"]):
+    for _, g in curve.groupby(["protocol", "model", "optimizer"]):
         longest = g.loc[g["epochs"].idxmax()]
         for _, r in g[g["epochs"] < longest["epochs"]].iterrows():
             rows.append(
@@ -108,31 +159,53 @@ def training_length_deltas(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def optimizer_gaps(trials: pd.DataFrame) -> pd.DataFrame:
-    """err(SGD) - err(AdamW) per (model, epochs), each at its Table 4 optimum."""
+    """err(SGD) - err(AdamW) per (protocol, model, epochs), each at its Table 4 optimum;
+    ``failed``: grid points of the model's two curves left out because their runs failed."""
     curve = error_vs_epochs(trials)
-    keys = ["model", "family", "size", "epochs"]
-    sgd, adamw = (curve[curve["optimizer"] == o][[*keys, "top1_err", "carried"]] for o in ("sgd", "adamw"))
+    keys = ["protocol", "model", "family", "size", "epochs"]
+    sgd, adamw = (curve[curve["optimizer"] == o][[*keys, "top1_err", "carried", "failed"]] for o in ("sgd", "adamw"))
     both = sgd.merge(adamw, on=keys, suffixes=("_sgd", "_adamw"))
     out = both[keys].assign(
         sgd=both["top1_err_sgd"],
         adamw=both["top1_err_adamw"],
         carried=both["carried_sgd"].astype(bool) | both["carried_adamw"].astype(bool),
+        failed=both["failed_sgd"].astype(int) + both["failed_adamw"].astype(int),
     )
     out["gap"] = out["sgd"] - out["adamw"]
     return out
 
 
+def edf_rows(trials: pd.DataFrame) -> pd.DataFrame:
+    """Rows of EDF sweeps (sampler random or sobol; every row in a store without a sampler
+    column), any status; grid and noise rows left out."""
+    if trials.empty:
+        return trials
+    t = trials[~noise_rows(trials)]
+    return t[t["sampler"].isin(EDF_SAMPLERS)] if "sampler" in t else t
+
+
 def edf_sets(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The trials of each EDF sweep, keyed by sweep: a sweep is one protocol (model, optimizer,
-    epochs, data, image size, seed), so two sweeps of one model at two presets stay apart.
-    Grid and noise rows are left out."""
-    t = usable(trials)
+    """The usable trials of each EDF sweep, keyed by sweep: a sweep is one protocol (model,
+    optimizer, epochs, data, image size, seed, space), so two sweeps of one model at two presets
+    stay apart. Grid and noise rows are left out, and so are failed trials (``failed_counts``)."""
+    t = usable(edf_rows(trials))
     if t.empty:
         return {}
-    t = t[~noise_rows(t)]
-    if "sampler" in t:
-        t = t[t["sampler"].isin(EDF_SAMPLERS)]
     return {sweep: g for sweep, g in t.groupby("sweep") if len(g) > 1}
+
+
+def failed_counts(trials: pd.DataFrame) -> dict[str, int]:
+    """Per EDF sweep: its failed trials (infrastructure faults), which its EDF leaves out; every
+    figure and table that leaves them out says how many."""
+    t = edf_rows(trials)
+    if t.empty:
+        return {}
+    return {str(k): int(v) for k, v in t[t["status"] == "failed"].groupby("sweep").size().items()}
+
+
+def counted(n: int, failed: int) -> str:
+    """The text "n=16" or "n=16, 2 failed left out": the trials an EDF holds and the failed ones it leaves out."""
+    return f"n={n}" + (f", {failed} failed left out" if failed else "")
 
 
 def noise_floors(trials: pd.DataFrame) -> pd.DataFrame:
@@ -156,18 +229,22 @@ def noise_floors(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per EDF sweep: n, diverged, best error, each summary with its bootstrap interval,
-    and the seed-noise floor where `stability noise` measured one."""
+    """One row per EDF sweep: its protocol, n, failed (left out), diverged (counted at 100), best
+    error, each summary with its bootstrap interval, and the seed-noise floor where `stability
+    noise` measured one."""
     rows = []
     floors = noise_floors(trials).set_index("sweep")
+    failed = failed_counts(trials)
     for sweep, g in sorted(edf_sets(trials).items()):
         row = {
             "sweep": sweep,
+            "protocol": "/".join(sorted(set(schema.protocol_labels(g)))),
             "model": g["model"].iloc[0],
             "family": g["family"].iloc[0],
             "optimizer": g["optimizer"].iloc[0],
             "epochs": int(g["epochs"].iloc[0]),
             "n": len(g),
+            "failed": failed.get(sweep, 0),
             "diverged": int((g["status"] == "diverged").sum()),
             "best_err": g["top1_err"].min(),
         }
@@ -179,54 +256,112 @@ def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int 
     return pd.DataFrame(rows)
 
 
-PROTOCOL = ["optimizer", "epochs", "dataset", "image_size", "batch_size", "seed"]
-
-
 def same_draws(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     """Whether two sweeps tried the same (lr, wd) draws in the same order (then they pair by index)."""
     key = ["index", "lr", "wd"]
-    if not set(key) <= set(a) or len(a) != len(b):
+    if not set(key) <= set(a) or not set(key) <= set(b) or len(a) != len(b):
         return False
     x, y = a.sort_values("index")[key].to_numpy(), b.sort_values("index")[key].to_numpy()
     return bool(np.allclose(x, y, rtol=1e-12, atol=0))
 
 
-def comparisons(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Every pair of EDF sweeps with the same optimizer and protocol: the KS test of their deltas,
-    each summary's difference (first minus second) with a bootstrap interval, the seed-noise
-    floor where measured, and the comparison in words."""
+def _samples(rows: pd.DataFrame, field: str) -> bool:
+    """Whether the sweep's stored space samples ``field`` (then it varies within the sweep)."""
+    spaces = rows["space"].dropna() if "space" in rows else []
+    return any(field in json.loads(s) for s in spaces if isinstance(s, str) and s)
+
+
+def comparable(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """Whether two EDF sweeps compare: one protocol over every row of both (``store.schema``: data,
+    sizes, preset, seed, recipe fields, search space), one optimizer, one schedule length (or
+    one space that samples it)."""
+    both = pd.concat([a, b], ignore_index=True)
+    if schema.protocol_key(both).nunique() != 1 or both["optimizer"].nunique() != 1:
+        return False
+    return both["epochs"].nunique() <= 1 or _samples(both, "epochs")
+
+
+def comparisons(
+    trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0, test_resamples: int = 9999
+) -> pd.DataFrame:
+    """Every pair of EDF sweeps of one protocol and optimizer (``comparable``): a permutation test
+    of their deltas (paired where both tried the same draws, ``stats.compare``) with its p-value
+    and the Holm-adjusted one (``p_holm``, across every pair of this table), each summary's
+    difference (first minus second) with a bootstrap interval, the seed noise of the difference
+    where measured, and the comparison in words."""
     sets = edf_sets(trials)
     floors = noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     rows = []
     names = sorted(sets)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            ga, gb = sets[a], sets[b]
-            protocol = [c for c in PROTOCOL if c in ga and c in gb]
-            if any(ga[c].iloc[0] != gb[c].iloc[0] for c in protocol):
-                continue
-            paired = same_draws(ga, gb)
-            ea = ga.sort_values("index")["top1_err"] if paired else ga["top1_err"]
-            eb = gb.sort_values("index")["top1_err"] if paired else gb["top1_err"]
-            row = {"a": a, "b": b, "optimizer": ga["optimizer"].iloc[0], "paired": paired, **stats.compare(ea, eb)}
-            diffs = stats.compare_summaries(ea, eb, paired=paired, n_resamples=n_resamples, seed=seed)
-            for name, (d, lo, hi) in diffs.items():
-                row[f"{name}_diff"], row[f"{name}_lo"], row[f"{name}_hi"] = d, lo, hi
-            noise = max(floors.get(a, np.nan), floors.get(b, np.nan))
-            row["noise_std"] = noise
-            row["beyond_noise"] = bool(abs(row["median_delta_diff"]) > noise) if np.isfinite(noise) else None
-            row["in_words"] = in_words(ga["model"].iloc[0], gb["model"].iloc[0], diffs["median_delta"], noise)
-            rows.append(row)
-    return pd.DataFrame(rows)
+            if comparable(sets[a], sets[b]):
+                rows.append(compare_pair(a, b, sets[a], sets[b], floors, n_resamples, seed, test_resamples))
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    out.insert(out.columns.get_loc("p_value") + 1, "p_holm", stats.holm(out["p_value"]))
+    out["in_words"] = [
+        in_words(*named(r.a, r.b, r.model_a, r.model_b), (r.median_delta_diff, r.median_delta_lo, r.median_delta_hi),
+                 r.noise_std, noise_source(r.a, r.b, floors), r.p_holm)
+        for r in out.itertuples()
+    ]  # fmt: skip
+    return out
 
 
-def in_words(a: str, b: str, diff: tuple[float, float, float], noise: float) -> str:
-    """E.g. "vit_c_4gf's median delta is lower than vit_p_4gf's by 2.10 points, 95% CI [1.20, 3.00]"."""
+def named(a: str, b: str, model_a: str, model_b: str) -> tuple[str, str]:
+    """The two sides of a comparison in words: their models, or their sweeps where one model is both."""
+    return (model_a, model_b) if model_a != model_b else (a, b)
+
+
+def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, floors: dict, n_resamples: int, seed: int,
+                 test_resamples: int) -> dict:  # fmt: skip
+    """One row of ``comparisons``: the test, the summaries' differences and the noise floor."""
+    paired = same_draws(ga, gb)
+    ea = ga.sort_values("index")["top1_err"] if paired else ga["top1_err"]
+    eb = gb.sort_values("index")["top1_err"] if paired else gb["top1_err"]
+    row = {
+        "a": a,
+        "b": b,
+        "model_a": ga["model"].iloc[0],
+        "model_b": gb["model"].iloc[0],
+        "protocol": schema.protocol_labels(ga).iloc[0],
+        "optimizer": ga["optimizer"].iloc[0],
+        "paired": paired,
+        **stats.compare(ea, eb, paired=paired, n_resamples=test_resamples, seed=seed),
+    }
+    diffs = stats.compare_summaries(ea, eb, paired=paired, n_resamples=n_resamples, seed=seed)
+    for name, (d, lo, hi) in diffs.items():
+        row[f"{name}_diff"], row[f"{name}_lo"], row[f"{name}_hi"] = d, lo, hi
+    noise = stats.difference_noise(floors.get(a, np.nan), floors.get(b, np.nan))
+    row["noise_std"] = noise
+    row["beyond_noise"] = bool(abs(row["median_delta_diff"]) > noise) if np.isfinite(noise) else None
+    return row
+
+
+def noise_source(a: str, b: str, floors: dict) -> str:
+    """Where the noise of a difference comes from, in words (the same whichever sweep is first)."""
+    measured = sorted(s for s in (a, b) if np.isfinite(floors.get(s, np.nan)))
+    if len(measured) == 2:
+        return "from both sweeps' noise runs"
+    return f"sqrt(2)×σ of {measured[0]}'s noise runs" if measured else ""
+
+
+def in_words(
+    a: str, b: str, diff: tuple[float, float, float], noise: float, source: str = "", p_holm: float = float("nan")
+) -> str:
+    """E.g. "vit_c_4gf's median delta is lower than vit_p_4gf's by 2.10 points, 95% CI [1.20, 3.00]
+    (Holm-adjusted p = 0.004); seed noise of the difference ≈ 0.60 points (from both sweeps' noise
+    runs): exceeded"."""
     d, lo, hi = diff
     way = "lower" if d < 0 else "higher"
     text = f"{a}'s median delta is {way} than {b}'s by {abs(d):.2f} points, 95% CI [{lo:.2f}, {hi:.2f}]"
     if lo <= 0 <= hi:
         text += " (the interval includes 0)"
+    if np.isfinite(p_holm):
+        text += f" (Holm-adjusted p = {p_holm:.3g})"
     if np.isfinite(noise):
-        text += f"; seed noise {noise:.2f} points ({'exceeded' if abs(d) > noise else 'not exceeded'})"
+        said = f" ({source})" if source else ""
+        text += f"; seed noise of the difference ≈ {noise:.2f} points{said}: "
+        text += "exceeded" if abs(d) > noise else "not exceeded"
     return text

@@ -1,9 +1,11 @@
 """Figures 2-5 of the paper in one visual language.
 
-One colour per family (ViT_P, ViT_C, RegNetY); AdamW up-triangles, SGD down-triangles;
-carried-forward points of diverged long runs dashed; EDF bootstrap bands shaded. Every
-function takes the trials table and returns a matplotlib Figure (drawing what the table
-holds); ``save`` writes it as PNG, PDF or SVG.
+One colour per family (ViT_P, ViT_C, RegNetY) in Figures 2 and 3, one per sweep (the family's
+where it is the only one of its family) in every per-sweep panel; AdamW up-triangles, SGD
+down-triangles; carried-forward points of diverged long runs dashed; EDF bootstrap bands
+shaded. Runs of two protocols are never joined into one curve, and every figure that leaves
+failed trials out says how many. Every function takes the trials table and returns a
+matplotlib Figure (drawing what the table holds); ``save`` writes it as PNG, PDF or SVG.
 """
 
 from __future__ import annotations
@@ -52,14 +54,16 @@ def _shared_legend(fig, axes) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             entries.setdefault(label, handle)
     if entries:
-        rows = -(-len(entries) // 6)
+        ncol = 6 if max(map(len, entries)) <= 24 else 2  # long labels (protocols named) take two columns
+        rows = -(-len(entries) // ncol)
+        fig.set_figheight(fig.get_figheight() + 0.2 * (rows - 1))  # the panels keep their height
         bottom = (0.1 + 0.2 * rows) / fig.get_figheight()  # inches kept free for the legend
         fig.tight_layout(rect=(0, bottom, 1, 1))
         fig.legend(
             list(entries.values()),
             list(entries),
             loc="lower center",
-            ncol=min(len(entries), 6),
+            ncol=min(len(entries), ncol),
             frameon=False,
             bbox_to_anchor=(0.5, 0.0),
         )
@@ -92,34 +96,51 @@ def _epoch_axis(ax, epochs) -> None:
     ax.minorticks_off()
 
 
-def _epoch_panels(frame: pd.DataFrame, y: str, what: str, ylabel) -> plt.Figure:
-    """One panel per model size, one series per (family, optimizer) over schedule length."""
+def _epoch_panels(frame: pd.DataFrame, y: str, what: str, ylabel, note: str) -> plt.Figure:
+    """One panel per model size, one series per (protocol, family, optimizer) over schedule length:
+    two protocols' runs are never joined into one curve (the legend names the protocol where a
+    frame holds several; ``of_protocol`` draws one). ``note`` goes above the panels."""
     fig, axes = _axes(3)
+    several = frame["protocol"].nunique() > 1 if not frame.empty else False
     for ax, size in zip(axes[0], experiments.SIZES, strict=True):
         g = frame[frame["size"] == size] if not frame.empty else frame
         ax.set_title(size)
         if g.empty:
             _empty(ax, what)
             continue
-        for (family, optim), s in g.groupby(["family", "optimizer"]):
-            _series(ax, s, y, COLORS.get(family), MARKERS[optim], f"{family} {OPTIM_NAMES[optim]}")
+        for (protocol, family, optim), s in g.groupby(["protocol", "family", "optimizer"]):
+            label = f"{family} {OPTIM_NAMES[optim]}" + (f" [{protocol}]" if several else "")
+            _series(ax, s, y, COLORS.get(family), MARKERS[optim], label)
         _epoch_axis(ax, g["epochs"])
         ax.set_xlabel("epochs")
         ax.set_ylabel(ylabel(g))
+    if note:
+        fig.suptitle(note, fontsize=8)
     fig.tight_layout()
     _shared_legend(fig, axes[0])
     return fig
 
 
+def grid_note(trials: pd.DataFrame, frame: pd.DataFrame) -> str:
+    """Above Figures 2 and 3: the protocol drawn, and how many failed grid runs are left out."""
+    protocols = sorted(set(frame["protocol"])) if not frame.empty else []
+    parts = [f"protocol {protocols[0]}"] if len(protocols) == 1 and protocols[0] != "unspecified" else []
+    failed = len(experiments.failed_grid_runs(trials))
+    if failed:
+        parts.append(f"{failed} failed run{'s' if failed > 1 else ''} left out")
+    return "; ".join(parts)
+
+
 @plt.rc_context(STYLE)
 def figure2(trials: pd.DataFrame):
     """Training-length deltas err(E) - err(longest) vs E, per model size (Figure 2)."""
-    fig = _epoch_panels(
-        experiments.training_length_deltas(trials),
-        "delta",
-        "training-length runs",
-        lambda g: f"err(E) - err({int(g['reference_epochs'].max())})",
-    )
+    frame = experiments.training_length_deltas(trials)
+
+    def ylabel(g: pd.DataFrame) -> str:
+        longest = set(g["reference_epochs"])
+        return f"err(E) - err({int(longest.pop())})" if len(longest) == 1 else "err(E) - err(longest E)"
+
+    fig = _epoch_panels(frame, "delta", "training-length runs", ylabel, grid_note(trials, frame))
     for ax in fig.get_axes():
         if ax.get_lines():
             ax.axhline(0, color="0.7", linewidth=0.8)
@@ -129,38 +150,42 @@ def figure2(trials: pd.DataFrame):
 @plt.rc_context(STYLE)
 def figure3(trials: pd.DataFrame):
     """Top-1 error vs epochs, AdamW and SGD, per model size (Figure 3)."""
-    return _epoch_panels(experiments.error_vs_epochs(trials), "top1_err", "optimizer runs", lambda g: "top-1 error (%)")
+    frame = experiments.error_vs_epochs(trials)
+    return _epoch_panels(frame, "top1_err", "optimizer runs", lambda g: "top-1 error (%)", grid_note(trials, frame))
 
 
 @plt.rc_context(STYLE)
 def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
     """Figures 4 (AdamW) and 5 (SGD): error vs lr, wd and lr*wd for the 4GF models with a bar at
     each model's best trial; below, EDFs of delta error per model size with bootstrap bands
-    (and each sweep's seed-noise floor where measured)."""
+    (and each sweep's seed-noise floor where measured). A sweep has one colour in every panel."""
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     sets = {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
     size_of = {k: experiments.SIZE_OF.get(v["model"].iloc[0]) for k, v in sets.items()}
+    colors = sweep_colors(sets, panels=size_of)
+    failed = experiments.failed_counts(trials)
     fig, axes = _axes(3, nrows=2, height=2.2)
     # the 4GF models, as in the paper; a store without them shows its smallest size instead
     sizes = [z for z in experiments.SIZES if z in size_of.values()]
     shown = "4GF" if "4GF" in sizes or not sizes else sizes[0]
     four = {k: v for k, v in sets.items() if size_of[k] == shown}
-    for ax, (label, values) in zip(
+    for ax, (name, values) in zip(
         axes[0],
         [("lr", lambda g: g["lr"]), ("wd", lambda g: g["wd"]), ("lr·wd", lambda g: g["lr"] * g["wd"])],
         strict=True,
     ):
-        ax.set_title(f"{shown} models: error vs {label}")
+        ax.set_title(f"{shown} models: error vs {name}")
         if not four:
             _empty(ax, f"{shown} {OPTIM_NAMES[optim]} sweeps")
             continue
         for sweep, g in sorted(four.items()):
-            color, v = COLORS.get(g["family"].iloc[0]), values(g)
-            label = _set_label(sweep, g, four)
-            ax.scatter(v, g["top1_err"], s=9, color=color, marker=MARKERS[optim], label=label, alpha=0.8)
+            color, v = colors[sweep], values(g)
+            ax.scatter(
+                v, g["top1_err"], s=9, color=color, marker=MARKERS[optim], label=_set_label(sweep, g, four), alpha=0.8
+            )
             ax.axvline(v.loc[g["top1_err"].idxmin()], color=color, linewidth=1.0, alpha=0.8)
         _log_axis(ax)
-        ax.set_xlabel(label)
+        ax.set_xlabel(name)
         ax.set_ylabel("top-1 error (%)")
     for ax, size in zip(axes[1], experiments.SIZES, strict=True):
         ax.set_title(f"{size}: EDF of Δ top-1 error")
@@ -168,7 +193,7 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
         if not chosen:
             _empty(ax, f"{size} {OPTIM_NAMES[optim]} sweeps")
             continue
-        _edf_curves(ax, chosen, floors, n_resamples)
+        _edf_curves(ax, chosen, floors, n_resamples, colors, failed)
     fig.tight_layout()
     _shared_legend(fig, axes[0])
     return fig
@@ -180,10 +205,17 @@ def _set_label(sweep: str, g: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> st
     return model if sum(v["model"].iloc[0] == model for v in sets.values()) == 1 else sweep
 
 
-def sweep_colors(sets: dict[str, pd.DataFrame]) -> dict[str, tuple]:
-    """A colour per sweep, the same for one model's sweeps of different optimizers (a model that
-    has two sweeps of one optimizer gives each its own). The family's colour where the paper has
-    the family and one model of it is drawn, else one of a palette, in order."""
+def _counted_label(sweep: str, g: pd.DataFrame, sets: dict[str, pd.DataFrame], failed: dict[str, int]) -> str:
+    """A sweep's legend entry with its trial count and the failed trials left out, if any."""
+    return f"{_set_label(sweep, g, sets)} ({experiments.counted(len(g), failed.get(sweep, 0))})"
+
+
+def sweep_colors(sets: dict[str, pd.DataFrame], panels: dict[str, object] | None = None) -> dict[str, tuple]:
+    """A colour per sweep, distinct within every panel and the same in every panel of a figure, and
+    the same for one model's sweeps of different optimizers (a model that has two sweeps of one
+    optimizer gives each its own). The family's colour where no other model of the family shares
+    a panel with it (``panels``: sweep -> panel; None: all in one), else one of a palette, in order.
+    Figures of one store that take the colours from the same sets agree with each other."""
 
     def key(sweep: str, g: pd.DataFrame) -> str:
         same = [v for v in sets.values() if v["optimizer"].iloc[0] == g["optimizer"].iloc[0]]
@@ -191,22 +223,31 @@ def sweep_colors(sets: dict[str, pd.DataFrame]) -> dict[str, tuple]:
 
     keys = {sweep: key(sweep, g) for sweep, g in sorted(sets.items())}
     family_of = {keys[sweep]: g["family"].iloc[0] for sweep, g in sets.items()}
-    families = list(family_of.values())
+    panels_of: dict[str, set] = {}
+    for sweep, k in keys.items():
+        panels_of.setdefault(k, set()).add(None if panels is None else panels.get(sweep))
     colorblind = sns.color_palette("colorblind", 10)
     palette = [colorblind[i] for i in (4, 9, 5, 7, 3, 8, 6)]  # those unlike the families' three, first
     spare = iter(palette * (1 + len(family_of) // len(palette)))
     by_key = {}
     for k in sorted(family_of):
         family = family_of[k]
-        by_key[k] = (COLORS.get(family) if families.count(family) == 1 else None) or next(spare)
+        rivals = [o for o in family_of if o != k and family_of[o] == family and panels_of[o] & panels_of[k]]
+        by_key[k] = (COLORS.get(family) if not rivals else None) or next(spare)
     return {sweep: by_key[k] for sweep, k in keys.items()}
 
 
 def _edf_curves(
-    ax, sets: dict[str, pd.DataFrame], floors: dict[str, float], n_resamples: int, colors: dict | None = None
+    ax,
+    sets: dict[str, pd.DataFrame],
+    floors: dict[str, float],
+    n_resamples: int,
+    colors: dict | None = None,
+    failed: dict[str, int] | None = None,
 ) -> None:
     """EDFs of delta error with bootstrap bands; a sweep's seed-noise floor (the standard deviation
-    of its best (lr, wd) across seeds) as a dotted line of its colour."""
+    of its best (lr, wd) across seeds) as a dotted line of its colour. The legend gives each
+    sweep's n and the failed trials its EDF leaves out."""
     colors = colors or sweep_colors(sets)
     for sweep, g in sorted(sets.items()):
         color = colors[sweep]
@@ -217,7 +258,7 @@ def _edf_curves(
             stats.edf_at(g["top1_err"], EDF_GRID),
             where="post",
             color=color,
-            label=f"{_set_label(sweep, g, sets)} (n={len(g)})",
+            label=_counted_label(sweep, g, sets, failed or {}),
         )
         if np.isfinite(floors.get(sweep, np.nan)):
             ax.axvline(floors[sweep], color=color, linestyle=":", linewidth=1.0)
@@ -228,17 +269,25 @@ def _edf_curves(
     ax.legend(frameon=False, loc="lower right")
 
 
+def _optimizer_sets(trials: pd.DataFrame, optim: str) -> tuple[dict[str, pd.DataFrame], dict[str, tuple]]:
+    """One optimizer's EDF sets and their colours, taken from all of the store's sets so that the
+    EDF, expected-best and comparison figures of one store give a sweep one colour."""
+    every = experiments.edf_sets(trials)
+    colors = sweep_colors(every)
+    return {k: v for k, v in every.items() if v["optimizer"].iloc[0] == optim}, colors
+
+
 @plt.rc_context(STYLE)
 def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
     """Every EDF sweep of one optimizer in one panel, for any store (no paper layout): how much
     of each sweep's space lands near its best. Dotted lines: seed-noise floors."""
-    sets = {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
+    sets, colors = _optimizer_sets(trials, optim)
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     fig, axes = _axes(1, height=3.0)
     ax = axes[0][0]
     ax.set_title(f"{OPTIM_NAMES[optim]}: EDF of Δ top-1 error per sweep")
     if sets:
-        _edf_curves(ax, sets, floors, n_resamples)
+        _edf_curves(ax, sets, floors, n_resamples, colors, experiments.failed_counts(trials))
     else:
         _empty(ax, f"{OPTIM_NAMES[optim]} sweeps")
     fig.tight_layout()
@@ -249,7 +298,8 @@ def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
 def figure_expected_best(trials: pd.DataFrame, optim: str):
     """Expected best error of k random trials against k (Dodge et al. 2019), per sweep of one
     optimizer, with one standard deviation shaded: how many trials a model needs."""
-    sets = {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
+    sets, colors = _optimizer_sets(trials, optim)
+    failed = experiments.failed_counts(trials)
     fig, axes = _axes(1, height=3.0)
     ax = axes[0][0]
     ax.set_title(f"{OPTIM_NAMES[optim]}: expected best top-1 error of k random trials")
@@ -257,8 +307,8 @@ def figure_expected_best(trials: pd.DataFrame, optim: str):
         _empty(ax, f"{OPTIM_NAMES[optim]} sweeps")
     for sweep, g in sorted(sets.items()):
         curve = stats.expected_best(g["top1_err"], range(1, len(g) + 1))
-        color = COLORS.get(g["family"].iloc[0])
-        ax.plot(curve["k"], curve["mean"], color=color, label=f"{_set_label(sweep, g, sets)} (n={len(g)})")
+        color = colors[sweep]
+        ax.plot(curve["k"], curve["mean"], color=color, label=_counted_label(sweep, g, sets, failed))
         ax.fill_between(curve["k"], curve["mean"] - curve["std"], curve["mean"] + curve["std"], color=color, alpha=0.2)
     if sets:
         _log_axis(ax)
@@ -318,6 +368,7 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000):
         for name, dim in sweep_space(g).items():
             kinds.setdefault(name, dim[0])
     colors = sweep_colors(sets)
+    failed = experiments.failed_counts(trials)
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     fig, axes = _axes(1 + len(kinds), nrows=len(optims), height=2.4)
     for row, optim in zip(axes, optims, strict=True):
@@ -326,7 +377,7 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000):
         if not chosen:
             _empty(row[0], "EDF sweeps")
             continue
-        _edf_curves(row[0], chosen, floors, n_resamples, colors)
+        _edf_curves(row[0], chosen, floors, n_resamples, colors, failed)
         row[0].get_legend().remove()
         for ax, (name, kind) in zip(row[1:], kinds.items(), strict=True):
             for sweep, g in sorted(chosen.items()):

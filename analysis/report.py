@@ -20,15 +20,18 @@ HOW_TO = {
 }
 
 
-def missing_parts(trials: pd.DataFrame, figure: str) -> list[str]:
-    """What the figure wants that the store lacks, in words."""
+def missing_parts(trials: pd.DataFrame, figure: str, protocol: str | None = None) -> list[str]:
+    """What the figure wants that the store lacks, in words (Figures 2 and 3: under ``protocol``
+    where one is named, since runs of another protocol do not fill its curves)."""
     if figure in ("2", "3"):
-        curve = experiments.error_vs_epochs(trials)
+        curve, pairs = experiments.error_vs_epochs(trials), experiments.optimizer_gaps(trials)
+        if protocol is not None:
+            curve, pairs = curve[curve["protocol"] == protocol], pairs[pairs["protocol"] == protocol]
         have = set(curve["size"]) if not curve.empty else set()
         gaps = [f"{s} training-length runs" for s in experiments.SIZES if s not in have]
-        if figure == "3" and not experiments.optimizer_gaps(trials).shape[0]:
+        if figure == "3" and pairs.empty:
             gaps.append("runs of both optimizers for one model")
-        if not curve.empty and curve.groupby(["model", "optimizer"])["epochs"].nunique().max() < 2:
+        if not curve.empty and curve.groupby(["protocol", "model", "optimizer"])["epochs"].nunique().max() < 2:
             gaps.append("a second schedule length")
         return gaps
     if figure == "compare":
@@ -40,6 +43,8 @@ def missing_parts(trials: pd.DataFrame, figure: str) -> list[str]:
 
 
 def write_tables(trials: pd.DataFrame, out: Path, n_resamples: int) -> list[Path]:
+    """The summary tables as CSV and Markdown: per EDF sweep (with its failed trials counted),
+    and the grid's optimizer gaps and training-length deltas (with their protocol)."""
     tables = {
         "stability_summary": experiments.stability_table(trials, n_resamples=n_resamples),
         "optimizer_gaps": experiments.optimizer_gaps(trials),
@@ -55,10 +60,46 @@ def write_tables(trials: pd.DataFrame, out: Path, n_resamples: int) -> list[Path
     return written
 
 
+def grid_figures(held: list[str], figure: str, protocol: str | None) -> tuple[list[str | None], list[str]]:
+    """Which protocols Figure 2 or 3 is drawn for, of those the store ``held`` grid runs under, and
+    the lines that say what was left out.
+
+    One figure per protocol, never one curve through two; a named ``protocol`` draws only that
+    one. [None] draws the (empty) figure of a store without grid runs, as before.
+    """
+    if protocol is None:
+        if len(held) < 2:
+            return held or [None], []
+        listed = f"{len(held)} protocols ({', '.join(held)})"
+        return held, [
+            f"figure {figure}: the store holds its runs under {listed}; one figure each, --protocol draws one"
+        ]
+    if protocol not in held:
+        listed = ", ".join(held) or "none"
+        return [], [f"figure {figure}: no grid runs under protocol {protocol!r}; the store holds: {listed}"]
+    others = ", ".join(p for p in held if p != protocol)
+    said = [f"figure {figure}: drawn for protocol {protocol}; the store also holds {others}"] if others else []
+    return [protocol], said
+
+
 def make_figures(
-    results: str | os.PathLike, out: str | os.PathLike, figures: list[str], fmt: str = "png", n_resamples: int = 1000
+    results: str | os.PathLike,
+    out: str | os.PathLike,
+    figures: list[str],
+    fmt: str = "png",
+    n_resamples: int = 1000,
+    *,
+    protocol: str | None = None,
 ) -> dict:
-    """Write the requested figures and tables; returns what was written and what is missing."""
+    """Write the requested figures and tables; returns what was written and what is missing.
+
+    Figures 2 and 3 are drawn once per protocol the store holds grid runs under, named
+    ``figure2-<protocol>`` where it holds several (``figure2`` where one); ``protocol`` (a label
+    as in those names and the tables' ``protocol`` column) draws only that one. The returned
+    dict: ``written`` (paths), ``missing`` (figure -> what the store lacks), ``notes`` (lines
+    naming the protocols drawn and not drawn), ``protocols`` (figure -> the protocols it could
+    be drawn for), ``unreadable``, ``empty``.
+    """
     from analysis import figures as figs
 
     with warnings.catch_warnings(record=True) as caught:
@@ -69,15 +110,37 @@ def make_figures(
         return {
             "written": [],
             "missing": {f: ["any results"] for f in figures},
+            "notes": [],
+            "protocols": {},
             "unreadable": unreadable,
             "empty": True,
         }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written, missing = [], {}
+    written, missing, notes, protocols = [], {}, [], {}
     for f in figures:
-        fig = figs.FIGURES[f](trials, n_resamples)
-        written.append(figs.save(fig, out, f"figure{f}" if f != "compare" else "comparison", fmt))
-        missing[f] = missing_parts(trials, f)
+        if f not in ("2", "3"):
+            fig = figs.FIGURES[f](trials, n_resamples)
+            written.append(figs.save(fig, out, f"figure{f}" if f != "compare" else "comparison", fmt))
+            missing[f] = missing_parts(trials, f)
+            continue
+        protocols[f] = experiments.grid_protocols(trials)
+        chosen, said = grid_figures(protocols[f], f, protocol)
+        notes += said
+        several = len(protocols[f]) > 1
+        missing[f] = []
+        for p in chosen:
+            mine = trials if p is None else experiments.of_protocol(trials, p)
+            written.append(
+                figs.save(figs.FIGURES[f](mine, n_resamples), out, f"figure{f}-{p}" if several else f"figure{f}", fmt)
+            )
+            missing[f] += [f"{part} under protocol {p}" if several else part for part in missing_parts(mine, f, p)]
     written += write_tables(trials, out, n_resamples)
-    return {"written": written, "missing": missing, "unreadable": unreadable, "empty": False}
+    return {
+        "written": written,
+        "missing": missing,
+        "notes": notes,
+        "protocols": protocols,
+        "unreadable": unreadable,
+        "empty": False,
+    }

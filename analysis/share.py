@@ -1,10 +1,11 @@
 """`stability report`: one self-contained HTML file of a results store, to share.
 
 Everything a reader needs beside the EDFs, per sweep set: bands and seed-noise floors,
-error against each sampled dimension, expected-best curves, importances, paired comparisons,
-Figures 2-5 where the store holds their runs, the protocol, and what the store still lacks
-with the command that fills it. Figures are embedded as base64 PNGs, so the file opens
-offline; it loads nothing from the network.
+error against each sampled dimension, expected-best curves, importances, comparisons (tests
+named, p-values Holm-adjusted across the page), Figures 2-5 where the store holds their runs
+(2 and 3 once per protocol), each sweep's protocol and its failed trials (left out, and
+counted), and what the store still lacks with the command that fills it. Figures are
+embedded as base64 PNGs, so the file opens offline; it loads nothing from the network.
 """
 
 from __future__ import annotations
@@ -52,8 +53,25 @@ def section(title: str, *parts: str, level: int = 2) -> str:
     return f"<h{level}>{html.escape(title)}</h{level}>\n" + "\n".join(parts)
 
 
-def sweep_parts(sweep: str, g: pd.DataFrame) -> str:
-    """One EDF sweep: its dimensions figure and its hyperparameter importances."""
+def protocol_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per sweep: its protocol (label and fields), its trials and how many failed."""
+    rows = experiments.with_protocol(trials)
+    first = rows.drop_duplicates("sweep")[[c for c in PROTOCOL_COLUMNS if c in rows]].set_index("sweep")
+    per_sweep = rows.groupby("sweep")
+    first.insert(0, "protocol", per_sweep["protocol"].agg(lambda p: "/".join(sorted(set(p)))))
+    first["trials"] = per_sweep.size()
+    first["failed"] = per_sweep["status"].agg(lambda s: int((s == "failed").sum()))
+    return first.reset_index()
+
+
+def counted_sentence(n: int, failed: int) -> str:
+    """How many trials a sweep's figures hold, and how many failed ones they leave out."""
+    left_out = f"; {failed} failed trial(s) (infrastructure faults) left out" if failed else ""
+    return f'<p class="note">{n} trials drawn (diverged ones count with error 100){left_out}.</p>'
+
+
+def sweep_parts(sweep: str, g: pd.DataFrame, failed: int = 0) -> str:
+    """One EDF sweep: its trial count, its dimensions figure and its hyperparameter importances."""
     names = list(sweep_space(g))
     try:
         scores = importance(g, params=names)
@@ -61,15 +79,23 @@ def sweep_parts(sweep: str, g: pd.DataFrame) -> str:
         said = f"<p>Importance of each sampled hyperparameter (PED-ANOVA, sums to 1): {html.escape(ranked)}</p>"
     except Exception as e:  # too few trials for the evaluator: say so, draw the rest
         said = f'<p class="note">Importance not computed: {html.escape(str(e) or type(e).__name__)}</p>'
-    return section(sweep, png(figs.figure_dimensions(g)), said, level=3)
+    return section(sweep, counted_sentence(len(g), failed), png(figs.figure_dimensions(g)), said, level=3)
 
 
-def holds_runs(trials: pd.DataFrame, sets: dict[str, pd.DataFrame], figure: str) -> bool:
-    """Whether the store has any run of a paper figure (so drawing it shows data)."""
+def paper_figures(trials: pd.DataFrame, sets: dict[str, pd.DataFrame], figure: str, n_resamples: int) -> list[str]:
+    """A paper figure where the store has runs of it (so drawing it shows data): Figures 2 and 3
+    once per protocol of the grid's runs, never one curve through two."""
     if figure in ("2", "3"):
-        return not experiments.error_vs_epochs(trials).empty
+        held = experiments.grid_protocols(trials)
+        return [
+            section(f"Figure {figure}" + (f" (protocol {p})" if len(held) > 1 else ""),
+                    png(figs.FIGURES[figure](experiments.of_protocol(trials, p), n_resamples)), level=3)
+            for p in held
+        ]  # fmt: skip
     optim = "adamw" if figure == "4" else "sgd"
-    return any(g["optimizer"].iloc[0] == optim for g in sets.values())
+    if not any(g["optimizer"].iloc[0] == optim for g in sets.values()):
+        return []
+    return [section(f"Figure {figure}", png(figs.FIGURES[figure](trials, n_resamples)), level=3)]
 
 
 def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str:
@@ -79,15 +105,24 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         f'<p class="note">{len(trials)} trials in {trials["sweep"].nunique()} sweep(s); written '
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by <code>stability report</code>.</p>",
     ]
-    protocol = trials.drop_duplicates("sweep")[[c for c in PROTOCOL_COLUMNS if c in trials]]
-    body.append(section("Protocol of each sweep", table(protocol)))
+    body.append(
+        section(
+            "Protocol of each sweep",
+            "<p>Runs compare only within one protocol (data, image and patch size, batch, preset, seed, "
+            "recipe fields and search space); <code>failed</code>: trials that failed (infrastructure "
+            "faults), left out of every figure and table below.</p>",
+            table(protocol_table(trials)),
+        )
+    )
+    failed = experiments.failed_counts(trials)
     summary = experiments.stability_table(trials, n_resamples=n_resamples)
     if not summary.empty:
         body.append(
             section(
                 "Stability summary",
                 "<p>Per EDF sweep: the share of trials within 1/2/4/8 points of the best, the median delta, "
-                "the area under the EDF up to 10 points, each with a 95% bootstrap interval; "
+                "the area under the EDF up to 10 points, each with a 95% bootstrap interval; <code>failed</code>: "
+                "trials left out (infrastructure faults), <code>diverged</code>: trials counted at error 100; "
                 "<code>noise_std</code>/<code>noise_range</code>: the spread of the best (lr, wd) across "
                 "seeds, where <code>stability noise</code> measured it.</p>",
                 table(summary),
@@ -103,21 +138,27 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
             png(figs.figure_edfs(trials, optim, n_resamples=n_resamples)),
             png(figs.figure_expected_best(trials, optim)),
         ]
-        parts += [sweep_parts(sweep, g) for sweep, g in sorted(mine.items())]
+        parts += [sweep_parts(sweep, g, failed.get(sweep, 0)) for sweep, g in sorted(mine.items())]
         body.append(section(f"{name} sweeps", *parts))
     pairs = experiments.comparisons(trials, n_resamples=n_resamples)
     if not pairs.empty:
         words = "".join(f"<li>{html.escape(s)}</li>" for s in pairs["in_words"])
         shown = pairs.drop(columns=["in_words"])
-        body.append(section("Comparisons (same optimizer and protocol)", f"<ul>{words}</ul>", table(shown)))
+        tests = ", ".join(sorted(set(pairs["test"])))
+        said = (
+            f"<p>Pairs of sweeps of one protocol and optimizer. Tests: {html.escape(tests)}; "
+            f"<code>p_holm</code>: the p-values Holm-adjusted across this report's {len(pairs)} comparison(s). "
+            "The seed noise of a difference combines both sweeps' noise runs where both were measured, "
+            "else is sqrt(2) times the one measured.</p>"
+        )
+        body.append(section("Comparisons (same optimizer and protocol)", said, f"<ul>{words}</ul>", table(shown)))
     paper, lacking = [], []
     for f in ("2", "3", "4", "5"):
         gaps = missing_parts(trials, f)
         if gaps:
             lacking.append(f"<li>Figure {f}: no {html.escape(', '.join(gaps))}; to fill it: "
                            f"<code>{html.escape(HOW_TO[f])}</code></li>")  # fmt: skip
-        if holds_runs(trials, sets, f):
-            paper.append(section(f"Figure {f}", png(figs.FIGURES[f](trials, n_resamples)), level=3))
+        paper += paper_figures(trials, sets, f, n_resamples)
     if paper:
         body.append(section("The paper's figures", *paper))
     if lacking:

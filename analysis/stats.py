@@ -1,9 +1,9 @@
-"""EDFs of delta top-1 error, stability summaries, bootstrap bands and a two-sample test.
+"""EDFs of delta top-1 error, stability summaries, bootstrap bands and permutation tests.
 
 DESIGN section 7: with d_i = err_i - min_j err_j, F(x) = (1/n) #{i : d_i <= x}; diverged
 trials count in n with error 100. Uncertainty comes from scipy's bootstrap (the baseline is
-re-estimated inside every resample, since it is itself a statistic of the sample) and scipy's
-two-sample Kolmogorov-Smirnov test.
+re-estimated inside every resample, since it is itself a statistic of the sample); tests are
+scipy's permutation tests (paired where two sweeps tried the same draws), Holm-adjusted.
 """
 
 from __future__ import annotations
@@ -131,10 +131,90 @@ def percentile_intervals(
     return {k: (float(point[i]), float(min(lo[i], point[i])), float(max(hi[i], point[i]))) for i, k in enumerate(names)}
 
 
-def compare(errors_a, errors_b) -> dict:
-    """Do two models' delta distributions differ? Two-sample KS on the deltas."""
-    res = stats.ks_2samp(deltas(errors_a), deltas(errors_b))
-    return {"ks_statistic": float(res.statistic), "p_value": float(res.pvalue)}
+PAIRED_TEST = "paired sign-flip permutation (mean per-draw difference of deltas)"
+UNPAIRED_TEST = "permutation (difference of median deltas)"
+
+
+def _mean_paired_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean over draws of delta_a - delta_b, each delta against its own set's best, re-found in every
+    permutation (the best is itself a statistic of the sample)."""
+    dx, dy = x - x.min(axis=axis, keepdims=True), y - y.min(axis=axis, keepdims=True)
+    return (dx - dy).mean(axis=axis)
+
+
+def _median_delta_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Median delta of a minus median delta of b, each against its own set's best."""
+    return np.median(x - x.min(axis=axis, keepdims=True), axis=axis) - np.median(
+        y - y.min(axis=axis, keepdims=True), axis=axis
+    )
+
+
+def compare(errors_a, errors_b, *, paired: bool = False, n_resamples: int = 9999, seed: int = 0) -> dict:
+    """Do two sweeps' deltas differ? A permutation test: {"test", "statistic", "p_value"} (two-sided).
+
+    Deltas have heavy ties (0 at each best, many at 100 - best for diverged trials), which tests
+    built on continuous distributions (Kolmogorov-Smirnov, Wilcoxon's exact tables) do not allow
+    for; a permutation test is exact on whatever values there are. Each set's best is re-found
+    inside every permutation, as in the bootstrap.
+
+    ``paired`` (both sweeps tried the same draws, in the same order): a sign-flip test that swaps
+    the two errors of each draw (scipy's ``permutation_type="samples"``) on the mean per-draw
+    difference of deltas. Pairing removes what the draw itself contributes, so it needs fewer
+    trials; the mean (rather than the median) is used because the median of differences with
+    many tied draws barely moves under flips, and Wilcoxon's signed-rank test would need a choice
+    of zero handling and a normal approximation with ties. Otherwise: the two sets' trials are
+    pooled and re-split (``permutation_type="independent"``) on the difference of median deltas,
+    the summary the comparison reports. Exact (every permutation) where there are at most
+    ``n_resamples`` of them, else ``n_resamples`` random ones drawn from ``seed``; a set of one
+    trial has nothing to permute (p-value NaN).
+    """
+    a, b = as_errors(errors_a), as_errors(errors_b)
+    if paired and a.size != b.size:
+        raise ValueError(f"a paired comparison needs one error per draw in both sets, got {a.size} and {b.size}")
+    statistic = _mean_paired_difference if paired else _median_delta_difference
+    test = PAIRED_TEST if paired else UNPAIRED_TEST
+    if min(a.size, b.size) < 2:  # nothing to permute: no test
+        return {"test": test, "statistic": float(statistic(a, b)), "p_value": float("nan")}
+    res = stats.permutation_test(
+        (a, b),
+        statistic,
+        permutation_type="samples" if paired else "independent",
+        vectorized=True,
+        n_resamples=n_resamples,
+        rng=np.random.default_rng(seed),
+    )
+    return {
+        "test": test,
+        "statistic": float(res.statistic),
+        "p_value": float(res.pvalue),
+    }
+
+
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of p-values for the family-wise error of one report's comparisons.
+
+    Written here because scipy's ``false_discovery_control`` is Benjamini-Hochberg (false
+    discovery rate, a weaker promise) and statsmodels is not a dependency. With the m finite
+    p-values sorted, p_(i) becomes max_{j <= i} min(1, (m - j + 1) p_(j)); NaN stays NaN and
+    is not counted among the m.
+    """
+    p = np.asarray(p_values, dtype=float)
+    out = np.full(p.shape, np.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = order.size
+    out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out
+
+
+def difference_noise(noise_a: float, noise_b: float) -> float:
+    """The seed noise of a difference a - b from the seed-noise standard deviations of a and b:
+    sqrt(s_a^2 + s_b^2) (independent runs add variances); where one is measured, it stands for
+    both: sqrt(2) s; NaN where neither is. Symmetric in a and b."""
+    measured = [s for s in (noise_a, noise_b) if s is not None and np.isfinite(s)]
+    if not measured:
+        return float("nan")
+    return float(np.sqrt(sum(s**2 for s in measured) * (2 / len(measured))))
 
 
 def expected_best(errors, ks: Sequence[int], *, replace: bool = True) -> pd.DataFrame:

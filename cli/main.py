@@ -7,6 +7,7 @@ Subcommand modules are imported only when their command runs, to keep start-up f
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -108,6 +109,11 @@ def build_parser() -> Parser:
     )
     p.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for bands and intervals")
+    p.add_argument(
+        "--protocol",
+        help="draw Figures 2 and 3 for this protocol only (a label as in figure2-<protocol>.png and the tables' "
+        "protocol column); default: one figure per protocol the store holds",
+    )
 
     p = sub.add_parser("bench", help="side-by-side benchmarks: step throughput, data path, sweep wall time")
     p.add_argument("what", choices=["step", "data", "population", "sweep", "all"])
@@ -178,7 +184,12 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="HOST:PORT of an existing Ray cluster (default: a local one on 127.0.0.1)")
     p.add_argument("--gpus-per-trial", type=float, help="may be fractional (default: 1 where the cluster has GPUs)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--max-failures", type=int, default=2, help="retries of a trial that raises")
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a trial that raises, in one run")
+    p.add_argument(
+        "--no-retry-failed",
+        action="store_true",
+        help="keep the sweep's failed trials as they are (default: a run retries them from their checkpoints)",
+    )
     p.add_argument(
         "--pack",
         type=int,
@@ -269,17 +280,37 @@ def figures(args: argparse.Namespace) -> int:
     if not Path(args.results).is_dir():
         raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
     wanted = ["2", "3", "4", "5", "compare"] if args.figure == "all" else [args.figure]
-    report = make_figures(args.results, args.out, wanted, args.format, args.resamples)
+    if args.protocol is not None:
+        check_protocol(args.results, args.protocol)
+    report = make_figures(args.results, args.out, wanted, args.format, args.resamples, protocol=args.protocol)
     for line in report["unreadable"]:
         print(f"warning: {line}", file=sys.stderr)
     if report["empty"]:
         raise UserError(f"no trial results in {args.results!r}; run `stability sweep` first")
     for path in report["written"]:
         print(f"wrote {path}")
+    for line in report["notes"]:
+        print(line)
     for figure, parts in report["missing"].items():
         if parts:
             print(f"figure {figure}: the store has no {', '.join(parts)}; to fill it: {HOW_TO[figure]}")
     return 0
+
+
+def check_protocol(results: str, label: str) -> None:
+    """A --protocol the store holds no grid runs under is a user error, before anything is drawn."""
+    import warnings
+
+    from analysis import load_trials
+    from analysis.experiments import grid_protocols
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unreadable files are reported by the drawing itself
+        held = grid_protocols(load_trials(results))
+    if label not in held:
+        raise UserError(
+            f"--protocol {label!r}: the store holds Figure 2/3 runs under {', '.join(held) or 'no protocol'}"
+        )
 
 
 def write_report(args: argparse.Namespace) -> int:
@@ -295,12 +326,19 @@ def write_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sweeps.lock import LockLost
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
+        args.command_line = shlex.join(["stability", *argv])  # what `status` names to retry failed trials
         return dispatch(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except LockLost as e:  # a runtime failure, not the user's mistake
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pandas as pd
 
 from stability.errors import UserError
@@ -167,10 +169,18 @@ def run_sweeps(
     placement = engine.place(resources, store, remote=bool(args.address))
     if placement.gpu_memory is not None:
         print(f"GPU memory per trial: {placement.gpu_memory / 2**30:.1f} GiB (packs are sized to it)", flush=True)
-    with lock.hold([store.sweep_dir(name) for name in sweeps]):
+    command = retry_command(getattr(args, "command_line", None))
+    with lock.hold([store.sweep_dir(name) for name in sweeps]) as lease:
         for name, manifest in sweeps.items():
-            engine.run(store, name, manifest, resources, placement)
+            engine.run(store, name, manifest, resources, placement, lease=lease, command=command)
     print_status(store, list(sweeps))
+
+
+def retry_command(command_line: str | None) -> str | None:
+    """The command that ran the sweeps, as one that retries their failed trials."""
+    if command_line is None:
+        return None
+    return shlex.join(w for w in shlex.split(command_line) if w != "--no-retry-failed")
 
 
 def worker_flags(args, gpu: bool) -> tuple[int, float]:
@@ -189,6 +199,8 @@ def resources_from(args, info: cluster.ClusterInfo) -> engine.Resources:
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpu else 0.0)
     if args.cpus_per_trial <= 0 or gpus < 0:
         raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
+    if args.max_failures < 0:
+        raise UserError(f"--max-failures must be at least 0, got {args.max_failures}")
     if args.pack is not None and args.pack < 1:
         raise UserError(f"--pack must be at least 1, got {args.pack}")
     workers, per_worker = worker_flags(args, gpu)
@@ -204,6 +216,7 @@ def resources_from(args, info: cluster.ClusterInfo) -> engine.Resources:
         data_dir=args.data_dir,  # made absolute by the parser
         max_failures=args.max_failures,
         pack=args.pack,
+        retry_failed=not args.no_retry_failed,
     )
 
 
@@ -233,12 +246,18 @@ def print_status(store: Store, sweeps: list[str] | None = None) -> int:
         print(f"no sweeps in {store.root}")
         return 0
     print(f"{'sweep':40} {'planned':>7} {'done':>5} {'diverged':>8} {'failed':>6} {'remaining':>9}  best")
+    retries = []
     for name in names:
         s = summarize(store, name)
+        if s["failed"]:
+            command = store.read_command(name) or "the command that ran it"
+            retries.append(f"{name}: {s['failed']} failed trial(s), kept with their checkpoints; retry: {command}")
         print(
             f"{name:40} {s['planned']:>7} {s['done']:>5} {s['diverged']:>8} {s['failed']:>6} {s['remaining']:>9}  "
             f"{s['best'] or '-'}"
         )
         for path in s["unreadable"]:
             print(f"  unreadable result file: {path} (set aside and re-run on the next resume)")
+    for line in retries:
+        print(line)
     return 0

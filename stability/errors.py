@@ -1,5 +1,5 @@
-"""User errors: mistakes a user can fix, reported as one ``error:`` line with exit status 2."""
+"""User errors: the one ``UserError`` class, defined in ``store.errors`` (see there why)."""
 
+from store.errors import UserError
 
-class UserError(Exception):
-    """A bad flag, name, range, path or cluster address; the message names what to fix."""
+__all__ = ["UserError"]

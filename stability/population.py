@@ -39,6 +39,7 @@ from stability.trainer import (
     resolve_device,
     result_row,
     save_checkpoint,
+    trial_state,
 )
 from store.schema import PER_MEMBER
 
@@ -222,59 +223,144 @@ class Population:
             total += y.numel()
         return (100.0 * wrong.double() / total).tolist()
 
-    # --- checkpoints -------------------------------------------------------------------------
+    # --- checkpoints: one file per member, in a single run's layout -------------------------
 
-    def identity(self) -> str:
-        return json.dumps([c.identity() for c in self.cfgs], sort_keys=True)
+    def member_state(self, k: int) -> dict:
+        """Member ``k``'s checkpoint as its separate run would write it (``trainer.trial_state``);
+        slices are cloned, since saving a view would save the whole population's storage."""
+        keys = list(self.model.state_dict())
 
-    def state(self) -> dict:
-        return {
-            "identity": self.identity(),
-            "epoch": self.epoch,
-            "flat": self.flat,
-            "buffers": self.buffers,
-            "ema_flat": self.ema_flat,
-            "ema_buffers": self.ema_buffers,
-            "moments": self.moments,
-            **self.stream.state(),
-            "curves": self.curves,
-            "status": self.status,
-            "diverged_epoch": self.diverged_epoch,
-            "wall": self.wall,
-        }
+        def weights(flat: torch.Tensor, buffers: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            params = self.views(flat)
+            return {n: (params[n] if n in params else buffers[n])[k].clone() for n in keys}
 
-    def restore(self, folder: Path) -> bool:
-        state = load_checkpoint(folder, self.identity(), self.device)
-        if state is None:
-            return False
-        self.flat.copy_(state["flat"])  # in place: the parameter views point into it
-        self.buffers, self.ema_flat, self.ema_buffers = state["buffers"], state["ema_flat"], state["ema_buffers"]
-        self.moments = list(state["moments"])
-        self.stream.load_state(state)
-        self.epoch, self.wall = state["epoch"], state["wall"]
-        self.curves = [list(c) for c in state["curves"]]
-        self.status, self.diverged_epoch = list(state["status"]), list(state["diverged_epoch"])
-        return True
+        return trial_state(
+            identity=json.dumps(self.cfgs[k].identity(), sort_keys=True),
+            epoch=self.epoch,
+            model=weights(self.flat, self.buffers),
+            ema=weights(self.ema_flat, self.ema_buffers),
+            optimizer=self.member_optimizer(k),
+            stream=self.stream.state(),
+            curve=self.curves[k],
+            wall=self.wall,
+            status=self.status[k],
+            diverged_epoch=self.diverged_epoch[k],
+        )
+
+    def moment_keys(self) -> list[str]:
+        """torch.optim's names of the per-parameter states this population keeps in ``moments``."""
+        return ["momentum_buffer"] if self.cfgs[0].optim == "sgd" else ["exp_avg", "exp_avg_sq"]
+
+    def member_optimizer(self, k: int) -> dict[str, dict[str, torch.Tensor]]:
+        """Member ``k``'s optimizer state per parameter name, as torch.optim.SGD / AdamW keep it."""
+        if not self.moments:
+            return {}
+        views = [self.views(m) for m in self.moments]
+        steps = float(self.epoch * self.steps_per_epoch)
+
+        def state(n: str) -> dict[str, torch.Tensor]:
+            # AdamW counts steps in place in each parameter's own tensor: one shared tensor would
+            # be advanced once per parameter per step after loading
+            extra = {} if self.cfgs[0].optim == "sgd" else {"step": torch.tensor(steps)}
+            return {**extra, **{key: v[n][k].clone() for key, v in zip(self.moment_keys(), views, strict=True)}}
+
+        return {n: state(n) for n in self.layout}
+
+    def load_member(self, k: int, state: dict) -> None:
+        """Put a trial's checkpoint (written alone or in any population) into member ``k``."""
+        sides = ((self.flat, self.buffers, state["model"]), (self.ema_flat, self.ema_buffers, state["ema"]))
+        for flat, buffers, saved in sides:
+            params = self.views(flat)
+            for n, value in saved.items():
+                (params[n] if n in params else buffers[n])[k].copy_(value)
+        if state["optimizer"]:
+            if not self.moments:
+                self.moments = [torch.zeros_like(self.flat) for _ in self.moment_keys()]
+            for moment, key in zip(self.moments, self.moment_keys(), strict=True):
+                view = self.views(moment)
+                for n, per_param in state["optimizer"].items():
+                    view[n][k].copy_(per_param[key])
+        self.curves[k] = list(state["curve"])
+        self.status[k], self.diverged_epoch[k] = state.get("status", "ok"), state.get("diverged_epoch")
+
+    def restore(self, states: list[dict | None]) -> None:
+        """Resume every member from its own checkpoint; all of them stand at one epoch
+        (``train_population`` groups members by the epoch their checkpoints reached)."""
+        present = [s for s in states if s is not None]
+        if not present:
+            return
+        for k, state in enumerate(states):
+            if state is not None:
+                self.load_member(k, state)
+        self.stream.load_state(present[0])
+        self.epoch, self.wall = present[0]["epoch"], max(s["wall"] for s in present)
+
+    def save(self, folders: list[Path]) -> None:
+        for k, folder in enumerate(folders):
+            save_checkpoint(self.member_state(k), folder)
+
+
+def member_checkpoints(cfgs: list[TrainConfig], folders: list[Path] | None, device: torch.device) -> list[dict | None]:
+    """Each member's own checkpoint, if it has one this population can read (a checkpoint in
+    torch's positional optimizer layout, from before per-name states, is started over)."""
+    if folders is None:
+        return [None] * len(cfgs)
+    identities = [json.dumps(c.identity(), sort_keys=True) for c in cfgs]
+    states = [load_checkpoint(f, i, device) for i, f in zip(identities, folders, strict=True)]
+    return [None if s is None or "param_groups" in s["optimizer"] else s for s in states]
 
 
 def train_population(
     cfgs: list[TrainConfig],
     *,
-    checkpoint_dir: str | Path | None = None,
+    checkpoint_dirs: list[str | Path] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     data: TensorData | FolderData | None = None,
 ) -> list[TrainResult]:
-    """Train (or resume) K trials together; one result per member, as ``train`` would give it."""
+    """Train (or resume) K trials together; one result per member, as ``train`` would give it.
+
+    ``checkpoint_dirs``: each member's own folder (its trial's, as for a single run). A member
+    resumes from its own checkpoint whatever pack wrote it; members whose checkpoints stand at
+    different epochs (after an out-of-memory split, or another pack size) train as one
+    population per epoch, so none loses an epoch it reached.
+    """
     cfgs = [c.resolved() for c in cfgs]
     check_population(cfgs)
     device = resolve_device(cfgs[0].device)
     if cfgs[0].threads:
         torch.set_num_threads(cfgs[0].threads)
+    data = data if data is not None else load_data(cfgs[0])
+    folders = [Path(f) for f in checkpoint_dirs] if checkpoint_dirs else None
+    states = member_checkpoints(cfgs, folders, device)
+    by_epoch: dict[int, list[int]] = {}
+    for k, state in enumerate(states):
+        by_epoch.setdefault(state["epoch"] if state else 0, []).append(k)
+    results: dict[int, TrainResult] = {}
+    for members in by_epoch.values():
+        group = train_group(
+            [cfgs[k] for k in members],
+            [states[k] for k in members],
+            [folders[k] for k in members] if folders else None,
+            data,
+            device,
+            on_epoch,
+        )
+        results.update(zip(members, group, strict=True))
+    return [results[k] for k in range(len(cfgs))]
+
+
+def train_group(
+    cfgs: list[TrainConfig],
+    states: list[dict | None],
+    folders: list[Path] | None,
+    data: TensorData | FolderData,
+    device: torch.device,
+    on_epoch: Callable[[dict], None] | None,
+) -> list[TrainResult]:
+    """One population whose members' checkpoints (if any) stand at the same epoch."""
     started = datetime.now(UTC)
-    pop = Population(cfgs, data if data is not None else load_data(cfgs[0]), device)
-    folder = Path(checkpoint_dir) if checkpoint_dir else None
-    if folder is not None:
-        pop.restore(folder)
+    pop = Population(cfgs, data, device)
+    pop.restore(states)
     resumed_from = pop.epoch
     while pop.epoch < cfgs[0].epochs and "ok" in pop.status:
         t0 = time.perf_counter()
@@ -287,8 +373,8 @@ def train_population(
         record_epoch(pop, losses, ema_err, raw_err, pop.steps_per_epoch * pop.batch / train_seconds)
         if on_epoch is not None:
             on_epoch(epoch_summary(pop, train_seconds))
-        if folder is not None and "ok" in pop.status:
-            save_checkpoint(pop.state(), folder)
+        if folders is not None and "ok" in pop.status:
+            pop.save(folders)
     results = []
     for k, cfg in enumerate(cfgs):
         row = result_row(

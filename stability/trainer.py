@@ -28,10 +28,12 @@ from stability.data import FolderData, TensorData, dataset_names, load_dataset
 from stability.distributed import World, prepare_model
 from stability.errors import UserError
 from stability.paper import optimum
-from store import schema
+from store import schema, set_aside
+from store.files import fsync_file
 
 VERSION = "0.1.0"
 CHECKPOINT = "last.pt"
+CHECKPOINT_FORMAT = 2  # per-trial, optimizer state by parameter name (``trial_state``)
 
 
 @dataclass(frozen=True)
@@ -340,16 +342,20 @@ class Run:
     # --- checkpoints -------------------------------------------------------------------------
 
     def state(self) -> dict:
-        return {
-            "identity": json.dumps(self.cfg.identity(), sort_keys=True),
-            "epoch": self.epoch,
-            "model": self.model.state_dict(),
-            "ema": self.ema.module.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            **self.stream.state(),
-            "curve": self.curve,
-            "wall": self.wall,
-        }
+        """The run's checkpoint, in the one per-trial layout (``trial_state``) that a population
+        member's checkpoint shares, so a trial resumes alone or in any population."""
+        names = optimizer_index_names(self.optimizer, self.model)
+        saved = self.optimizer.state_dict()["state"]
+        return trial_state(
+            identity=json.dumps(self.cfg.identity(), sort_keys=True),
+            epoch=self.epoch,
+            model=self.model.state_dict(),
+            ema=self.ema.module.state_dict(),
+            optimizer={names[i]: s for i, s in saved.items()},
+            stream=self.stream.state(),
+            curve=self.curve,
+            wall=self.wall,
+        )
 
     def save(self, folder: Path) -> None:
         save_checkpoint(self.state(), folder)
@@ -361,7 +367,7 @@ class Run:
             return False
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(optimizer_state_dict(self.optimizer, self.model, state["optimizer"]))
         self.stream.load_state(state)
         self.epoch, self.curve, self.wall = state["epoch"], list(state["curve"]), state["wall"]
         return True
@@ -420,20 +426,75 @@ class Run:
         return 100.0 * float(self.world.sum(wrong)) / float(self.world.sum(total))
 
 
+def trial_state(*, identity: str, epoch: int, model: dict, ema: dict, optimizer: dict, stream: dict, curve: list,
+                wall: float, status: str = "ok", diverged_epoch: int | None = None) -> dict:  # fmt: skip
+    """One trial's checkpoint: weights and EMA as state dicts, the optimizer's state per parameter
+    *name* (not torch's positional index, which depends on how groups were built), the data
+    stream's generators, and the curve so far. A single run and each population member write
+    this same layout, so a trial continues from its last epoch whatever pack it resumes in."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "identity": identity,
+        "epoch": epoch,
+        "model": model,
+        "ema": ema,
+        "optimizer": optimizer,
+        **stream,
+        "curve": curve,
+        "wall": wall,
+        "status": status,
+        "diverged_epoch": diverged_epoch,
+    }
+
+
+def optimizer_index_names(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[int, str]:
+    """torch's state-dict index of each parameter (its position across the groups) -> its name."""
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    return {i: name_of[id(p)] for i, p in enumerate(params)}
+
+
+def optimizer_state_dict(optimizer: torch.optim.Optimizer, model: torch.nn.Module, by_name: dict) -> dict:
+    """The optimizer's state dict with its per-parameter state taken from a checkpoint keyed by
+    name; torch's own ``load_state_dict`` then places each value (device, dtype, CPU steps)."""
+    current = optimizer.state_dict()
+    if "param_groups" in by_name:  # a checkpoint written before per-name states: torch's own layout
+        return by_name
+    index = {n: i for i, n in optimizer_index_names(optimizer, model).items()}
+    return {**current, "state": {index[n]: s for n, s in by_name.items()}}
+
+
 def save_checkpoint(state: dict, folder: Path) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint in place."""
+    """Write atomically and durably: fsynced under a temporary name, then renamed into place, so
+    a crash mid-write leaves the previous checkpoint."""
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{CHECKPOINT}.{os.getpid()}.tmp"
     torch.save(state, tmp)
+    fsync_file(tmp)
     os.replace(tmp, folder / CHECKPOINT)
 
 
 def load_checkpoint(folder: Path, identity: str, device: torch.device) -> dict | None:
-    """The folder's checkpoint if it belongs to ``identity``; None if there is none or it is another run's."""
+    """The folder's checkpoint if it belongs to ``identity``; None if there is none or it is
+    another run's. One that cannot be read is set aside in the sweep's ``quarantine/`` (the
+    store's layout: ``<sweep>/checkpoints/<trial>/``) with one line, and the trial restarts
+    from epoch 0: a torn or corrupt file must never fail a trial for good."""
     path = folder / CHECKPOINT
     if not path.exists():
         return None
-    state = torch.load(path, map_location=device, weights_only=True)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        if not isinstance(state, dict) or "identity" not in state or "epoch" not in state:
+            raise ValueError("not a checkpoint")
+    except Exception as e:
+        aside = set_aside(path, folder.parent.parent / "quarantine")
+        print(
+            f"unreadable checkpoint {path} ({type(e).__name__}) set aside in {aside}; "
+            f"{folder.name} restarts from epoch 0",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None
     return state if state["identity"] == identity else None
 
 

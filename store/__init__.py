@@ -4,6 +4,7 @@ Imports neither torch nor Ray: the sweep engine writes through it and the analys
 through it, on a laptop with a copied results folder as well.
 """
 
-from store.files import Store, read_trial_files
+from store.errors import UserError
+from store.files import Store, check_name, inside, read_trial_files, set_aside
 
-__all__ = ["Store", "read_trial_files"]
+__all__ = ["Store", "UserError", "check_name", "inside", "read_trial_files", "set_aside"]

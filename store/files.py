@@ -3,33 +3,61 @@
     <root>/<sweep>/manifest.parquet          one row per planned trial, written before any trial
     <root>/<sweep>/trials/<trial_id>.parquet one row per finished trial
     <root>/<sweep>/curves/<trial_id>.parquet one row per epoch
-    <root>/<sweep>/checkpoints/<trial_id>/   the last epoch checkpoint of an unfinished trial
-    <root>/<sweep>/quarantine/               unreadable result files, set aside (never deleted)
+    <root>/<sweep>/checkpoints/<trial_id>/   the last epoch checkpoint of an unfinished or failed trial
+    <root>/<sweep>/quarantine/               unreadable result and checkpoint files, set aside (never deleted)
+    <root>/<sweep>/command.txt               the command line that last ran the sweep (what retries it)
 
 Every file is written under a temporary name in its folder and renamed into place, so a
 reader sees either no file or a whole one. A trial's curve is written before its trial row:
-the trial row is the commit marker that says the trial is done.
+the trial row is the commit marker that says the trial is done. A ``failed`` row is a
+record, not an outcome: its checkpoint is kept and the next run of the sweep retries it.
+
+Every name that becomes a path (a sweep, a trial id) is one path component of safe characters
+(``check_name``), and every path is checked to lie under the root, so no name a user gives can
+write outside the results folder they named.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from stability.errors import UserError
+from store.errors import UserError
 from store.schema import CURVE, NULLABLE
+
+NAME_RULE = "one path component of letters, digits, '.', '_' and '-' (not '.' or '..')"
+SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """``name`` if it is one safe path component, else a UserError naming the rule."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        raise UserError(f"{what} {name!r} is not allowed: a {what} is {NAME_RULE}")
+    return name
+
+
+def inside(root: Path, path: Path) -> Path:
+    """``path`` if it lies under ``root`` (both resolved), else a UserError: nothing is written elsewhere."""
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UserError(f"{path} lies outside {root}; nothing is written there")
+    return path
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     frame.to_parquet(tmp, index=False)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
+    fsync_file(tmp)
     os.replace(tmp, path)
 
 
@@ -65,19 +93,25 @@ class Store:
         self.root = Path(root)
 
     def sweep_dir(self, sweep: str) -> Path:
-        return self.root / sweep
+        return inside(self.root, self.root / check_name(sweep, "sweep name"))
+
+    def _trial_file(self, sweep: str, kind: str, trial_id: str, suffix: str = "") -> Path:
+        return inside(self.root, self.sweep_dir(sweep) / kind / f"{check_name(trial_id, 'trial id')}{suffix}")
 
     def manifest_path(self, sweep: str) -> Path:
-        return self.root / sweep / "manifest.parquet"
+        return self.sweep_dir(sweep) / "manifest.parquet"
+
+    def command_path(self, sweep: str) -> Path:
+        return self.sweep_dir(sweep) / "command.txt"
 
     def trial_path(self, sweep: str, trial_id: str) -> Path:
-        return self.root / sweep / "trials" / f"{trial_id}.parquet"
+        return self._trial_file(sweep, "trials", trial_id, ".parquet")
 
     def curve_path(self, sweep: str, trial_id: str) -> Path:
-        return self.root / sweep / "curves" / f"{trial_id}.parquet"
+        return self._trial_file(sweep, "curves", trial_id, ".parquet")
 
     def checkpoint_dir(self, sweep: str, trial_id: str) -> Path:
-        return self.root / sweep / "checkpoints" / trial_id
+        return self._trial_file(sweep, "checkpoints", trial_id)
 
     def check_writable(self) -> None:
         """Fail early, before anything is written, if the root cannot hold results."""
@@ -106,7 +140,19 @@ class Store:
         points.insert(0, "sweep", sweep)
         write_parquet_atomic(points, self.curve_path(sweep, trial_id))
         write_parquet_atomic(trial_frame(row), self.trial_path(sweep, trial_id))
-        shutil.rmtree(self.checkpoint_dir(sweep, trial_id), ignore_errors=True)
+        if row.get("status") != "failed":  # a failed trial is retried from it by the next run
+            shutil.rmtree(self.checkpoint_dir(sweep, trial_id), ignore_errors=True)
+
+    def write_command(self, sweep: str, command: str) -> None:
+        """Remember the command line that ran the sweep, so that ``status`` can name what retries it."""
+        path = self.command_path(sweep)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(command + "\n")
+        os.replace(tmp, path)
+
+    def read_command(self, sweep: str) -> str | None:
+        path = self.command_path(sweep)
+        return path.read_text().strip() if path.exists() else None
 
     def read_trial(self, sweep: str, trial_id: str) -> dict:
         return pd.read_parquet(self.trial_path(sweep, trial_id)).iloc[0].to_dict()
@@ -115,14 +161,23 @@ class Store:
         """The sweep's readable trial rows as one table, and the unreadable result files."""
         return read_trial_files(sorted((self.root / sweep / "trials").glob("*.parquet")))
 
-    def finished(self, sweep: str) -> tuple[set[str], list[Path]]:
-        """Trial ids with a readable result, and the unreadable result files."""
-        trials, bad = self.read_trials(sweep)
-        return set(trials["trial_id"]), bad
+    def has_outcome(self, sweep: str, trial_id: str) -> bool:
+        """Whether the trial has a readable result that is an outcome (not a ``failed`` record)."""
+        path = self.trial_path(sweep, trial_id)
+        if not path.exists():
+            return False
+        rows, _ = read_trial_files([path])
+        return len(rows) == 1 and rows["status"].iloc[0] != "failed"
 
     def quarantine(self, path: Path) -> Path:
-        """Move an unreadable file aside so that its trial runs again; the bytes are kept."""
-        dest = path.parents[1] / "quarantine" / f"{path.parent.name}-{path.name}.{int(time.time())}"
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, dest)
-        return dest
+        """Move an unreadable result file aside so that its trial runs again; the bytes are kept."""
+        return set_aside(path, path.parents[1] / "quarantine")
+
+
+def set_aside(path: Path, folder: Path) -> Path:
+    """Move an unreadable file (a result, a checkpoint) into a quarantine folder, named after
+    the folder it came from and the time; its bytes are kept for a post-mortem, never deleted."""
+    dest = folder / f"{path.parent.name}-{path.name}.{int(time.time())}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(path, dest)
+    return dest

@@ -9,8 +9,13 @@ and nowhere else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
+
+import numpy as np
+import pandas as pd
 
 # What defines a trial, in the manifest's column order (compared by ``same_definition``).
 IDENTITY = [
@@ -157,3 +162,72 @@ def imports_of(row: dict) -> list[str]:
     """The user modules a row's model needs (a JSON list in the ``imports`` column)."""
     text = row.get("imports")
     return json.loads(text) if isinstance(text, str) and text else []
+
+
+# What makes two runs comparable (DESIGN section 6): the data and how it is fed, the preset,
+# the seed, every recipe field a run set, and the search space a sweep drew from. Model,
+# optimizer, epochs, lr and wd are left out: they are what a curve, a gap or an EDF varies.
+PROTOCOL = ["dataset", "image_size", "patch_size", "batch_size", "preset", "seed"]
+PROTOCOL_FIELDS = [*PROTOCOL, *RECIPE, "space"]
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def protocol_columns(columns) -> list[str]:
+    """The protocol's columns among ``columns``, in the schema's order."""
+    have = set(columns)
+    return [c for c in PROTOCOL_FIELDS if c in have]
+
+
+def _canonical(value):
+    """A protocol value in one form whatever the column's dtype: missing values (None, NaN, pd.NA)
+    as None, so that a store written before a column existed compares equal to one holding NaN;
+    numbers to 12 significant digits, as whole numbers where they are (32 and 32.0 are one size)."""
+    if value is None or (not isinstance(value, str | bool | list | dict) and pd.isna(value)):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | float | np.integer | np.floating):
+        number = float(f"{float(value):.12g}")
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def _protocol_fields(row: dict) -> dict:
+    """One row's protocol as a dict of its present fields. A field the search space samples
+    (batch size, a recipe field) varies within the sweep and is described by the space instead."""
+    space = row.get("space")
+    space = json.loads(space) if isinstance(space, str) and space else None
+    fields = {k: _canonical(row.get(k)) for k in PROTOCOL_FIELDS if k != "space" and k not in (space or {})}
+    if space is not None:
+        fields["space"] = space
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def protocol_key(frame: pd.DataFrame) -> pd.Series:
+    """Each row's protocol as a string (canonical JSON of its present fields): rows with equal keys
+    are comparable. A column the frame lacks counts as missing, so keys of two frames compare."""
+    columns = protocol_columns(frame.columns)
+    records = frame[columns].to_dict("records") if columns else [{}] * len(frame)
+    keys = [json.dumps(_protocol_fields(r), sort_keys=True, separators=(",", ":")) for r in records]
+    return pd.Series(keys, index=frame.index, dtype=object)
+
+
+def protocol_label(key: str) -> str:
+    """A short name of a protocol key for file names and legends (letters, digits, '.', '_', '-'),
+    e.g. ``fashion-mnist_32px_p4_b256_small_seed0``; a 6-digit hash of the whole key follows where
+    recipe fields or a search space are part of it, so that two protocols never share a label."""
+    fields = json.loads(key)
+    shown = [("", "dataset", ""), ("", "image_size", "px"), ("p", "patch_size", ""), ("b", "batch_size", ""),
+             ("", "preset", ""), ("seed", "seed", "")]  # fmt: skip
+    parts = [f"{pre}{fields[k]}{post}" for pre, k, post in shown if k in fields]
+    safe = [_UNSAFE.sub("-", p) for p in parts]
+    extra = set(fields) - {k for _, k, _ in shown}
+    if extra or safe != parts:
+        safe.append(hashlib.sha1(key.encode()).hexdigest()[:6])
+    return "_".join(safe) or "unspecified"
+
+
+def protocol_labels(frame: pd.DataFrame) -> pd.Series:
+    """Each row's protocol label (``protocol_label`` of its ``protocol_key``)."""
+    keys = protocol_key(frame)
+    return keys.map({k: protocol_label(k) for k in keys.unique()})

@@ -7,15 +7,17 @@ gave it, trains through ``stability.trainer.train`` (or a population), reports e
 Tune, checkpoints every epoch under the store, and writes its own result files atomically when
 it ends; a population that runs out of memory is split in two and trained as halves; a trial
 that raises is retried from its checkpoint up to ``max_failures`` times, then recorded as
-``failed`` with its error text by the driver.
+``failed`` with its error text by the driver, its checkpoint kept: the next run of the sweep
+retries it (``Resources.retry_failed``). Every trial checkpoints in its own folder, whatever
+pack it trains in, so it continues from its last epoch in any pack.
+
+While the sweep runs, the driver holds the sweep's lock (``sweeps.lock``): trials check it
+every epoch and before they write, and a driver whose lock was taken over stops.
 """
 
 from __future__ import annotations
 
 import gc
-import os
-import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +28,7 @@ import pandas as pd
 
 from stability.errors import UserError
 from store import Store, schema
-from sweeps import cluster
+from sweeps import cluster, faults, lock
 from sweeps.plan import default_pack, packs, same_definition
 
 
@@ -41,6 +43,7 @@ class Resources:
     gpus_per_worker: float = 0.0
     accumulate: int = 1  # micro-batches per step (gradient accumulation)
     compile: bool = False  # torch.compile single trials' training steps
+    retry_failed: bool = True  # a run re-runs the sweep's ``failed`` trials (--no-retry-failed: keep them)
 
     @property
     def gpus_per_task(self) -> float:
@@ -71,12 +74,20 @@ def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.Dat
     return old
 
 
-def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print) -> pd.DataFrame:
-    """Manifest rows without a readable result; unreadable result files are set aside."""
-    done, bad = store.finished(sweep)
+def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print, retry_failed: bool = True):
+    """Manifest rows without a final result: no readable row, or a ``failed`` one (an
+    infrastructure fault, retried from its checkpoint unless ``retry_failed`` is off). Diverged
+    trials are outcomes and never run again. Unreadable result files are set aside."""
+    trials, bad = store.read_trials(sweep)
     for path in bad:
         log(f"unreadable result {path} set aside in {store.quarantine(path)}; its trial will run again")
-    return manifest[~manifest["trial_id"].isin(done)]
+    failed = set(trials.loc[trials["status"] == "failed", "trial_id"])
+    final = set(trials["trial_id"]) - (failed if retry_failed else set())
+    pending = manifest[~manifest["trial_id"].isin(final)]
+    retried = int(pending["trial_id"].isin(failed).sum())
+    if retried:
+        log(f"sweep {sweep}: retrying {retried} failed trial(s) from their checkpoints (--no-retry-failed keeps them)")
+    return pending
 
 
 def trial_config(row: dict, sweep: str, resources: Resources, device: str, simulated: bool):
@@ -99,22 +110,10 @@ def pack_ids(config: dict) -> list[str]:
     return config["pack"].split(",")
 
 
-def pack_checkpoint(store: Store, sweep: str, ids: list[str]) -> Path:
-    key = ids[0] if len(ids) == 1 else f"pack-{len(ids)}-{ids[0]}"
-    return store.checkpoint_dir(sweep, key)
-
-
-OOM_ENV = "STABILITY_INJECT_OOM_ABOVE"
-
-
-def train_pack(cfgs: list, folder: Path, sweep_dir: Path, resources: Resources, on_epoch) -> list:
-    """One config in this process, or on Ray Train workers; several as one population."""
-    above = os.environ.get(OOM_ENV)
-    if above is not None and len(cfgs) > int(above):
-        import torch
-
-        # Fault injection (tests/test_sweep_ray.py): what a GPU says when a population is too big.
-        raise torch.OutOfMemoryError(f"CUDA out of memory (injected: a population of {len(cfgs)} > {above})")
+def train_pack(cfgs: list, folders: list[Path], sweep_dir: Path, resources: Resources, on_epoch) -> list:
+    """One config in this process, or on Ray Train workers; several as one population. Each
+    trial checkpoints in its own folder (``folders``), in every case."""
+    faults.out_of_memory(len(cfgs))
     if resources.workers:
         from sweeps.workers import train_with_workers
 
@@ -123,7 +122,7 @@ def train_pack(cfgs: list, folder: Path, sweep_dir: Path, resources: Resources, 
             workers=resources.workers,
             cpus_per_worker=resources.cpus_per_trial,
             gpus_per_worker=resources.gpus_per_worker,
-            checkpoint_dir=folder,
+            checkpoint_dir=folders[0],
             sweep_dir=sweep_dir,
             max_failures=resources.max_failures,
         )
@@ -131,13 +130,45 @@ def train_pack(cfgs: list, folder: Path, sweep_dir: Path, resources: Resources, 
     if len(cfgs) == 1:
         from stability.trainer import train
 
-        return [train(cfgs[0], checkpoint_dir=folder, on_epoch=on_epoch)]
+        return [train(cfgs[0], checkpoint_dir=folders[0], on_epoch=on_epoch)]
     from stability.population import train_population
 
-    return train_population(cfgs, checkpoint_dir=folder, on_epoch=on_epoch)
+    return train_population(cfgs, checkpoint_dirs=folders, on_epoch=on_epoch)
 
 
-def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Resources) -> None:
+@dataclass(frozen=True)
+class Guard:
+    """What a trial process needs to check that its driver still holds the sweep's lock."""
+
+    folder: str
+    path: str
+    token: str
+
+    def lost(self) -> str | None:
+        return lock.held(Path(self.folder), Path(self.path), self.token)
+
+    def check(self) -> None:
+        why = self.lost()
+        if why is not None:
+            raise lock.LockLost(why)
+
+
+def guarded(report, guard: Guard | None):
+    """The trial's per-epoch report, then a check of the driver's lock: a trial of a driver whose
+    sweep was taken over stops at its next epoch."""
+    if guard is None:
+        return report
+
+    def report_and_check(point: dict) -> None:
+        report(point)
+        guard.check()
+
+    return report_and_check
+
+
+def run_trial(
+    config: dict, *, root: str, sweep: str, rows: dict, resources: Resources, guard: Guard | None = None
+) -> None:
     """The Tune trainable: train one manifest row, or a pack of rows as a population, and store them.
 
     The device is decided here, from the GPUs Ray gave this process (``cluster.trial_device``).
@@ -152,17 +183,21 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     cluster.hide_gpus_unless_given()
     device, simulated = cluster.trial_device(ray.get_gpu_ids())
     store = Store(root)
-    ids = [i for i in pack_ids(config) if not store.trial_path(sweep, i).exists()]
+    ids = [i for i in pack_ids(config) if not store.has_outcome(sweep, i)]
     node = ray.get_runtime_context().get_node_id()  # the Tune trial's node; Ray Train workers may run elsewhere
+    if guard is not None and (why := guard.lost()):
+        tune.report({"abandoned": why})  # the driver has lost its sweep: train and write nothing
+        return
 
     def train_and_store(ids: list[str]) -> None:
         """Train ``ids`` together; a population that runs out of memory is split in two, down
         to single trials (a single trial out of memory fails, and Tune retries it)."""
         cfgs = [trial_config(rows[i], sweep, resources, device, simulated) for i in ids]
-        folder = pack_checkpoint(store, sweep, ids)
-        on_epoch = inject_worker_death(ids, store.sweep_dir(sweep), tune.report)
+        folders = [store.checkpoint_dir(sweep, i) for i in ids]
+        on_epoch = faults.worker_death(ids, store.sweep_dir(sweep), guarded(tune.report, guard))
+        on_epoch = faults.failure(ids, on_epoch)
         try:
-            results = train_pack(cfgs, folder, store.sweep_dir(sweep), resources, on_epoch)
+            results = train_pack(cfgs, folders, store.sweep_dir(sweep), resources, on_epoch)
         except Exception as e:
             if len(ids) == 1 or not isinstance(e, torch.OutOfMemoryError):
                 raise
@@ -171,14 +206,14 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
             for result in results:
                 row = rows[result.row["trial_id"]]
                 result.row.update(node_id=node, **schema.carried(row))
+                if guard is not None:
+                    guard.check()  # never write a result into a sweep another driver now runs
                 store.write_trial(sweep, result.row, result.curve)
-            shutil.rmtree(folder, ignore_errors=True)
             return
         # Outside the except block, so that the failed population's tensors can be freed.
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-        shutil.rmtree(folder, ignore_errors=True)  # the halves start their own checkpoints
         half = (len(ids) + 1) // 2
         tune.report(
             {
@@ -200,43 +235,29 @@ def run_trial(config: dict, *, root: str, sweep: str, rows: dict, resources: Res
     tune.report({"finished": True})
 
 
-FAULT_ENV = "STABILITY_INJECT_WORKER_DEATH"
-
-
-def inject_worker_death(trial_ids: list[str], sweep_dir: Path, report):
-    """Fault injection for the reliability tests: with STABILITY_INJECT_WORKER_DEATH=ID@E, the
-    worker running trial ID (alone or in a pack) SIGKILLs itself once, after training epoch E
-    and before saving its checkpoint, so the retry must resume from epoch E - 1's checkpoint."""
-    trial_id, _, at = os.environ.get(FAULT_ENV, "").rpartition("@")
-    if trial_id not in trial_ids:
-        return report
-    epoch = int(at)
-    marker = sweep_dir / f".injected-{trial_id}"
-
-    def maybe_die(point: dict) -> None:
-        report(point)
-        if point["epoch"] == epoch and not marker.exists():
-            marker.touch()
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return maybe_die
-
-
 def failed_row(row: dict, sweep: str, error: str) -> dict:
     return {**schema.failed_row(row, error, datetime.now(UTC).isoformat()), "sweep": sweep}
 
 
-def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before: int):
+def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before: int, lease: lock.Lease | None):
     from ray import tune
 
     class Progress(tune.Callback):
         """One line per finished trial (read back from the store, the record) with an overall bar;
         one line per population split; trials of a failed pack without a result go to the store
-        as ``failed``."""
+        as ``failed``, unless this driver has lost the sweep to another (then it writes nothing)."""
 
-        def __init__(self) -> None:
+        def __init__(self, lease: lock.Lease | None) -> None:
             self.done = done_before
             self.start = time.perf_counter()
+            self.lease = lease  # an argument, not a closure cell: __getstate__ leaves it out of Tune's pickle
+
+        def __getstate__(self) -> dict:  # Tune pickles its callbacks; a live lease does not pickle
+            return {**self.__dict__, "lease": None}
+
+        @property
+        def lost(self) -> bool:
+            return self.lease is not None and self.lease.lost() is not None
 
         def _print(self, text: str) -> None:
             elapsed = time.perf_counter() - self.start
@@ -270,20 +291,24 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
                 self._print(f"split: {result['split']}")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            if self.lost:
+                return
             for trial_id in pack_ids(trial.config):
                 self._stored(trial_id)
 
         def on_trial_error(self, iteration, trials, trial, **info):
+            if self.lost:
+                return
             error = read_error(trial)
             last = error.strip().splitlines()[-1] if error.strip() else "unknown"
             for trial_id in pack_ids(trial.config):
-                if store.trial_path(sweep, trial_id).exists():  # stored by a half of a split population
+                if store.has_outcome(sweep, trial_id):  # stored by a half of a split population
                     self._stored(trial_id)
                     continue
                 store.write_trial(sweep, failed_row(rows[trial_id], sweep, error), [])
                 self._line(trial_id, f"FAILED: {last}")
 
-    return Progress()
+    return Progress(lease)
 
 
 def read_error(trial) -> str:
@@ -365,12 +390,49 @@ def pack_size(resources: Resources, placement: Placement):
     return size_of
 
 
-def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources, placement: Placement) -> pd.DataFrame:
-    """Run every pending trial of the sweep on the joined cluster; returns the rows that were pending."""
+def make_stopper(lease: lock.Lease | None):
     from ray import tune
 
+    class StopWhenLost(tune.Stopper):
+        """Stops every trial once this driver has lost its sweep's lock to another driver."""
+
+        def __init__(self, lease: lock.Lease | None) -> None:
+            self.lease = lease
+
+        def __getstate__(self) -> dict:  # Tune pickles its stopper; a live lease does not pickle
+            return {"lease": None}
+
+        def __call__(self, trial_id: str, result: dict) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            return self.lease is not None and self.lease.lost() is not None
+
+    return StopWhenLost(lease)
+
+
+def run(
+    store: Store,
+    sweep: str,
+    manifest: pd.DataFrame,
+    resources: Resources,
+    placement: Placement,
+    lease: lock.Lease | None = None,
+    command: str | None = None,
+) -> pd.DataFrame:
+    """Run every pending trial of the sweep on the joined cluster; returns the rows that were pending.
+
+    ``lease``: the driver's locks, checked before the sweep starts and after it ends (a
+    ``lock.LockLost`` then), and by every trial; ``command``: the command line that ran it,
+    remembered for ``status``."""
+    from ray import tune
+
+    if lease is not None:
+        lease.check()
     manifest = prepare_manifest(store, sweep, manifest)
-    pending = pending_trials(store, sweep, manifest)
+    if command:
+        store.write_command(sweep, command)
+    pending = pending_trials(store, sweep, manifest, retry_failed=resources.retry_failed)
     done_before = len(manifest) - len(pending)
     if pending.empty:
         print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run")
@@ -380,8 +442,12 @@ def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources, 
     together = f", up to {largest} at a time as one population" if largest > 1 else ""
     print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run{together}", flush=True)
     rows = {r["trial_id"]: r for r in manifest.to_dict("records")}
+    folder = store.sweep_dir(sweep)
+    guard = None if lease is None else Guard(str(folder), str(lease.paths[folder]), lease.token)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, root=str(store.root.resolve()), sweep=sweep, rows=rows, resources=resources),
+        tune.with_parameters(
+            run_trial, root=str(store.root.resolve()), sweep=sweep, rows=rows, resources=resources, guard=guard
+        ),
         trial_driver_resources(resources),
     )
     tuner = tune.Tuner(
@@ -393,8 +459,11 @@ def run(store: Store, sweep: str, manifest: pd.DataFrame, resources: Resources, 
             storage_path=str((store.sweep_dir(sweep) / ".tune").resolve()),
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
             verbose=0,
-            callbacks=[make_callback(store, sweep, rows, len(manifest), done_before)],
+            stop=make_stopper(lease),
+            callbacks=[make_callback(store, sweep, rows, len(manifest), done_before, lease)],
         ),
     )
     tuner.fit()
+    if lease is not None:
+        lease.check()
     return pending

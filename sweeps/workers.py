@@ -26,14 +26,14 @@ def worker_loop(config: dict) -> None:
 
     from stability.trainer import train
     from sweeps.cluster import hide_gpus_unless_given, trial_device
-    from sweeps.engine import inject_worker_death
+    from sweeps.faults import worker_death
 
     hide_gpus_unless_given()
     device, simulated = trial_device(ray.get_gpu_ids())
     cfg = replace(TrainConfig(**config["cfg"]), device=device, simulated_gpu=simulated)
     folder = Path(config["checkpoint_dir"])
     rank = ray.train.get_context().get_world_rank()
-    on_epoch = inject_worker_death([cfg.trial_id], Path(config["sweep_dir"]), lambda point: None) if rank == 0 else None
+    on_epoch = worker_death([cfg.trial_id], Path(config["sweep_dir"]), lambda point: None) if rank == 0 else None
     result = train(cfg, checkpoint_dir=folder, on_epoch=on_epoch)
     if rank == 0:
         tmp = folder / f".{RESULT}.{os.getpid()}.tmp"

@@ -1,20 +1,30 @@
-"""Analysis laws (EDFs, summaries, bootstrap, KS), gaps and deltas, and figure structure."""
+"""Analysis laws (EDFs, summaries, bootstrap, permutation tests, Holm), gaps and deltas, and figure structure."""
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
 
 from analysis import experiments, figures, stats
 
 errors_st = st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=80)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Every test's figures are closed after it, so that a run holds few open at once."""
+    yield
+    plt.close("all")
 
 
 @settings(max_examples=80, deadline=None)
@@ -62,7 +72,7 @@ def test_bootstrap_band_contains_point_estimate(errors, seed):
         assert low <= est <= high
 
 
-def test_ks_alike_and_shifted():
+def test_permutation_test_alike_and_shifted():
     rng = np.random.default_rng(0)
     a, b = rng.gamma(2, 2, 64), rng.gamma(2, 2, 64)
     assert stats.compare(a, b)["p_value"] > 0.05
@@ -72,11 +82,87 @@ def test_ks_alike_and_shifted():
 
 @settings(max_examples=20, deadline=None)
 @given(shift=st.floats(8.0, 30.0), seed=st.integers(0, 10_000))
-def test_ks_finds_clearly_shifted_deltas(shift, seed):
+def test_permutation_test_finds_clearly_shifted_deltas(shift, seed):
     rng = np.random.default_rng(seed)
     stable = rng.exponential(1.0, 64)
     fragile = np.concatenate([rng.exponential(1.0, 8), rng.exponential(1.0, 56) + shift])
     assert stats.compare(stable, fragile)["p_value"] < 1e-3
+    assert stats.compare(stable, fragile, paired=True)["p_value"] < 1e-3
+
+
+def two_sided(null: list[float], observed: float) -> float:
+    """A two-sided permutation p-value from the whole null distribution (ties within float noise count)."""
+    null, tol = np.asarray(null), abs(observed) * np.finfo(float).eps * 100
+    return min(1.0, 2 * min(np.mean(null <= observed + tol), np.mean(null >= observed - tol)))
+
+
+tied_errors = st.sampled_from([20.0, 20.0, 21.0, 25.0, 100.0])  # ties: equal errors and diverged trials
+
+
+@settings(max_examples=25, deadline=None)
+@given(pairs=st.lists(st.tuples(tied_errors, tied_errors), min_size=2, max_size=9))
+def test_paired_p_value_equals_every_sign_flip_enumerated(pairs):
+    a, b = (np.array(x) for x in zip(*pairs, strict=True))
+
+    def mean_delta_difference(x, y):
+        return float(np.mean((x - x.min()) - (y - y.min())))
+
+    null = []
+    for flips in itertools.product([False, True], repeat=len(a)):
+        swap = np.array(flips)
+        null.append(mean_delta_difference(np.where(swap, b, a), np.where(swap, a, b)))
+    got = stats.compare(a, b, paired=True)
+    assert got["test"] == stats.PAIRED_TEST
+    assert got["statistic"] == pytest.approx(mean_delta_difference(a, b))
+    assert got["p_value"] == pytest.approx(two_sided(null, mean_delta_difference(a, b)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(a=st.lists(tied_errors, min_size=2, max_size=5), b=st.lists(tied_errors, min_size=2, max_size=5))
+def test_unpaired_p_value_equals_every_split_enumerated(a, b):
+    pooled = np.array([*a, *b])
+
+    def median_delta_difference(x, y):
+        return float(np.median(x - x.min()) - np.median(y - y.min()))
+
+    null = []
+    for chosen in itertools.combinations(range(pooled.size), len(a)):
+        mask = np.zeros(pooled.size, dtype=bool)
+        mask[list(chosen)] = True
+        null.append(median_delta_difference(pooled[mask], pooled[~mask]))
+    got = stats.compare(a, b)
+    assert got["test"] == stats.UNPAIRED_TEST
+    observed = median_delta_difference(np.array(a), np.array(b))
+    assert got["statistic"] == pytest.approx(observed)
+    assert got["p_value"] == pytest.approx(two_sided(null, observed))
+
+
+def test_permutation_tests_are_seeded_and_paired_needs_one_error_per_draw():
+    rng = np.random.default_rng(2)
+    a, b = 20 + rng.exponential(1.0, 40), 20 + rng.exponential(3.0, 40)
+    assert stats.compare(a, b, seed=4) == stats.compare(a, b, seed=4)
+    assert stats.compare(a, b, paired=True, seed=4) == stats.compare(a, b, paired=True, seed=4)
+    with pytest.raises(ValueError, match="one error per draw"):
+        stats.compare(a, b[:-1], paired=True)
+    single = stats.compare([20.0], [21.0, 30.0])
+    assert np.isnan(single["p_value"]) and single["statistic"] == pytest.approx(-4.5)  # nothing to permute
+
+
+def test_holm_equals_the_hand_computation():
+    # sorted: 0.005 x 4 = 0.02, 0.01 x 3 = 0.03, 0.03 x 2 = 0.06, 0.04 x 1 = 0.04 -> raised to 0.06
+    got = stats.holm([0.01, 0.04, 0.03, 0.005, np.nan])
+    assert got[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02]) and np.isnan(got[4])
+    assert stats.holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(p=st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=1, max_size=30))
+def test_holm_laws(p):
+    adjusted = stats.holm(p)
+    assert np.all(adjusted >= np.asarray(p)) and np.all(adjusted <= 1.0)
+    order = np.argsort(p, kind="stable")
+    assert np.all(np.diff(adjusted[order]) >= 0)  # monotone in the order of the raw p-values
+    assert adjusted[order[0]] == pytest.approx(min(1.0, len(p) * min(p)))
 
 
 def grid_trials() -> pd.DataFrame:
@@ -257,3 +343,112 @@ def test_a_model_keeps_one_colour_across_optimizers_and_the_legend_names_each_on
     legend = fig.legends[0]
     assert sorted(t.get_text() for t in legend.get_texts()) == ["mine_a (n=6)", "mine_b (n=6)", "vit_c_1gf (n=6)"]
     assert len(fig.get_axes()) == 2 * 3  # per optimizer: the EDF, error vs lr, error vs wd
+
+
+def with_failed(trials: pd.DataFrame, model: str, k: int) -> pd.DataFrame:
+    """The trials plus k failed ones of the model's sweep (infrastructure faults: error 100, no outcome)."""
+    mine = trials[trials["model"] == model]
+    extra = mine.head(k).assign(status="failed", top1_err=100.0, index=range(len(mine), len(mine) + k))
+    return pd.concat([trials, extra], ignore_index=True)
+
+
+def legend_texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_failed_edf_trials_are_left_out_and_counted_in_tables_and_legends():
+    trials = with_failed(edf_trials(), "vit_p_4gf", 2)
+    table = experiments.stability_table(trials, n_resamples=20).set_index("model")
+    assert table.loc["vit_p_4gf", ["n", "failed"]].tolist() == [16, 2] and table.loc["vit_c_4gf", "failed"] == 0
+    expected = {"vit_p_4gf (n=16, 2 failed left out)", "vit_c_4gf (n=16)", "vit_c_1gf (n=16)"}
+    assert set(legend_texts(figures.figure_edfs(trials, "adamw", n_resamples=20).get_axes()[0])) == expected
+    assert set(legend_texts(figures.figure_expected_best(trials, "adamw").get_axes()[0])) == expected
+    edf_4gf = figures.figure_edf(trials, "adamw", n_resamples=20).get_axes()[4]
+    assert set(legend_texts(edf_4gf)) == {"vit_p_4gf (n=16, 2 failed left out)", "vit_c_4gf (n=16)"}
+    fig = figures.figure_comparison(trials, n_resamples=20)
+    assert "vit_p_4gf (n=16, 2 failed left out)" in {t.get_text() for t in fig.legends[0].get_texts()}
+
+
+def test_failed_grid_runs_are_left_out_and_counted():
+    grid = grid_trials()
+    point = grid[(grid["model"] == "vit_c_4gf") & (grid["optimizer"] == "adamw")]
+    failed = pd.concat(
+        [
+            point[point["epochs"] == 400].assign(epochs=800, status="failed", top1_err=100.0),  # a point of its own
+            point[point["epochs"] == 100].assign(status="failed", top1_err=100.0),  # a repeat of a finished point
+        ]
+    )
+    trials = pd.concat([grid, failed], ignore_index=True)
+    assert experiments.failed_grid_runs(trials)[["model", "optimizer", "epochs"]].values.tolist() == [
+        ["vit_c_4gf", "adamw", 800]
+    ]
+    curve = experiments.error_vs_epochs(trials).set_index(["model", "optimizer"])
+    assert set(curve.loc[("vit_c_4gf", "adamw"), "failed"]) == {1} and set(
+        curve.loc[("vit_p_4gf", "sgd"), "failed"]
+    ) == {0}
+    deltas = experiments.training_length_deltas(trials)
+    assert set(deltas["reference_epochs"]) == {400}  # the failed 800-epoch run is no reference
+    gaps = experiments.optimizer_gaps(trials).set_index("model")
+    assert set(gaps.loc["vit_c_4gf", "failed"]) == {1} and set(gaps.loc["regnety_4gf", "failed"]) == {0}
+    assert figures.figure3(trials)._suptitle.get_text() == "1 failed run left out"
+    assert figures.figure3(grid)._suptitle is None
+
+
+def colour_trials() -> pd.DataFrame:
+    """EDF sweeps of both optimizers: two of one model (two presets) and two models of one family in
+    one size panel, beside a model of each other family."""
+    rng = np.random.default_rng(4)
+    rows = []
+    for sweep, model, family, preset in [
+        ("c4-smoke", "vit_c_4gf", "ViT_C", "smoke"),
+        ("c4-small", "vit_c_4gf", "ViT_C", "small"),
+        ("c4b", "vit_c_4gf_b", "ViT_C", "smoke"),
+        ("c1", "vit_c_1gf", "ViT_C", "smoke"),
+        ("p4", "vit_p_4gf", "ViT_P", "smoke"),
+        ("r4", "regnety_4gf", "RegNetY", "smoke"),
+    ]:
+        for optim in ("adamw", "sgd"):
+            for i in range(8):
+                rows.append(
+                    {
+                        "sweep": f"{sweep}-{optim}",
+                        "index": i,
+                        "model": model,
+                        "family": family,
+                        "optimizer": optim,
+                        "epochs": 50,
+                        "preset": preset,
+                        "sampler": "random",
+                        "status": "ok",
+                        "lr": 10 ** rng.uniform(-3.6, -2.1),
+                        "wd": 10 ** rng.uniform(-1.7, -0.1),
+                        "top1_err": 25 + rng.exponential(3.0),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def line_colours(ax) -> dict[str, tuple]:
+    """Legend label (without its count) -> colour of every labelled line and scatter of a panel."""
+    out = {ln.get_label(): to_rgb(ln.get_color()) for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    out.update(
+        {c.get_label(): to_rgb(c.get_facecolor()[0]) for c in ax.collections if not c.get_label().startswith("_")}
+    )
+    return {label.split(" (n=")[0]: colour for label, colour in out.items()}
+
+
+def test_each_sweep_has_one_distinct_colour_in_every_panel_and_figure(monkeypatch):
+    monkeypatch.setitem(experiments.SIZE_OF, "vit_c_4gf_b", "4GF")
+    trials = colour_trials()
+    edfs = line_colours(figures.figure_edfs(trials, "adamw", n_resamples=20).get_axes()[0])
+    best = line_colours(figures.figure_expected_best(trials, "adamw").get_axes()[0])
+    assert edfs == best and len(edfs) == 6 and len(set(edfs.values())) == 6
+    sgd = line_colours(figures.figure_edfs(trials, "sgd", n_resamples=20).get_axes()[0])
+    for model in ("vit_c_4gf_b", "vit_c_1gf", "vit_p_4gf", "regnety_4gf"):  # one sweep per optimizer: one colour
+        assert sgd[model] == edfs[model]
+    axes = figures.figure_edf(trials, "adamw", n_resamples=20).get_axes()
+    scatter, panel_4gf, panel_1gf = line_colours(axes[0]), line_colours(axes[4]), line_colours(axes[3])
+    assert set(scatter) == {"c4-smoke-adamw", "c4-small-adamw", "vit_c_4gf_b", "vit_p_4gf", "regnety_4gf"}
+    assert scatter == panel_4gf and len(set(scatter.values())) == 5
+    assert panel_1gf == {"vit_c_1gf": to_rgb(figures.COLORS["ViT_C"])}  # the only ViT_C of its panel
+    assert scatter["vit_p_4gf"] == to_rgb(figures.COLORS["ViT_P"])

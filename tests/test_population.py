@@ -63,25 +63,63 @@ def test_a_diverging_member_leaves_the_others_untouched():
     assert_close_curves(population[:1], separate[:1])
 
 
+class Interrupt(Exception):
+    pass
+
+
+def stop_at(epoch: int):
+    def stop(summary):
+        if summary["epoch"] == epoch:
+            raise Interrupt
+
+    return stop
+
+
+def folders(root, cfgs) -> list:
+    return [root / f"trial-{c.index}" for c in cfgs]
+
+
+KEYS = ["epoch", "train_loss", "top1_err", "top1_err_raw", "lr"]
+
+
 @pytest.mark.slow
 def test_population_resumes_to_the_uninterrupted_result(tmp_path):
     cfgs = members("adamw", epochs=3)
-    full = train_population(cfgs, checkpoint_dir=tmp_path / "full", data=SMALL)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop(summary):
-        if summary["epoch"] == 2:
-            raise Interrupt
-
+    full = train_population(cfgs, checkpoint_dirs=folders(tmp_path / "full", cfgs), data=SMALL)
     with pytest.raises(Interrupt):
-        train_population(cfgs, checkpoint_dir=tmp_path / "cut", on_epoch=stop, data=SMALL)
-    resumed = train_population(cfgs, checkpoint_dir=tmp_path / "cut", data=SMALL)
+        train_population(cfgs, checkpoint_dirs=folders(tmp_path / "cut", cfgs), on_epoch=stop_at(2), data=SMALL)
+    assert all((f / "last.pt").exists() for f in folders(tmp_path / "cut", cfgs))  # one checkpoint per member
+    resumed = train_population(cfgs, checkpoint_dirs=folders(tmp_path / "cut", cfgs), data=SMALL)
     assert all(r.row["resumed_from_epoch"] == 1 for r in resumed)
-    keys = ["epoch", "train_loss", "top1_err", "top1_err_raw", "lr"]
     for a, b in zip(resumed, full, strict=True):
-        assert [[p[k] for k in keys] for p in a.curve] == [[p[k] for k in keys] for p in b.curve]
+        assert [[p[k] for k in KEYS] for p in a.curve] == [[p[k] for k in KEYS] for p in b.curve]
+
+
+@pytest.mark.parametrize("optim", ["adamw", "sgd"])
+def test_a_member_continues_in_another_pack_or_alone(tmp_path, optim):
+    """Checkpointed in a pack of 3 after epoch 1; resumed as one trial alone and a pack of 2
+    (an out-of-memory split, or another --pack): each continues from epoch 1 and ends where
+    its separate uninterrupted run ends."""
+    cfgs = members(optim, epochs=3)
+    dirs = folders(tmp_path, cfgs)
+    with pytest.raises(Interrupt):
+        train_population(cfgs, checkpoint_dirs=dirs, on_epoch=stop_at(2), data=SMALL)
+    alone = train(cfgs[0], checkpoint_dir=dirs[0], data=SMALL)
+    pair = train_population(cfgs[1:], checkpoint_dirs=dirs[1:], data=SMALL)
+    separate = [train(c, data=SMALL) for c in cfgs]
+    assert [r.row["resumed_from_epoch"] for r in [alone, *pair]] == [1, 1, 1]
+    assert_close_curves([alone, *pair], separate)
+
+
+def test_members_at_different_epochs_train_as_one_population_per_epoch(tmp_path):
+    cfgs = members("adamw", epochs=3)
+    dirs = folders(tmp_path, cfgs)
+    with pytest.raises(Interrupt):  # member 0 reaches epoch 2 alone
+        train(cfgs[0], checkpoint_dir=dirs[0], on_epoch=stop_at(3), data=SMALL)
+    resumed = train_population(cfgs, checkpoint_dirs=dirs, data=SMALL)
+    assert [r.row["resumed_from_epoch"] for r in resumed] == [2, 0, 0]
+    assert [r.row["population"] for r in resumed] == [1, 2, 2]
+    assert_close_curves(resumed, [train(c, data=SMALL) for c in cfgs])
 
 
 @pytest.mark.slow

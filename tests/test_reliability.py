@@ -15,7 +15,7 @@ import pytest
 
 from cli import main
 from store import Store
-from sweeps import engine, plan
+from sweeps import engine, faults, plan
 from tests.conftest import TINY_DATA, free_port
 
 TINY = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA]
@@ -165,7 +165,7 @@ def test_worker_killed_mid_epoch_is_retried_from_checkpoint(pack, tmp_path, caps
     """With --pack 2 both trials train in the killed worker's population and resume together."""
     results = tmp_path / "results"
     victim = plan.trial_id("vit_c_1gf", "adamw", 3, 0)
-    monkeypatch.setenv(engine.FAULT_ENV, f"{victim}@2")
+    monkeypatch.setenv(faults.WORKER_DEATH_ENV, f"{victim}@2")
     flags = ["--trials", "2", "--epochs", "3", "--name", "w", "--pack", pack]
     assert main(["sweep", *TINY, "--results", str(results), *flags]) == 0
     assert (results / "w" / f".injected-{victim}").exists()  # the worker really died once

@@ -93,6 +93,10 @@ def test_report_is_one_self_contained_page(store_with_noise, tmp_path, capsys):
         assert image.size[0] > 100
     text = "".join(page.text)
     assert "vit_c_1gf's median delta is" in text and "95% CI [" in text  # the comparison, in words
+    assert "(Holm-adjusted p = " in text and "Holm-adjusted across this report's 1 comparison(s)" in text
+    assert "permutation" in text  # the test is named
+    assert "3 trials drawn (diverged ones count with error 100)." in text  # per sweep, none failed
+    assert "Figure 3 (protocol" not in text  # one protocol: one Figure 3, no label needed
     assert "stability grid --figure 2" in text  # what fills the missing figures
     assert "Importance of each sampled hyperparameter" in text or "Importance not computed" in text
 

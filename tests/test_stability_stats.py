@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import analysis
-from analysis import experiments, figures
+from analysis import experiments, figures, stats
 
 small_sets = st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=7)
 
@@ -180,10 +180,72 @@ def test_comparisons_pair_by_index_only_on_the_same_draws_and_say_it_in_words():
     row = pairs.loc[("c", "p")]
     assert bool(row["paired"]) and not bool(pairs.loc[("c", "p-other-draws"), "paired"])
     assert row["median_delta_diff"] < 0 and row["median_delta_hi"] < 0  # ViT_C's deltas are smaller
-    expected = analysis.compare(stable, fragile)
-    assert row["ks_statistic"] == pytest.approx(expected["ks_statistic"])
+    expected = analysis.compare(stable, fragile, paired=True, n_resamples=9999, seed=0)
+    assert row["test"] == expected["test"] == stats.PAIRED_TEST
+    assert (row["statistic"], row["p_value"]) == pytest.approx((expected["statistic"], expected["p_value"]))
+    assert pairs.loc[("c", "p-other-draws"), "test"] == stats.UNPAIRED_TEST
+    assert list(pairs["p_holm"]) == pytest.approx(list(stats.holm(pairs["p_value"])))
+    assert row["p_value"] < 1e-3 and row["p_holm"] >= row["p_value"]
     assert row["in_words"].startswith("vit_c_1gf's median delta is lower than vit_p_1gf's by ")
-    assert "95% CI [" in row["in_words"]
+    assert "95% CI [" in row["in_words"] and f"(Holm-adjusted p = {row['p_holm']:.3g})" in row["in_words"]
+
+
+def test_comparisons_need_one_protocol_over_every_row_of_both_sweeps():
+    """A difference in any row (not only the first) or in the stored space keeps two sweeps apart."""
+    errs = 20 + np.random.default_rng(0).exponential(2.0, 8)
+    space = json.dumps({"lr": ["log", 1e-3, 1e-2], "wd": ["log", 0.01, 0.1]})
+    other_space = json.dumps({"lr": ["log", 1e-4, 1e-2], "wd": ["log", 0.01, 0.1]})
+    mixed = sweep_rows("p-mixed", "vit_p_1gf", errs, space=space)
+    mixed.loc[mixed.index[-1], "image_size"] = 32  # one late row of another size
+    trials = pd.concat(
+        [
+            sweep_rows("c", "vit_c_1gf", errs + 1, space=space),
+            sweep_rows("p", "vit_p_1gf", errs, space=space),
+            sweep_rows("p-space", "vit_p_1gf", errs, space=other_space),
+            mixed,
+        ]
+    )
+    pairs = analysis.comparisons(trials, n_resamples=50)
+    assert list(zip(pairs["a"], pairs["b"], strict=True)) == [("c", "p")]
+    assert pairs["protocol"].iloc[0].startswith("digits_8px_b32_smoke_seed0_")
+
+
+NOISE = {"stable": [21.0, 22.0, 24.0], "fragile": [20.0, 20.5]}
+
+
+def noisy_store(names: dict[str, str], measured: list[str]) -> pd.DataFrame:
+    """Two comparable sweeps, "stable" and "fragile", under the given sweep names, with noise runs
+    for the ``measured`` ones."""
+    rng = np.random.default_rng(5)
+    rows = [sweep_rows(names["stable"], "vit_c_1gf", 20 + rng.exponential(1.0, 12)),
+            sweep_rows(names["fragile"], "vit_p_1gf", 20 + rng.exponential(4.0, 12))]  # fmt: skip
+    for which in measured:
+        name = names[which]
+        rows.append(sweep_rows(f"{name}-noise", "vit_c_1gf", NOISE[which], sampler="noise", noise_of=name))
+    return pd.concat(rows)
+
+
+@pytest.mark.parametrize("measured", [["stable"], ["fragile"], ["stable", "fragile"]])
+def test_noise_floor_of_a_difference_is_the_same_whichever_sweep_sorts_first(measured):
+    sd = {k: np.std(v, ddof=1) for k, v in NOISE.items()}
+    seen = []
+    for names in [{"stable": "a-sweep", "fragile": "z-sweep"}, {"stable": "z-sweep", "fragile": "a-sweep"}]:
+        pairs = analysis.comparisons(noisy_store(names, measured), n_resamples=50)
+        assert len(pairs) == 1
+        words = pairs["in_words"].iloc[0].split("seed noise of the difference")[1]
+        if len(measured) == 2:
+            assert "(from both sweeps' noise runs)" in words
+        else:
+            assert f"(sqrt(2)×σ of {names[measured[0]]}'s noise runs)" in words
+        seen.append(pairs["noise_std"].iloc[0])
+    expected = np.hypot(sd["stable"], sd["fragile"]) if len(measured) == 2 else np.sqrt(2) * sd[measured[0]]
+    assert seen == pytest.approx([expected, expected])
+
+
+def test_difference_noise_is_symmetric():
+    assert stats.difference_noise(3.0, 4.0) == stats.difference_noise(4.0, 3.0) == pytest.approx(5.0)
+    assert stats.difference_noise(np.nan, 2.0) == stats.difference_noise(2.0, np.nan) == pytest.approx(2 * np.sqrt(2))
+    assert np.isnan(stats.difference_noise(np.nan, np.nan))
 
 
 def test_summary_differences_of_a_set_with_itself_are_zero():
@@ -210,5 +272,26 @@ def test_new_figures_have_one_curve_per_sweep():
 
 
 def test_public_api():
-    for name in ("edf", "summarize", "compare", "expected_best", "importance", "comparisons", "noise_floors"):
+    for name in ("edf", "summarize", "compare", "holm", "expected_best", "importance", "comparisons", "noise_floors"):
         assert callable(getattr(analysis, name)), name
+
+
+def test_the_report_counts_failed_trials_per_sweep_and_says_p_values_are_holm_adjusted():
+    from analysis import share
+
+    rng = np.random.default_rng(0)
+    failed = sweep_rows("p", "vit_p_1gf", [100.0, 100.0], status="failed").assign(index=[12, 13])
+    trials = pd.concat(
+        [
+            sweep_rows("c", "vit_c_1gf", 20 + rng.exponential(1.0, 12)),
+            sweep_rows("p", "vit_p_1gf", 25 + rng.exponential(6, 12)),
+            sweep_rows("q", "vit_p_1gf", 25 + rng.exponential(6, 12), lrs=np.geomspace(2e-3, 2e-2, 12)),
+            failed,
+        ]
+    )
+    page = share.build(trials, "results", n_resamples=20)
+    assert "12 trials drawn (diverged ones count with error 100); 2 failed trial(s)" in page
+    assert page.count("failed trial(s)") == 1  # only the sweep that has some
+    assert "Holm-adjusted across this report's 3 comparison(s)" in page
+    protocols = share.protocol_table(trials).set_index("sweep")  # the page's first table
+    assert protocols.loc["p", ["trials", "failed"]].tolist() == [14, 2] and protocols.loc["c", "failed"] == 0

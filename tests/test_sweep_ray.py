@@ -107,7 +107,7 @@ def test_packed_sweep_stores_the_same_trials_as_one_at_a_time(tmp_path, capsys):
 def test_a_population_out_of_memory_is_split_down_to_single_trials(tmp_path, capsys, monkeypatch):
     """A fault hook raises torch.OutOfMemoryError for populations above a size: a pack of 4
     trains as 2 + 2; where even one trial is too big, it alone is recorded as failed."""
-    from sweeps.engine import OOM_ENV
+    from sweeps.faults import OOM_ENV
 
     monkeypatch.setenv(OOM_ENV, "2")
     rc, out = run_sweep(tmp_path / "halves", capsys, "--trials", "4", "--pack", "4")

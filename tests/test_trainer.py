@@ -48,6 +48,29 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     assert resumed.row["top1_err"] == full.row["top1_err"]
 
 
+@pytest.mark.parametrize("damage", [b"", b"not a torch file", "truncated"])
+def test_an_unreadable_checkpoint_is_set_aside_and_the_trial_restarts(tmp_path, capsys, damage):
+    """The store's layout: <sweep>/checkpoints/<trial>/last.pt, quarantined into <sweep>/quarantine/."""
+    folder = tmp_path / "sweep" / "checkpoints" / "t"
+    with pytest.raises(Interrupt):
+        train(
+            tiny(),
+            checkpoint_dir=folder,
+            on_epoch=lambda p: (_ for _ in ()).throw(Interrupt) if p["epoch"] == 2 else None,
+            data=SMALL,
+        )
+    good = (folder / "last.pt").read_bytes()
+    bad = good[: len(good) // 2] if damage == "truncated" else damage
+    (folder / "last.pt").write_bytes(bad)
+    resumed = train(tiny(), checkpoint_dir=folder, data=SMALL)
+    assert resumed.row["status"] == "ok" and resumed.row["resumed_from_epoch"] == 0
+    assert [p["top1_err"] for p in resumed.curve] == [p["top1_err"] for p in train(tiny(), data=SMALL).curve]
+    aside = list((tmp_path / "sweep" / "quarantine").iterdir())
+    assert len(aside) == 1 and aside[0].read_bytes() == bad
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unreadable checkpoint" in err[0] and "restarts from epoch 0" in err[0]
+
+
 def test_divergence_is_recorded_with_partial_curve():
     result = train(tiny(optim="sgd", lr=1e6, epochs=3), data=SMALL)
     row = result.row

@@ -1,0 +1,62 @@
+"""Fault injection for the reliability tests, switched on by environment variables.
+
+Its own module so that the engine and the Ray Train workers both reach it without importing
+each other. Nothing here runs unless a test sets one of the variables.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+WORKER_DEATH_ENV = "STABILITY_INJECT_WORKER_DEATH"
+OOM_ENV = "STABILITY_INJECT_OOM_ABOVE"
+FAIL_ENV = "STABILITY_INJECT_FAILURE"
+
+
+def worker_death(trial_ids: list[str], sweep_dir: Path, report: Callable[[dict], None]) -> Callable[[dict], None]:
+    """With STABILITY_INJECT_WORKER_DEATH=ID@E, the worker running trial ID (alone or in a pack)
+    SIGKILLs itself once, after training epoch E and before saving its checkpoint, so the retry
+    must resume from epoch E - 1's checkpoint."""
+    trial_id, _, at = os.environ.get(WORKER_DEATH_ENV, "").rpartition("@")
+    if trial_id not in trial_ids:
+        return report
+    epoch = int(at)
+    marker = sweep_dir / f".injected-{trial_id}"
+
+    def maybe_die(point: dict) -> None:
+        report(point)
+        if point["epoch"] == epoch and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return maybe_die
+
+
+def failure(trial_ids: list[str], report: Callable[[dict], None]) -> Callable[[dict], None]:
+    """With STABILITY_INJECT_FAILURE=ID@E, the trial ID raises after saving epoch E's checkpoint
+    on every attempt while the variable is set: a fault that outlasts ``--max-failures``, so the
+    trial is recorded ``failed`` and a later run (without the variable) retries it."""
+    trial_id, _, at = os.environ.get(FAIL_ENV, "").rpartition("@")
+    if trial_id not in trial_ids:
+        return report
+    epoch = int(at)
+
+    def maybe_fail(point: dict) -> None:
+        report(point)
+        if point["epoch"] == epoch + 1:  # epoch E's checkpoint is on disk by now
+            raise RuntimeError(f"injected failure of {trial_id} in epoch {epoch + 1}")
+
+    return maybe_fail
+
+
+def out_of_memory(size: int) -> None:
+    """With STABILITY_INJECT_OOM_ABOVE=N, a population of more than N members raises what a GPU
+    says when it is too big."""
+    above = os.environ.get(OOM_ENV)
+    if above is not None and size > int(above):
+        import torch
+
+        raise torch.OutOfMemoryError(f"CUDA out of memory (injected: a population of {size} > {above})")
