@@ -30,6 +30,9 @@ def main(args: argparse.Namespace) -> int:
     image = args.image_size or (224 if gpu else 32)
     batch = args.batch_size or (256 if gpu else 16)
     wanted = ["step", "data", "population", "sweep"] if args.what == "all" else [args.what]
+    if args.dry_run:
+        print(f"bench {', '.join(wanted)}: {args.model} at {image} px, batch {batch}, on {device}")
+        return 0
     if "step" in wanted:
         from benchmarks import step
 

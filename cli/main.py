@@ -7,6 +7,7 @@ Subcommand modules are imported only when their command runs, to keep start-up f
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -32,8 +33,8 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("train", help="train one model once and store its result")
     add_model_flags(p)
-    p.add_argument("--lr", type=float, help="lr normalized to batch 2048 (default: Table 4 optimum)")
-    p.add_argument("--wd", type=float, help="weight decay (default: Table 4 optimum)")
+    p.add_argument("--lr", type=number, help="lr normalized to batch 2048 (default: Table 4 optimum)")
+    p.add_argument("--wd", type=number, help="weight decay (default: Table 4 optimum)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--dataset", default="digits")
     p.add_argument("--batch-size", type=int, default=128)
@@ -42,6 +43,7 @@ def build_parser() -> Parser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--no-autoaugment", action="store_true", help="turn AutoAugment off (ablation)")
     p.add_argument("--no-mixing", action="store_true", help="turn mixup/CutMix off (ablation)")
+    p.add_argument("--dry-run", action="store_true", help="check the run and print it; train nothing")
     add_import_flag(p)
     add_execution_flags(p)
 
@@ -61,6 +63,7 @@ def build_parser() -> Parser:
         "lr and wd default to Table 4's intervals)",
     )
     p.add_argument("--space-file", type=absolute_path, help='a TOML file whose [space] table holds NAME = "DIST"')
+    p.add_argument("--dry-run", action="store_true", help="print the plan (the preset as given, else smoke) and stop")
     add_import_flag(p)
 
     p = sub.add_parser("grid", help="the paper's experiment grid of one figure (2-5)")
@@ -71,7 +74,7 @@ def build_parser() -> Parser:
     p.add_argument("--sampler", default="random", choices=["random", "sobol"])
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     add_data_dir_flag(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--results", default="results")
     add_import_flag(p)
     add_sweep_flags(p, epochs_type=str)
@@ -81,7 +84,7 @@ def build_parser() -> Parser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="figures", help="where the comparison figure goes")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for the figure's bands")
+    p.add_argument("--resamples", type=at_least(1), default=1000, help="bootstrap resamples for the figure's bands")
     add_data_dir_flag(p)
     add_import_flag(p)
     add_run_flags(p)
@@ -89,6 +92,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("noise", help="re-train a sweep's best (lr, wd) under K seeds: its seed-noise floor")
     p.add_argument("--sweep", required=True, help="the sweep whose best trial is re-trained")
     p.add_argument("--seeds", type=int, default=5, help="how many other seeds")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     add_data_dir_flag(p)
     p.add_argument("--results", default="results")
     add_run_flags(p)
@@ -96,7 +100,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("report", help="one self-contained HTML report of a results store")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="report.html")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for bands and intervals")
+    p.add_argument("--resamples", type=at_least(1), default=1000, help="bootstrap resamples for bands and intervals")
 
     p = sub.add_parser("figures", help="draw Figures 2-5 and the summary tables from a results store")
     p.add_argument("--results", default="results")
@@ -108,7 +112,7 @@ def build_parser() -> Parser:
         help="a paper figure, the comparison of every sweep in the store, or all",
     )
     p.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for bands and intervals")
+    p.add_argument("--resamples", type=at_least(1), default=1000, help="bootstrap resamples for bands and intervals")
     p.add_argument(
         "--protocol",
         help="draw Figures 2 and 3 for this protocol only (a label as in figure2-<protocol>.png and the tables' "
@@ -128,10 +132,45 @@ def build_parser() -> Parser:
     p.add_argument("--epochs", type=int, default=1, help="epochs per trial (sweep benchmark)")
     p.add_argument("--pack", type=int, default=2, help="trials sharing the device at once (population, sweep)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--dry-run", action="store_true", help="check the flags, say what would run, and stop")
 
     p = sub.add_parser("status", help="planned / done / diverged / failed / remaining per sweep")
     p.add_argument("--results", default="results")
     return parser
+
+
+def at_least(minimum: int):
+    """An argparse type: an integer >= ``minimum`` (a count, a seed), refused in one line otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def seed(text: str) -> int:
+    """A seed numpy and torch both take: 0 .. 2**32 - 1."""
+    value = at_least(0)(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be below 2**32, got {value}")
+    return value
+
+
+def number(text: str) -> float:
+    """A finite float (argparse's float takes 'nan' and 'inf', which no flag here means)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def absolute_path(given: str) -> str:
@@ -165,7 +204,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--optim", required=True, choices=["adamw", "sgd"])
     add_data_dir_flag(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--results", default="results")
 
 
@@ -182,9 +221,9 @@ def add_sweep_flags(p: argparse.ArgumentParser, epochs_type=int) -> None:
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """Where and how trials run: the cluster and each trial's resources."""
     p.add_argument("--address", help="HOST:PORT of an existing Ray cluster (default: a local one on 127.0.0.1)")
-    p.add_argument("--gpus-per-trial", type=float, help="may be fractional (default: 1 where the cluster has GPUs)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--max-failures", type=int, default=2, help="retries of a trial that raises, in one run")
+    p.add_argument("--gpus-per-trial", type=number, help="may be fractional (default: 1 where the cluster has GPUs)")
+    p.add_argument("--cpus-per-trial", type=number, default=1.0)
+    p.add_argument("--max-failures", type=at_least(0), default=2, help="retries of a trial that raises, in one run")
     p.add_argument(
         "--no-retry-failed",
         action="store_true",
@@ -206,7 +245,7 @@ def add_execution_flags(p: argparse.ArgumentParser) -> None:
         help="run each trial data-parallel on N >= 1 Ray Train workers (DDP); --cpus-per-trial is then per "
         "worker (default: the trial runs in one process, without Ray Train)",
     )
-    p.add_argument("--gpus-per-worker", type=float, help="with --workers (default: 1 where the cluster has GPUs)")
+    p.add_argument("--gpus-per-worker", type=number, help="with --workers (default: 1 where the cluster has GPUs)")
     p.add_argument("--accumulate", type=int, default=1, help="gradient accumulation: micro-batches per step")
     p.add_argument(
         "--compile",

@@ -16,6 +16,7 @@ import models
 from cli import sweeps as commands
 from stability.errors import UserError
 from stability.trainer import load_imports
+from store import check_name
 from store.space import space_from_json
 from sweeps import cluster, plan
 from sweeps.space import SAMPLERS, Space, read_toml, space_from_table
@@ -77,7 +78,7 @@ def read_study(path: str | Path) -> Study:
     data_dir = typed(doc, "data_dir", str, where)
     scale = {k: typed(doc, k, str if k == "dataset" else int, where) for k in SCALE_KEYS}
     return Study(
-        name=typed(doc, "name", str, where, path.stem),
+        name=check_name(typed(doc, "name", str, where, path.stem), "study name"),
         models=strings(doc, "models", where, required=True),
         optimizers=optimizers,
         trials=typed(doc, "trials", int, where, 64),

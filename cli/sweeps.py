@@ -68,8 +68,14 @@ NO_CLUSTER = cluster.ClusterInfo("(none)", 0, 0.0, 0.0)
 
 
 def sweep(args) -> int:
-    plan_sweep(args, gpu=False)
+    scale, name, manifest = plan_sweep(args, gpu=False)
     resources_from(args, NO_CLUSTER)
+    if args.dry_run:
+        from sweeps.grid import describe
+
+        announce(scale, args.preset is not None, False)
+        print(describe({name: manifest}))
+        return 0
     with cluster.connect(args.address, args.imports) as info:
         print(info.describe(), flush=True)
         scale, name, manifest = plan_sweep(args, gpu=info.gpus > 0)
@@ -150,6 +156,8 @@ def noise(args) -> int:
         f"noise floor of {args.sweep}: its best trial {best_id} (lr={best['lr']:.3g} wd={best['wd']:.3g}) "
         f"under {args.seeds} other seeds"
     )
+    if args.dry_run:
+        return 0
     imports = schema.imports_of(best)
     load_imports(imports)
     with cluster.connect(args.address, imports) as info:

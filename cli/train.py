@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+from stability.errors import UserError
 from stability.trainer import TrainConfig, train
 
 
 def run(cfg: TrainConfig, results: str, args) -> int:
     from store import Store
+    from sweeps import plan
 
     cfg = cfg.resolved()
+    plan.check_model(cfg.model, plan.Scale(cfg.dataset, cfg.image_size, cfg.patch_size, cfg.epochs, cfg.batch_size))
+    for name in ("epochs", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
     store = Store(results)
     store.check_writable()
+    store.checkpoint_dir(cfg.sweep, cfg.trial_id)  # its names are checked before anything trains
     print(
         f"train {cfg.model} with {cfg.optim}: lr {cfg.lr:.4g} (at batch 2048), wd {cfg.wd:.4g}, "
         f"{cfg.epochs} epochs of {cfg.dataset} at {cfg.image_size} px",
         flush=True,
     )
+    if args.dry_run:
+        return 0
 
     def progress(p: dict) -> None:
         print(

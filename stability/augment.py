@@ -216,11 +216,16 @@ def mix(
 ) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """Mixup or CutMix (equal chance) of the batch with its reverse; soft targets mix alike.
 
-    ``gen`` is a CPU generator (the per-batch draws are scalars).
+    ``gen`` is a CPU generator (the per-batch draws are scalars). An alpha of 0 turns that kind
+    off: the other then mixes every batch, and with both 0 the batch is left as it is (no draw
+    is made, so the generator's sequence is the unmixed run's).
 
     For CutMix the target weight is the exact pasted area fraction after clipping the box.
     """
-    use_cutmix = bool(torch.rand((), generator=gen) < 0.5)
+    if mixup_alpha <= 0 and cutmix_alpha <= 0:
+        return x, target, {"kind": "none"}
+    both = mixup_alpha > 0 and cutmix_alpha > 0
+    use_cutmix = bool(torch.rand((), generator=gen) < 0.5) if both else cutmix_alpha > 0
     alpha = cutmix_alpha if use_cutmix else mixup_alpha
     lam = _beta(alpha, gen)
     flipped_x, flipped_t = x.flip(0), target.flip(0)

@@ -36,18 +36,19 @@ def worker_death(trial_ids: list[str], sweep_dir: Path, report: Callable[[dict],
 
 
 def failure(trial_ids: list[str], report: Callable[[dict], None]) -> Callable[[dict], None]:
-    """With STABILITY_INJECT_FAILURE=ID@E, the trial ID raises after saving epoch E's checkpoint
-    on every attempt while the variable is set: a fault that outlasts ``--max-failures``, so the
-    trial is recorded ``failed`` and a later run (without the variable) retries it."""
-    trial_id, _, at = os.environ.get(FAIL_ENV, "").rpartition("@")
-    if trial_id not in trial_ids:
+    """With STABILITY_INJECT_FAILURE=ID@E[,ID@E...], trial ID raises after saving epoch E's
+    checkpoint, on every attempt while the variable is set: a fault that outlasts
+    ``--max-failures``, so the trial is recorded ``failed`` and a later run retries it."""
+    plans = dict(item.rpartition("@")[::2] for item in os.environ.get(FAIL_ENV, "").split(",") if "@" in item)
+    mine = {i: int(plans[i]) for i in trial_ids if i in plans}
+    if not mine:
         return report
-    epoch = int(at)
 
     def maybe_fail(point: dict) -> None:
         report(point)
-        if point["epoch"] == epoch + 1:  # epoch E's checkpoint is on disk by now
-            raise RuntimeError(f"injected failure of {trial_id} in epoch {epoch + 1}")
+        for trial_id, epoch in mine.items():
+            if point["epoch"] == epoch + 1:  # epoch E's checkpoint is on disk by now
+                raise RuntimeError(f"injected failure of {trial_id} in epoch {epoch + 1}")
 
     return maybe_fail
 

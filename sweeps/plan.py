@@ -10,7 +10,7 @@ import pandas as pd
 import models
 from stability.data import dataset_names, is_streamed
 from stability.errors import UserError
-from store import schema
+from store import check_name, schema
 from store.space import space_to_json
 from sweeps.space import Space, complete_space, draw
 
@@ -115,7 +115,9 @@ def check_model(name: str, scale: Scale) -> None:
 
 
 def trial_id(model: str, optim: str, epochs: int, index: int) -> str:
-    return f"{model}-{optim}-e{epochs}-{index:03d}"
+    """A trial's id, also its file names in the store: one safe path component (a registered
+    model's name could hold anything)."""
+    return check_name(f"{model}-{optim}-e{epochs}-{index:03d}", "trial id")
 
 
 def edf_manifest(
@@ -185,6 +187,7 @@ def manifest_row(
     sweep, index, model, optim, lr, wd, scale: Scale, seed, sampler="fixed", epochs=None, imports=None
 ) -> dict:
     """A planned trial in the schema's columns (``store.schema.PLAN``)."""
+    check_name(sweep, "sweep name")
     epochs = epochs or scale.epochs
     values = {
         "sweep": sweep,

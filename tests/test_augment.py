@@ -32,6 +32,24 @@ def test_mix_label_mass_and_cutmix_area(seed, size, batch):
         assert torch.allclose(mixed, lam * x + (1 - lam) * x.flip(0))
 
 
+@pytest.mark.parametrize(
+    ("mixup", "cutmix", "kinds"), [(0.8, 0.0, {"mixup"}), (0.0, 1.0, {"cutmix"}), (0.0, 0.0, {"none"})]
+)
+def test_an_alpha_of_zero_turns_that_mixing_off(mixup, cutmix, kinds):
+    gen = torch.Generator().manual_seed(0)
+    x, target = torch.rand(8, 1, 8, 8), recipe.smooth_one_hot(torch.arange(8), 10)
+    seen = set()
+    for _ in range(20):
+        mixed, soft, info = augment.mix(x, target, gen, mixup, cutmix)
+        seen.add(info["kind"])
+        if info["kind"] == "none":
+            assert mixed is x and soft is target
+    assert seen == kinds
+    if kinds == {"none"}:  # no draw at all: the generator is where the unmixed run's would be
+        assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())
+    assert recipe.field_problem("mixup_alpha", 0.0) is None and recipe.field_problem("cutmix_alpha", -0.1)
+
+
 def test_autoaugment_draws_a_subpolicy_per_image():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 16, 16).expand(128, 3, 16, 16).contiguous()

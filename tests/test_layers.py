@@ -56,4 +56,12 @@ def test_the_layering_check_sees_a_violation(tmp_path):
     names = project_imports(bad)
     assert {"cli", "cli.main", "sweeps.engine", "store", "store.schema"} <= names
     assert sorted(n for n in names if not allowed("analysis", n)) == ["cli", "cli.main", "sweeps.engine"]
-    assert not allowed("store", "stability.trainer") and allowed("store", "stability.errors")
+    assert not allowed("store", "stability.trainer") and not allowed("store", "stability.errors")
+    assert allowed("stability", "store.errors")
+
+
+def test_the_engine_and_the_workers_do_not_import_each_other():
+    """The fault hooks live in sweeps.faults, which both import; neither imports the other."""
+    engine, workers = (project_imports(ROOT / "sweeps" / f"{m}.py") for m in ("engine", "workers"))
+    assert not any(n.startswith("sweeps.engine") for n in workers)
+    assert "sweeps.faults" in workers and any(n.startswith("sweeps.workers") for n in engine)  # one way only

@@ -84,6 +84,16 @@ BAD_INPUTS = {
     "grid figure": (["grid", "--figure", "7"], "invalid choice"),
     "grid model": (["grid", "--figure", "2", "--models", "vit_x", "--dry-run"], "unknown model"),
     "grid epochs": (["grid", "--figure", "2", "--epochs", "0,1", "--dry-run"], "at least 1"),
+    "negative seed": ([*SWEEP, "--seed", "-1"], "--seed: must be at least 0"),
+    "huge seed": ([*SWEEP, "--seed", str(2**32)], "--seed: must be below 2**32"),
+    "negative max failures": ([*SWEEP, "--max-failures", "-1"], "--max-failures: must be at least 0"),
+    "name outside the root": ([*SWEEP, "--name", "../../etc"], "sweep name '../../etc' is not allowed"),
+    "name with a slash": ([*SWEEP, "--name", "a/b"], "one path component"),
+    "noise of a name outside": (["noise", "--sweep", "../tiny"], "sweep name '../tiny' is not allowed"),
+    "train patch": (["train", "--model", "vit_c_1gf", "--optim", "sgd", "--patch-size", "5"], "patch size 5"),
+    "figures resamples": (["figures", "--resamples", "0"], "--resamples: must be at least 1"),
+    "figures protocol": (["figures", "--protocol", "nope"], "--protocol 'nope'"),
+    "nan cpus": ([*SWEEP, "--cpus-per-trial", "nan"], "expected a finite number"),
     "missing results for figures": (["figures", "--results", "{tmp}/nowhere"], "no results folder"),
 }
 
@@ -176,6 +186,44 @@ def test_worker_killed_mid_epoch_is_retried_from_checkpoint(pack, tmp_path, caps
     curve = pd.read_parquet(results / "w" / "curves" / f"{victim}.parquet")
     assert list(curve["epoch"]) == [1, 2, 3]
     assert not list((results / "w" / "checkpoints").glob("*"))  # finished trials leave no checkpoint
+
+
+@pytest.mark.slow
+def test_failed_trials_keep_their_checkpoints_and_the_rerun_retries_them(tmp_path, capsys, monkeypatch):
+    """Two trials fail for good after epoch 1 (more often than --max-failures allows). Their
+    checkpoints are kept; status counts them and names the command; --no-retry-failed keeps
+    them; the plain rerun retries both: one continues from epoch 1, the other, whose checkpoint
+    was damaged meanwhile, is quarantined and restarts from epoch 0. Both end ok."""
+    results = tmp_path / "results"
+    kept, damaged = (plan.trial_id("vit_c_1gf", "adamw", 3, i) for i in (0, 1))
+    flags = ["--trials", "2", "--epochs", "3", "--name", "f", "--max-failures", "1"]
+    argv = ["sweep", *TINY, "--results", str(results), *flags]
+    monkeypatch.setenv(faults.FAIL_ENV, f"{kept}@1,{damaged}@1")
+    assert main(argv) == 0
+    store = Store(results)
+    for trial_id in (kept, damaged):
+        row = store.read_trial("f", trial_id)
+        assert row["status"] == "failed" and "injected failure" in row["error"]
+        assert (store.checkpoint_dir("f", trial_id) / "last.pt").exists()
+    capsys.readouterr()
+    assert main(["status", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "f: 2 failed trial(s), kept with their checkpoints; retry: stability sweep --model vit_c_1gf" in out
+
+    monkeypatch.delenv(faults.FAIL_ENV)
+    assert main([*argv, "--no-retry-failed"]) == 0
+    assert "all 2 trials already have results" in capsys.readouterr().out
+    (store.checkpoint_dir("f", damaged) / "last.pt").write_bytes(b"torn")
+    assert main(argv) == 0
+    out = capsys.readouterr()
+    assert "retrying 2 failed trial(s)" in out.out and "2 of 2 trials to run" in out.out
+    rows = {i: store.read_trial("f", i) for i in (kept, damaged)}
+    assert {r["status"] for r in rows.values()} == {"ok"}
+    assert (rows[kept]["resumed_from_epoch"], rows[damaged]["resumed_from_epoch"]) == (1, 0)
+    assert [p.read_bytes() for p in (results / "f" / "quarantine").iterdir()] == [b"torn"]
+    for trial_id in (kept, damaged):
+        assert list(pd.read_parquet(store.curve_path("f", trial_id))["epoch"]) == [1, 2, 3]
+        assert not store.checkpoint_dir("f", trial_id).exists()
 
 
 @pytest.mark.slow

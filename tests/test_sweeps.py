@@ -113,6 +113,20 @@ def test_grid_follows_preset_and_narrowing():
         grid.plan_grid(2, SMOKE, models=["regnety_1gf"], optims=["adamw"])
 
 
+@pytest.mark.parametrize("preset", ["smoke", "small", "paper"])
+def test_rescaled_grids_keep_the_papers_absolute_warmup(preset):
+    """5 warm-up epochs at every length of the paper's 50-400 grid: 5/50 of the preset's base
+    length at every rescaled length, never a tenth of each length."""
+    scale = plan.choose_scale(preset, False)
+    frame = next(iter(grid.plan_grid(2, scale, models=["vit_c_1gf"]).values()))
+    assert sorted(frame["epochs"]) == [scale.epochs * k for k in (1, 2, 4, 8)]
+    assert set(frame["warmup_epochs"]) == {scale.epochs / 10}
+    assert preset != "paper" or set(frame["warmup_epochs"]) == {5.0}
+    from store.schema import config_fields
+
+    assert {config_fields(r)["warmup_epochs"] for r in frame.to_dict("records")} == {scale.epochs / 10}
+
+
 def test_status_counts_an_unfinished_sweep(tmp_path, capsys):
     from cli import sweeps as commands
     from store import Store
