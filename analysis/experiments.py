@@ -51,21 +51,37 @@ def with_protocol(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def of_protocol(trials: pd.DataFrame, protocol: str) -> pd.DataFrame:
-    """The rows (any kind, any status) run under one protocol, named by its label."""
-    return trials[schema.protocol_labels(trials) == protocol] if len(trials) else trials
+    """The rows (any kind, any status) run under one protocol, named by its label, and the
+    seed-noise rows of its sweeps: those re-train a sweep's best under other seeds (so their own
+    label differs), yet they give its sweeps' noise floors, which its figures draw."""
+    if not len(trials):
+        return trials
+    mine = schema.protocol_labels(trials) == protocol
+    noise = noise_rows(trials)
+    if noise.any():
+        mine |= noise & trials["noise_of"].isin(set(trials.loc[mine & ~noise, "sweep"]))
+    return trials[mine]
+
+
+# Grid sweeps are named figure{2,3}-<preset> (sweeps/grid.py); `stability train` rows are "train".
+GRID_SWEEP = r"figure[23]-"
 
 
 def grid_rows(trials: pd.DataFrame) -> pd.DataFrame:
     """Rows a grid wrote (sampler "fixed"), any status, with their protocol.
 
-    A row without a sampler is a single `stability train` run, never a grid point; only a store
-    written before the sampler column existed (no such column at all) counts every row.
+    A row without a sampler is a single `stability train` run, never a grid point, unless its
+    sweep is named as grids name theirs (``figure2-*``, ``figure3-*``): grid rows written before
+    the sampler column existed have none, also in a store whose newer rows have one. A store
+    written before the column existed (no such column at all) counts every row.
     """
     if trials.empty:
         return with_protocol(trials)
     t = trials[~noise_rows(trials)]
     if "sampler" in t:
-        t = t[t["sampler"] == GRID_SAMPLER]
+        named = t["sweep"].astype(str).str.match(GRID_SWEEP) if "sweep" in t else False
+        old_grid = t["sampler"].isna() & named
+        t = t[(t["sampler"] == GRID_SAMPLER) | old_grid]
     return with_protocol(t)
 
 
@@ -96,8 +112,26 @@ def failed_grid_runs(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def grid_protocols(trials: pd.DataFrame) -> list[str]:
-    """The protocols under which the store holds grid runs (Figures 2 and 3), sorted."""
-    return sorted(set(optimum_runs(trials).get("protocol", [])))
+    """The protocols under which the store holds grid runs (Figures 2 and 3), sorted; one whose
+    runs all failed among them, so that its figure says how many failed (``failed_protocols``)."""
+    return sorted(set(grid_rows(trials)["protocol"]))
+
+
+def failed_protocols(trials: pd.DataFrame) -> dict[str, int]:
+    """Protocols whose grid runs all failed -> how many runs failed: their figures have no point."""
+    g = grid_rows(trials)
+    if g.empty:
+        return {}
+    done = set(usable(g)["protocol"])
+    failed = g[g["status"] == "failed"]
+    return {str(p): int(n) for p, n in failed.groupby("protocol").size().items() if p not in done}
+
+
+def edf_protocols(trials: pd.DataFrame, optim: str) -> list[str]:
+    """The protocols of the EDF sets of one optimizer (Figure 4: AdamW, 5: SGD), sorted: each
+    protocol's sweeps are drawn in a figure of their own."""
+    sets = [g for g in edf_sets(trials).values() if g["optimizer"].iloc[0] == optim]
+    return sorted(set().union(*(set(schema.protocol_labels(g)) for g in sets)))
 
 
 CURVE = ["protocol", "model", "family", "size", "optimizer", "epochs", "top1_err", "carried", "failed"]
@@ -288,7 +322,12 @@ def comparisons(
     of their deltas (paired where both tried the same draws, ``stats.compare``) with its p-value
     and the Holm-adjusted one (``p_holm``, across every pair of this table), each summary's
     difference (first minus second) with a bootstrap interval, the seed noise of the difference
-    where measured, and the comparison in words."""
+    where measured, and the comparison in words.
+
+    ``effect`` names the summary the test is on (mean delta where paired, median delta where
+    not) and ``effect_diff``/``effect_lo``/``effect_hi`` give its difference and interval: the
+    sentence reports that one quantity beside the test's p-value, so the two never disagree
+    about what differs."""
     sets = edf_sets(trials)
     floors = noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     rows = []
@@ -302,8 +341,8 @@ def comparisons(
     out = pd.DataFrame(rows)
     out.insert(out.columns.get_loc("p_value") + 1, "p_holm", stats.holm(out["p_value"]))
     out["in_words"] = [
-        in_words(*named(r.a, r.b, r.model_a, r.model_b), (r.median_delta_diff, r.median_delta_lo, r.median_delta_hi),
-                 r.noise_std, noise_source(r.a, r.b, floors), r.p_holm)
+        in_words(*named(r.a, r.b, r.model_a, r.model_b), (r.effect_diff, r.effect_lo, r.effect_hi), r.noise_std,
+                 noise_source(r.a, r.b, floors), r.p_holm, effect=r.effect, paired=r.paired)
         for r in out.itertuples()
     ]  # fmt: skip
     return out
@@ -333,9 +372,11 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, floors: dic
     diffs = stats.compare_summaries(ea, eb, paired=paired, n_resamples=n_resamples, seed=seed)
     for name, (d, lo, hi) in diffs.items():
         row[f"{name}_diff"], row[f"{name}_lo"], row[f"{name}_hi"] = d, lo, hi
+    effect = row["effect"]  # the tested summary: its difference is the test's statistic
+    row["effect_diff"], row["effect_lo"], row["effect_hi"] = (row[f"{effect}_{k}"] for k in ("diff", "lo", "hi"))
     noise = stats.difference_noise(floors.get(a, np.nan), floors.get(b, np.nan))
     row["noise_std"] = noise
-    row["beyond_noise"] = bool(abs(row["median_delta_diff"]) > noise) if np.isfinite(noise) else None
+    row["beyond_noise"] = bool(abs(row["effect_diff"]) > noise) if np.isfinite(noise) else None
     return row
 
 
@@ -348,14 +389,24 @@ def noise_source(a: str, b: str, floors: dict) -> str:
 
 
 def in_words(
-    a: str, b: str, diff: tuple[float, float, float], noise: float, source: str = "", p_holm: float = float("nan")
+    a: str,
+    b: str,
+    diff: tuple[float, float, float],
+    noise: float,
+    source: str = "",
+    p_holm: float = float("nan"),
+    *,
+    effect: str = "median_delta",
+    paired: bool = False,
 ) -> str:
-    """E.g. "vit_c_4gf's median delta is lower than vit_p_4gf's by 2.10 points, 95% CI [1.20, 3.00]
-    (Holm-adjusted p = 0.004); seed noise of the difference ≈ 0.60 points (from both sweeps' noise
-    runs): exceeded"."""
+    """E.g. "vit_c_4gf's mean delta over the same draws is lower than vit_p_4gf's by 2.10 points,
+    95% CI [1.20, 3.00] (Holm-adjusted p = 0.004); seed noise of the difference ≈ 0.60 points
+    (from both sweeps' noise runs): exceeded". ``effect`` names the summary of ``diff``, which
+    must be the one the p-value's test is on (``stats.TESTED``), so that the sentence is one claim."""
     d, lo, hi = diff
     way = "lower" if d < 0 else "higher"
-    text = f"{a}'s median delta is {way} than {b}'s by {abs(d):.2f} points, 95% CI [{lo:.2f}, {hi:.2f}]"
+    what = effect.replace("_", " ") + (" over the same draws" if paired else "")
+    text = f"{a}'s {what} is {way} than {b}'s by {abs(d):.2f} points, 95% CI [{lo:.2f}, {hi:.2f}]"
     if lo <= 0 <= hi:
         text += " (the interval includes 0)"
     if np.isfinite(p_holm):

@@ -1,7 +1,8 @@
 """Figures 2-5 of the paper in one visual language.
 
-One colour per family (ViT_P, ViT_C, RegNetY) in Figures 2 and 3, one per sweep (the family's
-where it is the only one of its family) in every per-sweep panel; AdamW up-triangles, SGD
+One colour per family (ViT_P, ViT_C, RegNetY) in Figures 2 and 3; in every per-sweep panel one
+colour per sweep, the same in every figure of a store (``store_colors``: the family's where the
+model is the only one of its family in the store's EDF sweeps); AdamW up-triangles, SGD
 down-triangles; carried-forward points of diverged long runs dashed; EDF bootstrap bands
 shaded. Runs of two protocols are never joined into one curve, and every figure that leaves
 failed trials out says how many. Every function takes the trials table and returns a
@@ -11,6 +12,7 @@ matplotlib Figure (drawing what the table holds); ``save`` writes it as PNG, PDF
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +23,7 @@ import pandas as pd
 import seaborn as sns
 
 from analysis import experiments, stats
+from store import schema
 
 COLORS = dict(zip(experiments.FAMILIES, sns.color_palette("colorblind", 3), strict=True))
 MARKERS = {"adamw": "^", "sgd": "v"}
@@ -154,37 +157,37 @@ def figure3(trials: pd.DataFrame):
     return _epoch_panels(frame, "top1_err", "optimizer runs", lambda g: "top-1 error (%)", grid_note(trials, frame))
 
 
+def edf_note(sets: dict[str, pd.DataFrame]) -> str:
+    """Above Figures 4 and 5: the protocol drawn (``stability figures`` draws one figure per
+    protocol; a frame of several says how many it overlays)."""
+    labels = sorted(set().union(*(set(schema.protocol_labels(g)) for g in sets.values()))) if sets else []
+    if len(labels) > 1:
+        return f"sweeps of {len(labels)} protocols overlaid"
+    return f"protocol {labels[0]}" if labels and labels[0] != "unspecified" else ""
+
+
 @plt.rc_context(STYLE)
-def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
+def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, colors: dict[str, tuple] | None = None):
     """Figures 4 (AdamW) and 5 (SGD): error vs lr, wd and lr*wd for the 4GF models with a bar at
     each model's best trial; below, EDFs of delta error per model size with bootstrap bands
-    (and each sweep's seed-noise floor where measured). A sweep has one colour in every panel."""
+    (and each sweep's seed-noise floor where measured). ``colors``: the store's (``store_colors``),
+    for a frame that holds part of it (one protocol), so that a sweep keeps its colour."""
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     sets = {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
     size_of = {k: experiments.SIZE_OF.get(v["model"].iloc[0]) for k, v in sets.items()}
-    colors = sweep_colors(sets, panels=size_of)
+    colors = colors or store_colors(trials)
     failed = experiments.failed_counts(trials)
     fig, axes = _axes(3, nrows=2, height=2.2)
     # the 4GF models, as in the paper; a store without them shows its smallest size instead
     sizes = [z for z in experiments.SIZES if z in size_of.values()]
     shown = "4GF" if "4GF" in sizes or not sizes else sizes[0]
     four = {k: v for k, v in sets.items() if size_of[k] == shown}
-    for ax, (name, values) in zip(
-        axes[0],
-        [("lr", lambda g: g["lr"]), ("wd", lambda g: g["wd"]), ("lr·wd", lambda g: g["lr"] * g["wd"])],
-        strict=True,
-    ):
+    for ax, (name, values) in zip(axes[0], LR_WD, strict=True):
         ax.set_title(f"{shown} models: error vs {name}")
         if not four:
             _empty(ax, f"{shown} {OPTIM_NAMES[optim]} sweeps")
             continue
-        for sweep, g in sorted(four.items()):
-            color, v = colors[sweep], values(g)
-            ax.scatter(
-                v, g["top1_err"], s=9, color=color, marker=MARKERS[optim], label=_set_label(sweep, g, four), alpha=0.8
-            )
-            ax.axvline(v.loc[g["top1_err"].idxmin()], color=color, linewidth=1.0, alpha=0.8)
-        _log_axis(ax)
+        _optimum_scatter(ax, four, values, colors, MARKERS[optim])
         ax.set_xlabel(name)
         ax.set_ylabel("top-1 error (%)")
     for ax, size in zip(axes[1], experiments.SIZES, strict=True):
@@ -194,9 +197,24 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
             _empty(ax, f"{size} {OPTIM_NAMES[optim]} sweeps")
             continue
         _edf_curves(ax, chosen, floors, n_resamples, colors, failed)
+    note = edf_note(sets)
+    if note:
+        fig.suptitle(note, fontsize=8)
     fig.tight_layout()
     _shared_legend(fig, axes[0])
     return fig
+
+
+LR_WD = [("lr", lambda g: g["lr"]), ("wd", lambda g: g["wd"]), ("lr·wd", lambda g: g["lr"] * g["wd"])]
+
+
+def _optimum_scatter(ax, sets: dict[str, pd.DataFrame], values, colors: dict[str, tuple], marker: str) -> None:
+    """Each sweep's error against one hyperparameter, with a bar at its best trial, on a log axis."""
+    for sweep, g in sorted(sets.items()):
+        color, v = colors[sweep], values(g)
+        ax.scatter(v, g["top1_err"], s=9, color=color, marker=marker, label=_set_label(sweep, g, sets), alpha=0.8)
+        ax.axvline(v.loc[g["top1_err"].idxmin()], color=color, linewidth=1.0, alpha=0.8)
+    _log_axis(ax)
 
 
 def _set_label(sweep: str, g: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> str:
@@ -210,31 +228,42 @@ def _counted_label(sweep: str, g: pd.DataFrame, sets: dict[str, pd.DataFrame], f
     return f"{_set_label(sweep, g, sets)} ({experiments.counted(len(g), failed.get(sweep, 0))})"
 
 
-def sweep_colors(sets: dict[str, pd.DataFrame], panels: dict[str, object] | None = None) -> dict[str, tuple]:
-    """A colour per sweep, distinct within every panel and the same in every panel of a figure, and
-    the same for one model's sweeps of different optimizers (a model that has two sweeps of one
-    optimizer gives each its own). The family's colour where no other model of the family shares
-    a panel with it (``panels``: sweep -> panel; None: all in one), else one of a palette, in order.
-    Figures of one store that take the colours from the same sets agree with each other."""
+def sweep_colors(sets: dict[str, pd.DataFrame]) -> dict[str, tuple]:
+    """One colour per sweep of a store's EDF sets (``experiments.edf_sets`` of the whole store), a
+    function of those sets alone, so that every figure and panel of the store gives a sweep the
+    same colour whichever part of the store it draws (one optimizer, one protocol, one size).
 
-    def key(sweep: str, g: pd.DataFrame) -> str:
-        same = [v for v in sets.values() if v["optimizer"].iloc[0] == g["optimizer"].iloc[0]]
-        return _set_label(sweep, g, {str(i): v for i, v in enumerate(same)})
-
-    keys = {sweep: key(sweep, g) for sweep, g in sorted(sets.items())}
-    family_of = {keys[sweep]: g["family"].iloc[0] for sweep, g in sets.items()}
-    panels_of: dict[str, set] = {}
-    for sweep, k in keys.items():
-        panels_of.setdefault(k, set()).add(None if panels is None else panels.get(sweep))
-    colorblind = sns.color_palette("colorblind", 10)
-    palette = [colorblind[i] for i in (4, 9, 5, 7, 3, 8, 6)]  # those unlike the families' three, first
-    spare = iter(palette * (1 + len(family_of) // len(palette)))
-    by_key = {}
-    for k in sorted(family_of):
-        family = family_of[k]
-        rivals = [o for o in family_of if o != k and family_of[o] == family and panels_of[o] & panels_of[k]]
-        by_key[k] = (COLORS.get(family) if not rivals else None) or next(spare)
+    One model's sweeps of different optimizers share a colour (a model that has two sweeps of one
+    optimizer gives each its own). A model gets its family's colour where it is the only model of
+    its family among the sets (so no panel of any figure can hold a rival of that colour), else
+    the next of a palette unlike the families' three, in sorted order; all are distinct."""
+    keys = {sweep: _colour_key(sweep, g, sets) for sweep, g in sorted(sets.items())}
+    family_of = {keys[sweep]: str(g["family"].iloc[0]) for sweep, g in sets.items()}
+    families = Counter(family_of.values())
+    own = {k for k, f in family_of.items() if families[f] == 1 and f in COLORS}
+    spare = iter(_palette(len(family_of) - len(own)))
+    by_key = {k: COLORS[family_of[k]] if k in own else next(spare) for k in sorted(family_of)}
     return {sweep: by_key[k] for sweep, k in keys.items()}
+
+
+def _colour_key(sweep: str, g: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> tuple[str, str]:
+    """What shares a colour: the model, where it has one sweep of this sweep's optimizer; else the sweep."""
+    optim, model = g["optimizer"].iloc[0], g["model"].iloc[0]
+    mine = [v for v in sets.values() if v["optimizer"].iloc[0] == optim and v["model"].iloc[0] == model]
+    return ("model", model) if len(mine) == 1 else ("sweep", sweep)
+
+
+def _palette(n: int) -> list[tuple]:
+    """n distinct colours unlike the families' three: colorblind ones first, then evenly spaced hues."""
+    colorblind = sns.color_palette("colorblind", 10)
+    first = [colorblind[i] for i in (4, 9, 5, 7, 3, 8, 6)]
+    return (first + list(sns.color_palette("husl", max(0, n - len(first)))))[:n]
+
+
+def store_colors(trials: pd.DataFrame) -> dict[str, tuple]:
+    """The one sweep -> colour mapping of a trials table (``sweep_colors`` of all its EDF sets):
+    what every per-sweep figure of a store uses, also one drawn on a part of the store."""
+    return sweep_colors(experiments.edf_sets(trials))
 
 
 def _edf_curves(
@@ -269,19 +298,17 @@ def _edf_curves(
     ax.legend(frameon=False, loc="lower right")
 
 
-def _optimizer_sets(trials: pd.DataFrame, optim: str) -> tuple[dict[str, pd.DataFrame], dict[str, tuple]]:
-    """One optimizer's EDF sets and their colours, taken from all of the store's sets so that the
-    EDF, expected-best and comparison figures of one store give a sweep one colour."""
-    every = experiments.edf_sets(trials)
-    colors = sweep_colors(every)
-    return {k: v for k, v in every.items() if v["optimizer"].iloc[0] == optim}, colors
+def _optimizer_sets(trials: pd.DataFrame, optim: str) -> dict[str, pd.DataFrame]:
+    """One optimizer's EDF sets."""
+    return {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
 
 
 @plt.rc_context(STYLE)
-def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
+def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, colors: dict[str, tuple] | None = None):
     """Every EDF sweep of one optimizer in one panel, for any store (no paper layout): how much
-    of each sweep's space lands near its best. Dotted lines: seed-noise floors."""
-    sets, colors = _optimizer_sets(trials, optim)
+    of each sweep's space lands near its best. Dotted lines: seed-noise floors. ``colors``: as
+    in ``figure_edf``."""
+    sets, colors = _optimizer_sets(trials, optim), colors or store_colors(trials)
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     fig, axes = _axes(1, height=3.0)
     ax = axes[0][0]
@@ -295,10 +322,11 @@ def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000):
 
 
 @plt.rc_context(STYLE)
-def figure_expected_best(trials: pd.DataFrame, optim: str):
+def figure_expected_best(trials: pd.DataFrame, optim: str, *, colors: dict[str, tuple] | None = None):
     """Expected best error of k random trials against k (Dodge et al. 2019), per sweep of one
-    optimizer, with one standard deviation shaded: how many trials a model needs."""
-    sets, colors = _optimizer_sets(trials, optim)
+    optimizer, with one standard deviation shaded: how many trials a model needs. ``colors``: as
+    in ``figure_edf``."""
+    sets, colors = _optimizer_sets(trials, optim), colors or store_colors(trials)
     failed = experiments.failed_counts(trials)
     fig, axes = _axes(1, height=3.0)
     ax = axes[0][0]
@@ -355,10 +383,11 @@ def figure_dimensions(g: pd.DataFrame):
 
 
 @plt.rc_context(STYLE)
-def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000):
+def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: dict[str, tuple] | None = None):
     """Any store's EDF sweeps compared, no paper layout: a row per optimizer with the EDFs of
     delta error per sweep (bootstrap bands), then top-1 error against every sampled dimension,
-    all sweeps of the row overlaid in their colours (log axis where the space samples log)."""
+    all sweeps of the row overlaid in their colours (log axis where the space samples log).
+    ``colors``: as in ``figure_edf``."""
     from analysis.importance import sweep_space
 
     sets = experiments.edf_sets(trials)
@@ -367,7 +396,7 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000):
     for g in sets.values():
         for name, dim in sweep_space(g).items():
             kinds.setdefault(name, dim[0])
-    colors = sweep_colors(sets)
+    colors = colors or store_colors(trials)
     failed = experiments.failed_counts(trials)
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     fig, axes = _axes(1 + len(kinds), nrows=len(optims), height=2.4)
@@ -404,12 +433,13 @@ def _sweep_legend(fig, axes) -> None:
         )
 
 
+# figure -> (trials, n_resamples, colors) -> Figure; colors: the store's, where t is part of it
 FIGURES = {
-    "2": lambda t, n: figure2(t),
-    "3": lambda t, n: figure3(t),
-    "4": lambda t, n: figure_edf(t, "adamw", n_resamples=n),
-    "5": lambda t, n: figure_edf(t, "sgd", n_resamples=n),
-    "compare": lambda t, n: figure_comparison(t, n_resamples=n),
+    "2": lambda t, n, c=None: figure2(t),
+    "3": lambda t, n, c=None: figure3(t),
+    "4": lambda t, n, c=None: figure_edf(t, "adamw", n_resamples=n, colors=c),
+    "5": lambda t, n, c=None: figure_edf(t, "sgd", n_resamples=n, colors=c),
+    "compare": lambda t, n, c=None: figure_comparison(t, n_resamples=n, colors=c),
 }
 
 

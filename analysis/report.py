@@ -60,13 +60,29 @@ def write_tables(trials: pd.DataFrame, out: Path, n_resamples: int) -> list[Path
     return written
 
 
-def grid_figures(held: list[str], figure: str, protocol: str | None) -> tuple[list[str | None], list[str]]:
-    """Which protocols Figure 2 or 3 is drawn for, of those the store ``held`` grid runs under, and
-    the lines that say what was left out.
+OPTIM_OF = {"4": "adamw", "5": "sgd"}
+# What a figure draws, in the notes' words.
+RUNS_OF = {"2": "grid runs", "3": "grid runs", "4": "AdamW EDF sweeps", "5": "SGD EDF sweeps"}
 
-    One figure per protocol, never one curve through two; a named ``protocol`` draws only that
-    one. [None] draws the (empty) figure of a store without grid runs, as before.
+
+def figure_protocols(trials: pd.DataFrame, figure: str) -> list[str]:
+    """The protocols a figure can be drawn for: those of the grid runs (Figures 2 and 3) or of the
+    optimizer's EDF sweeps (Figures 4 and 5); none for the comparison figure."""
+    if figure in ("2", "3"):
+        return experiments.grid_protocols(trials)
+    if figure in OPTIM_OF:
+        return experiments.edf_protocols(trials, OPTIM_OF[figure])
+    return []
+
+
+def protocol_choice(held: list[str], figure: str, protocol: str | None) -> tuple[list[str | None], list[str]]:
+    """Which protocols a figure is drawn for, of those the store ``held`` its runs under, and the
+    lines that say what was left out.
+
+    One figure per protocol, never one curve or one panel of two; a named ``protocol`` draws only
+    that one. [None] draws the (empty) figure of a store without its runs, as before.
     """
+    what = RUNS_OF[figure]
     if protocol is None:
         if len(held) < 2:
             return held or [None], []
@@ -76,10 +92,16 @@ def grid_figures(held: list[str], figure: str, protocol: str | None) -> tuple[li
         ]
     if protocol not in held:
         listed = ", ".join(held) or "none"
-        return [], [f"figure {figure}: no grid runs under protocol {protocol!r}; the store holds: {listed}"]
+        return [], [f"figure {figure}: no {what} under protocol {protocol!r}; the store holds: {listed}"]
     others = ", ".join(p for p in held if p != protocol)
     said = [f"figure {figure}: drawn for protocol {protocol}; the store also holds {others}"] if others else []
     return [protocol], said
+
+
+def failed_notes(trials: pd.DataFrame, figure: str, chosen: list[str | None]) -> list[str]:
+    """A line per drawn protocol of Figure 2 or 3 whose grid runs all failed: its figure has no point."""
+    failed = experiments.failed_protocols(trials) if figure in ("2", "3") else {}
+    return [f"figure {figure} under protocol {p}: all {failed[p]} runs failed" for p in chosen if p in failed]
 
 
 def make_figures(
@@ -93,15 +115,15 @@ def make_figures(
 ) -> dict:
     """Write the requested figures and tables; returns what was written and what is missing.
 
-    Figures 2 and 3 are drawn once per protocol the store holds grid runs under, named
-    ``figure2-<protocol>`` where it holds several (``figure2`` where one); ``protocol`` (a label
-    as in those names and the tables' ``protocol`` column) draws only that one. The returned
-    dict: ``written`` (paths), ``missing`` (figure -> what the store lacks), ``notes`` (lines
-    naming the protocols drawn and not drawn), ``protocols`` (figure -> the protocols it could
-    be drawn for), ``unreadable``, ``empty``.
+    Figures 2-5 are drawn once per protocol the store holds their runs under (grid runs for 2
+    and 3, the optimizer's EDF sweeps for 4 and 5), named ``figure2-<protocol>`` where it holds
+    several (``figure2`` where one); ``protocol`` (a label as in those names and the tables'
+    ``protocol`` column) draws only that one. Every per-sweep figure takes its colours from the
+    whole store (``figures.store_colors``), so a sweep has one colour in all of them. The
+    returned dict: ``written`` (paths), ``missing`` (figure -> what the store lacks), ``notes``
+    (lines naming the protocols drawn and not drawn, and those whose runs all failed),
+    ``protocols`` (figure -> the protocols it could be drawn for), ``unreadable``, ``empty``.
     """
-    from analysis import figures as figs
-
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnreadableResultWarning)
         trials = load_trials(results)
@@ -117,30 +139,32 @@ def make_figures(
         }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    written, missing, notes, protocols = [], {}, [], {}
+    drawn = {"written": [], "missing": {}, "notes": [], "protocols": {}}
     for f in figures:
-        if f not in ("2", "3"):
-            fig = figs.FIGURES[f](trials, n_resamples)
-            written.append(figs.save(fig, out, f"figure{f}" if f != "compare" else "comparison", fmt))
-            missing[f] = missing_parts(trials, f)
-            continue
-        protocols[f] = experiments.grid_protocols(trials)
-        chosen, said = grid_figures(protocols[f], f, protocol)
-        notes += said
-        several = len(protocols[f]) > 1
-        missing[f] = []
-        for p in chosen:
-            mine = trials if p is None else experiments.of_protocol(trials, p)
-            written.append(
-                figs.save(figs.FIGURES[f](mine, n_resamples), out, f"figure{f}-{p}" if several else f"figure{f}", fmt)
-            )
-            missing[f] += [f"{part} under protocol {p}" if several else part for part in missing_parts(mine, f, p)]
-    written += write_tables(trials, out, n_resamples)
-    return {
-        "written": written,
-        "missing": missing,
-        "notes": notes,
-        "protocols": protocols,
-        "unreadable": unreadable,
-        "empty": False,
-    }
+        draw_figure(trials, f, out, fmt, n_resamples, protocol, drawn)
+    drawn["written"] += write_tables(trials, out, n_resamples)
+    return {**drawn, "unreadable": unreadable, "empty": False}
+
+
+def draw_figure(
+    trials: pd.DataFrame, f: str, out: Path, fmt: str, n_resamples: int, protocol: str | None, drawn: dict
+) -> None:
+    """One requested figure into ``drawn`` (``make_figures``' dict): once per protocol it is
+    drawn for (the comparison figure once, for the whole store)."""
+    from analysis import figures as figs
+
+    colors = figs.store_colors(trials)
+    if f == "compare":
+        drawn["written"].append(figs.save(figs.FIGURES[f](trials, n_resamples, colors), out, "comparison", fmt))
+        drawn["missing"][f] = missing_parts(trials, f)
+        return
+    held = drawn["protocols"][f] = figure_protocols(trials, f)
+    chosen, said = protocol_choice(held, f, protocol)
+    drawn["notes"] += said + failed_notes(trials, f, chosen)
+    several = len(held) > 1
+    drawn["missing"][f] = []
+    for p in chosen:
+        mine = trials if p is None else experiments.of_protocol(trials, p)
+        fig = figs.FIGURES[f](mine, n_resamples, colors)
+        drawn["written"].append(figs.save(fig, out, f"figure{f}-{p}" if several else f"figure{f}", fmt))
+        drawn["missing"][f] += [f"{part} under protocol {p}" if several else part for part in missing_parts(mine, f, p)]

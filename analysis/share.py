@@ -3,8 +3,9 @@
 Everything a reader needs beside the EDFs, per sweep set: bands and seed-noise floors,
 error against each sampled dimension, expected-best curves, importances, comparisons (tests
 named, p-values Holm-adjusted across the page), Figures 2-5 where the store holds their runs
-(2 and 3 once per protocol), each sweep's protocol and its failed trials (left out, and
-counted), and what the store still lacks with the command that fills it. Figures are
+(once per protocol), each sweep's protocol and its failed trials (left out, and counted), and
+what the store still lacks with the command that fills it. A sweep has one colour in every
+figure of the page (``figures.store_colors``). Figures are
 embedded as base64 PNGs, so the file opens offline; it loads nothing from the network.
 """
 
@@ -24,7 +25,7 @@ import pandas as pd
 from analysis import experiments
 from analysis import figures as figs
 from analysis.importance import importance, sweep_space
-from analysis.report import HOW_TO, missing_parts
+from analysis.report import HOW_TO, figure_protocols, missing_parts
 from analysis.store import UnreadableResultWarning, load_trials
 
 OPTIMS = {"adamw": "AdamW", "sgd": "SGD"}
@@ -82,20 +83,32 @@ def sweep_parts(sweep: str, g: pd.DataFrame, failed: int = 0) -> str:
     return section(sweep, counted_sentence(len(g), failed), png(figs.figure_dimensions(g)), said, level=3)
 
 
-def paper_figures(trials: pd.DataFrame, sets: dict[str, pd.DataFrame], figure: str, n_resamples: int) -> list[str]:
-    """A paper figure where the store has runs of it (so drawing it shows data): Figures 2 and 3
-    once per protocol of the grid's runs, never one curve through two."""
-    if figure in ("2", "3"):
-        held = experiments.grid_protocols(trials)
-        return [
-            section(f"Figure {figure}" + (f" (protocol {p})" if len(held) > 1 else ""),
-                    png(figs.FIGURES[figure](experiments.of_protocol(trials, p), n_resamples)), level=3)
-            for p in held
-        ]  # fmt: skip
-    optim = "adamw" if figure == "4" else "sgd"
-    if not any(g["optimizer"].iloc[0] == optim for g in sets.values()):
-        return []
-    return [section(f"Figure {figure}", png(figs.FIGURES[figure](trials, n_resamples)), level=3)]
+def paper_figures(trials: pd.DataFrame, figure: str, n_resamples: int, colors: dict[str, tuple]) -> list[str]:
+    """A paper figure where the store has runs of it (so drawing it shows data), once per protocol
+    of its runs (grid runs for 2 and 3, the optimizer's EDF sweeps for 4 and 5), never one curve
+    or panel of two; a protocol whose grid runs all failed says so."""
+    held = figure_protocols(trials, figure)
+    failed = experiments.failed_protocols(trials) if figure in ("2", "3") else {}
+    parts = []
+    for p in held:
+        title = f"Figure {figure}" + (f" (protocol {p})" if len(held) > 1 else "")
+        note = [f'<p class="note">All {failed[p]} runs of protocol {html.escape(p)} failed.</p>'] if p in failed else []
+        fig = figs.FIGURES[figure](experiments.of_protocol(trials, p), n_resamples, colors)
+        parts.append(section(title, *note, png(fig), level=3))
+    return parts
+
+
+def optimizer_parts(trials: pd.DataFrame, optim: str, n_resamples: int, colors: dict[str, tuple]) -> list[str]:
+    """The EDF and expected-best figures of one optimizer's sweeps: once per protocol of them, so
+    that sweeps of two protocols never share a panel (headed by the protocol where several)."""
+    held = experiments.edf_protocols(trials, optim)
+    parts = []
+    for p in held:
+        mine = experiments.of_protocol(trials, p)
+        figures = [png(figs.figure_edfs(mine, optim, n_resamples=n_resamples, colors=colors)),
+                   png(figs.figure_expected_best(mine, optim, colors=colors))]  # fmt: skip
+        parts += [section(f"Protocol {p}", *figures, level=3)] if len(held) > 1 else figures
+    return parts
 
 
 def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str:
@@ -115,14 +128,16 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         )
     )
     failed = experiments.failed_counts(trials)
+    colors = figs.store_colors(trials)
     summary = experiments.stability_table(trials, n_resamples=n_resamples)
     if not summary.empty:
         body.append(
             section(
                 "Stability summary",
-                "<p>Per EDF sweep: the share of trials within 1/2/4/8 points of the best, the median delta, "
-                "the area under the EDF up to 10 points, each with a 95% bootstrap interval; <code>failed</code>: "
-                "trials left out (infrastructure faults), <code>diverged</code>: trials counted at error 100; "
+                "<p>Per EDF sweep: the share of trials within 1/2/4/8 points of the best, the median and mean "
+                "delta, the area under the EDF up to 10 points, each with a 95% bootstrap interval; "
+                "<code>failed</code>: trials left out (infrastructure faults), <code>diverged</code>: trials counted "
+                "at error 100; "
                 "<code>noise_std</code>/<code>noise_range</code>: the spread of the best (lr, wd) across "
                 "seeds, where <code>stability noise</code> measured it.</p>",
                 table(summary),
@@ -135,8 +150,7 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         parts = [
             "<p>EDFs of Δ top-1 error with 95% bootstrap bands (dotted: seed-noise floors), then the expected "
             "best error of k random trials (Dodge et al. 2019) with one standard deviation.</p>",
-            png(figs.figure_edfs(trials, optim, n_resamples=n_resamples)),
-            png(figs.figure_expected_best(trials, optim)),
+            *optimizer_parts(trials, optim, n_resamples, colors),
         ]
         parts += [sweep_parts(sweep, g, failed.get(sweep, 0)) for sweep, g in sorted(mine.items())]
         body.append(section(f"{name} sweeps", *parts))
@@ -148,6 +162,8 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         said = (
             f"<p>Pairs of sweeps of one protocol and optimizer. Tests: {html.escape(tests)}; "
             f"<code>p_holm</code>: the p-values Holm-adjusted across this report's {len(pairs)} comparison(s). "
+            "Each sentence gives the difference its test is on (<code>effect</code>): the mean delta over the "
+            "same draws for a paired test, the median delta otherwise, with its 95% bootstrap interval. "
             "The seed noise of a difference combines both sweeps' noise runs where both were measured, "
             "else is sqrt(2) times the one measured.</p>"
         )
@@ -158,7 +174,7 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         if gaps:
             lacking.append(f"<li>Figure {f}: no {html.escape(', '.join(gaps))}; to fill it: "
                            f"<code>{html.escape(HOW_TO[f])}</code></li>")  # fmt: skip
-        paper += paper_figures(trials, sets, f, n_resamples)
+        paper += paper_figures(trials, f, n_resamples, colors)
     if paper:
         body.append(section("The paper's figures", *paper))
     if lacking:

@@ -53,14 +53,17 @@ def _edf_stat(sample: np.ndarray, grid: np.ndarray, axis: int = -1) -> np.ndarra
 def summarize(errors, *, auc_up_to: float = 10.0, cap: float = 10.0, baseline: float | None = None) -> dict:
     """Stability summaries of one set of trials.
 
-    within_k: fraction of trials within k points of the best; median_delta; auc: the area
-    under the EDF from 0 to ``auc_up_to``, divided by it (1 = every trial as good as the best);
+    within_k: fraction of trials within k points of the best; median_delta; mean_delta (the
+    area above the EDF: the expected excess error of a random draw over the best, what a paired
+    comparison tests); auc: the area under the EDF from 0 to ``auc_up_to``, divided by it (1 =
+    every trial as good as the best);
     lr_sensitivity: mean over the trials of min(delta, cap), lower is more stable.
     """
     d = deltas(errors, baseline)
     grid = np.linspace(0.0, auc_up_to, 401)
     out = {f"within_{k:g}": float(np.mean(d <= k)) for k in WITHIN}
     out["median_delta"] = float(np.median(d))
+    out["mean_delta"] = float(np.mean(d))
     out["auc"] = float(integrate.trapezoid(edf_at(errors, grid, baseline), grid) / auc_up_to)
     out["lr_sensitivity"] = float(np.mean(np.minimum(d, cap)))
     out["n"] = int(d.size)
@@ -131,15 +134,18 @@ def percentile_intervals(
     return {k: (float(point[i]), float(min(lo[i], point[i])), float(max(hi[i], point[i]))) for i, k in enumerate(names)}
 
 
-PAIRED_TEST = "paired sign-flip permutation (mean per-draw difference of deltas)"
+PAIRED_TEST = "paired sign-flip permutation (difference of mean deltas over the same draws)"
 UNPAIRED_TEST = "permutation (difference of median deltas)"
+# The summary whose difference each test is on: what a comparison reports as its effect.
+TESTED = {True: "mean_delta", False: "median_delta"}
 
 
-def _mean_paired_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Mean over draws of delta_a - delta_b, each delta against its own set's best, re-found in every
-    permutation (the best is itself a statistic of the sample)."""
+def _mean_delta_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Mean delta of a minus mean delta of b, each against its own set's best, re-found in every
+    permutation (the best is itself a statistic of the sample). Over paired draws it is also the
+    mean per-draw difference of deltas: the mean is linear."""
     dx, dy = x - x.min(axis=axis, keepdims=True), y - y.min(axis=axis, keepdims=True)
-    return (dx - dy).mean(axis=axis)
+    return dx.mean(axis=axis) - dy.mean(axis=axis)
 
 
 def _median_delta_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -150,7 +156,8 @@ def _median_delta_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np
 
 
 def compare(errors_a, errors_b, *, paired: bool = False, n_resamples: int = 9999, seed: int = 0) -> dict:
-    """Do two sweeps' deltas differ? A permutation test: {"test", "statistic", "p_value"} (two-sided).
+    """Do two sweeps' deltas differ? A permutation test: {"test", "effect", "statistic", "p_value"}
+    (two-sided); ``effect`` names the summary whose difference a - b ``statistic`` is.
 
     Deltas have heavy ties (0 at each best, many at 100 - best for diverged trials), which tests
     built on continuous distributions (Kolmogorov-Smirnov, Wilcoxon's exact tables) do not allow
@@ -158,23 +165,28 @@ def compare(errors_a, errors_b, *, paired: bool = False, n_resamples: int = 9999
     inside every permutation, as in the bootstrap.
 
     ``paired`` (both sweeps tried the same draws, in the same order): a sign-flip test that swaps
-    the two errors of each draw (scipy's ``permutation_type="samples"``) on the mean per-draw
-    difference of deltas. Pairing removes what the draw itself contributes, so it needs fewer
-    trials; the mean (rather than the median) is used because the median of differences with
-    many tied draws barely moves under flips, and Wilcoxon's signed-rank test would need a choice
-    of zero handling and a normal approximation with ties. Otherwise: the two sets' trials are
-    pooled and re-split (``permutation_type="independent"``) on the difference of median deltas,
-    the summary the comparison reports. Exact (every permutation) where there are at most
+    the two errors of each draw (scipy's ``permutation_type="samples"``) on the difference of mean
+    deltas, which over paired draws equals the mean per-draw difference of deltas. A sign-flip
+    test is valid for any statistic; the mean is chosen because (1) it is a difference of two
+    per-sweep summaries (the mean delta, the area above each EDF), so the effect a comparison
+    reports with its bootstrap interval is the very quantity tested, read off each sweep's own
+    EDF; the median of per-draw differences is no such difference (median(x - y) is not
+    median(x) - median(y)); and (2) the median of per-draw differences sits at 0 whenever most
+    draws tie (both diverged, both at one error) and barely moves under flips, so its test has
+    almost no power. Wilcoxon's signed-rank test would need a choice of zero handling and a
+    normal approximation with ties. Otherwise: the two sets' trials are pooled and re-split
+    (``permutation_type="independent"``) on the difference of median deltas, the summary an
+    unpaired comparison reports. Exact (every permutation) where there are at most
     ``n_resamples`` of them, else ``n_resamples`` random ones drawn from ``seed``; a set of one
     trial has nothing to permute (p-value NaN).
     """
     a, b = as_errors(errors_a), as_errors(errors_b)
     if paired and a.size != b.size:
         raise ValueError(f"a paired comparison needs one error per draw in both sets, got {a.size} and {b.size}")
-    statistic = _mean_paired_difference if paired else _median_delta_difference
-    test = PAIRED_TEST if paired else UNPAIRED_TEST
+    statistic = _mean_delta_difference if paired else _median_delta_difference
+    out = {"test": PAIRED_TEST if paired else UNPAIRED_TEST, "effect": TESTED[paired]}
     if min(a.size, b.size) < 2:  # nothing to permute: no test
-        return {"test": test, "statistic": float(statistic(a, b)), "p_value": float("nan")}
+        return {**out, "statistic": float(statistic(a, b)), "p_value": float("nan")}
     res = stats.permutation_test(
         (a, b),
         statistic,
@@ -183,11 +195,7 @@ def compare(errors_a, errors_b, *, paired: bool = False, n_resamples: int = 9999
         n_resamples=n_resamples,
         rng=np.random.default_rng(seed),
     )
-    return {
-        "test": test,
-        "statistic": float(res.statistic),
-        "p_value": float(res.pvalue),
-    }
+    return {**out, "statistic": float(res.statistic), "p_value": float(res.pvalue)}
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -243,7 +251,7 @@ def expected_best(errors, ks: Sequence[int], *, replace: bool = True) -> pd.Data
     return pd.DataFrame(rows, columns=["k", "mean", "std"])
 
 
-COMPARED = ("within_1", "within_2", "within_4", "within_8", "median_delta", "auc")
+COMPARED = ("within_1", "within_2", "within_4", "within_8", "median_delta", "mean_delta", "auc")
 
 
 def compare_summaries(

@@ -320,7 +320,7 @@ def figures(args: argparse.Namespace) -> int:
         raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
     wanted = ["2", "3", "4", "5", "compare"] if args.figure == "all" else [args.figure]
     if args.protocol is not None:
-        check_protocol(args.results, args.protocol)
+        check_protocol(args.results, args.protocol, wanted)
     report = make_figures(args.results, args.out, wanted, args.format, args.resamples, protocol=args.protocol)
     for line in report["unreadable"]:
         print(f"warning: {line}", file=sys.stderr)
@@ -336,19 +336,22 @@ def figures(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_protocol(results: str, label: str) -> None:
-    """A --protocol the store holds no grid runs under is a user error, before anything is drawn."""
+def check_protocol(results: str, label: str, figures: list[str]) -> None:
+    """A --protocol under which the store holds no runs of the wanted figures is a user error,
+    before anything is drawn."""
     import warnings
 
     from analysis import load_trials
-    from analysis.experiments import grid_protocols
+    from analysis.report import figure_protocols
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable files are reported by the drawing itself
-        held = grid_protocols(load_trials(results))
+        trials = load_trials(results)
+    held = sorted({p for f in figures for p in figure_protocols(trials, f)}) if not trials.empty else []
     if label not in held:
         raise UserError(
-            f"--protocol {label!r}: the store holds Figure 2/3 runs under {', '.join(held) or 'no protocol'}"
+            f"--protocol {label!r}: the store holds the runs of figure(s) {', '.join(figures)} under "
+            f"{', '.join(held) or 'no protocol'}"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import pandas as pd
@@ -185,10 +186,12 @@ def run_sweeps(
 
 
 def retry_command(command_line: str | None) -> str | None:
-    """The command that ran the sweeps, as one that retries their failed trials."""
+    """The command that ran the sweeps, as one that retries their failed trials, from the folder
+    it ran in (its paths may be relative)."""
     if command_line is None:
         return None
-    return shlex.join(w for w in shlex.split(command_line) if w != "--no-retry-failed")
+    words = shlex.join(w for w in shlex.split(command_line) if w != "--no-retry-failed")
+    return f"cd {shlex.quote(os.getcwd())} && {words}"
 
 
 def worker_flags(args, gpu: bool) -> tuple[int, float]:

@@ -37,7 +37,7 @@ def run(cfg: TrainConfig, results: str, args) -> int:
     if args.workers is not None:
         result = train_on_local_ray(cfg, args, folder, store.sweep_dir(cfg.sweep))
     else:
-        result = train(cfg, checkpoint_dir=folder, on_epoch=progress)
+        result = train(cfg, checkpoint_dir=folder, on_epoch=progress, quarantine=store.quarantine_dir(cfg.sweep))
     store.write_trial(cfg.sweep, result.row, result.curve)
     row = result.row
     print(

@@ -273,12 +273,13 @@ class Population:
             params = self.views(flat)
             for n, value in saved.items():
                 (params[n] if n in params else buffers[n])[k].copy_(value)
-        if state["optimizer"]:
+        optimizer = positional_to_names(state["optimizer"], self.model)
+        if optimizer:
             if not self.moments:
                 self.moments = [torch.zeros_like(self.flat) for _ in self.moment_keys()]
             for moment, key in zip(self.moments, self.moment_keys(), strict=True):
                 view = self.views(moment)
-                for n, per_param in state["optimizer"].items():
+                for n, per_param in optimizer.items():
                     view[n][k].copy_(per_param[key])
         self.curves[k] = list(state["curve"])
         self.status[k], self.diverged_epoch[k] = state.get("status", "ok"), state.get("diverged_epoch")
@@ -300,14 +301,25 @@ class Population:
             save_checkpoint(self.member_state(k), folder)
 
 
-def member_checkpoints(cfgs: list[TrainConfig], folders: list[Path] | None, device: torch.device) -> list[dict | None]:
-    """Each member's own checkpoint, if it has one this population can read (a checkpoint in
-    torch's positional optimizer layout, from before per-name states, is started over)."""
+def positional_to_names(saved: dict, model: nn.Module) -> dict:
+    """A member's optimizer state by parameter name. A single run's checkpoint from before
+    per-name states holds torch's positional layout, whose order is the run's two groups
+    (``recipe.decay_split``: decayed parameters, then the others); it is read back in that order."""
+    if "param_groups" not in saved:
+        return saved
+    decay, no_decay = recipe.decay_split(model)
+    names = [*decay, *no_decay]
+    return {names[int(i)]: s for i, s in saved["state"].items()}
+
+
+def member_checkpoints(
+    cfgs: list[TrainConfig], folders: list[Path] | None, quarantine: Path | None
+) -> list[dict | None]:
+    """Each member's own checkpoint (on the CPU), if it has one."""
     if folders is None:
         return [None] * len(cfgs)
     identities = [json.dumps(c.identity(), sort_keys=True) for c in cfgs]
-    states = [load_checkpoint(f, i, device) for i, f in zip(identities, folders, strict=True)]
-    return [None if s is None or "param_groups" in s["optimizer"] else s for s in states]
+    return [load_checkpoint(f, i, quarantine=quarantine) for i, f in zip(identities, folders, strict=True)]
 
 
 def train_population(
@@ -316,6 +328,7 @@ def train_population(
     checkpoint_dirs: list[str | Path] | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     data: TensorData | FolderData | None = None,
+    quarantine: str | Path | None = None,
 ) -> list[TrainResult]:
     """Train (or resume) K trials together; one result per member, as ``train`` would give it.
 
@@ -331,7 +344,7 @@ def train_population(
         torch.set_num_threads(cfgs[0].threads)
     data = data if data is not None else load_data(cfgs[0])
     folders = [Path(f) for f in checkpoint_dirs] if checkpoint_dirs else None
-    states = member_checkpoints(cfgs, folders, device)
+    states = member_checkpoints(cfgs, folders, Path(quarantine) if quarantine else None)
     by_epoch: dict[int, list[int]] = {}
     for k, state in enumerate(states):
         by_epoch.setdefault(state["epoch"] if state else 0, []).append(k)

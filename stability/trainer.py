@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -338,6 +339,7 @@ class Run:
         self.epoch = 0
         self.curve: list[dict] = []
         self.wall = 0.0
+        self.status, self.diverged_epoch = "ok", None
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -360,9 +362,10 @@ class Run:
     def save(self, folder: Path) -> None:
         save_checkpoint(self.state(), folder)
 
-    def restore(self, folder: Path) -> bool:
-        """Resume from the folder's checkpoint if it belongs to this config; False if none."""
-        state = load_checkpoint(folder, json.dumps(self.cfg.identity(), sort_keys=True), self.device)
+    def restore(self, folder: Path, quarantine: Path | None = None) -> bool:
+        """Resume from the folder's checkpoint if it belongs to this config; False if none. A
+        checkpoint a population wrote for a member that diverged resumes as diverged."""
+        state = load_checkpoint(folder, json.dumps(self.cfg.identity(), sort_keys=True), quarantine=quarantine)
         if state is None:
             return False
         self.model.load_state_dict(state["model"])
@@ -370,6 +373,7 @@ class Run:
         self.optimizer.load_state_dict(optimizer_state_dict(self.optimizer, self.model, state["optimizer"]))
         self.stream.load_state(state)
         self.epoch, self.curve, self.wall = state["epoch"], list(state["curve"]), state["wall"]
+        self.status, self.diverged_epoch = state.get("status", "ok"), state.get("diverged_epoch")
         return True
 
     # --- one epoch ---------------------------------------------------------------------------
@@ -474,20 +478,26 @@ def save_checkpoint(state: dict, folder: Path) -> None:
     os.replace(tmp, folder / CHECKPOINT)
 
 
-def load_checkpoint(folder: Path, identity: str, device: torch.device) -> dict | None:
-    """The folder's checkpoint if it belongs to ``identity``; None if there is none or it is
-    another run's. One that cannot be read is set aside in the sweep's ``quarantine/`` (the
-    store's layout: ``<sweep>/checkpoints/<trial>/``) with one line, and the trial restarts
-    from epoch 0: a torn or corrupt file must never fail a trial for good."""
+# What torch.load raises for a file that is not a whole checkpoint (empty, torn, overwritten):
+# pickle's errors, EOF, and the zip reader's RuntimeError. An OSError (a transient NFS error)
+# is not among them: it fails the attempt, and the retry reads the checkpoint again.
+UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, AttributeError, TypeError)
+
+
+def load_checkpoint(folder: Path, identity: str, *, quarantine: Path | None = None) -> dict | None:
+    """The folder's checkpoint (on the CPU; loading copies it where it belongs) if it belongs to
+    ``identity``; None if there is none or it is another run's. One that cannot be read is set
+    aside in ``quarantine`` (default: ``quarantine/`` beside the folder) with one line, and the
+    trial restarts from epoch 0: a torn or corrupt file must never fail a trial for good."""
     path = folder / CHECKPOINT
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or "identity" not in state or "epoch" not in state:
             raise ValueError("not a checkpoint")
-    except Exception as e:
-        aside = set_aside(path, folder.parent.parent / "quarantine")
+    except UNREADABLE as e:
+        aside = set_aside(path, quarantine or folder.parent / "quarantine")
         print(
             f"unreadable checkpoint {path} ({type(e).__name__}) set aside in {aside}; "
             f"{folder.name} restarts from epoch 0",
@@ -504,8 +514,12 @@ def train(
     checkpoint_dir: str | os.PathLike | None = None,
     on_epoch: Callable[[dict], None] | None = None,
     data: TensorData | FolderData | None = None,
+    quarantine: str | os.PathLike | None = None,
 ) -> TrainResult:
-    """Run (or resume) one training run; divergence ends it as ``diverged`` with error 100."""
+    """Run (or resume) one training run; divergence ends it as ``diverged`` with error 100.
+
+    ``quarantine``: where an unreadable checkpoint is set aside (the store passes its sweep's
+    ``quarantine/``; default: beside the checkpoint folder)."""
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -514,10 +528,10 @@ def train(
     run = Run(cfg, data if data is not None else load_data(cfg), device)
     folder = Path(checkpoint_dir) if checkpoint_dir else None
     if folder is not None:
-        run.restore(folder)
+        run.restore(folder, Path(quarantine) if quarantine else None)
     resumed_from = run.epoch
-    status, diverged_epoch = "ok", None
-    while run.epoch < cfg.epochs:
+    status, diverged_epoch = run.status, run.diverged_epoch
+    while run.epoch < cfg.epochs and status == "ok":
         t0 = time.perf_counter()
         train_loss = run.train_epoch()
         train_seconds = time.perf_counter() - t0

@@ -12,13 +12,15 @@ reader sees either no file or a whole one. A trial's curve is written before its
 the trial row is the commit marker that says the trial is done. A ``failed`` row is a
 record, not an outcome: its checkpoint is kept and the next run of the sweep retries it.
 
-Every name that becomes a path (a sweep, a trial id) is one path component of safe characters
-(``check_name``), and every path is checked to lie under the root, so no name a user gives can
-write outside the results folder they named.
+A new name (a sweep, a study, a trial id) is one path component of safe characters
+(``check_name``, applied where names are made); every name that becomes a path is one path
+component, and every path is checked to lie under the root, so no name a user gives can write
+outside the results folder they named.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -41,9 +43,20 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
+def component(name: str, what: str) -> str:
+    """``name`` if it is one path component (no separator, not '.' or '..'). Folders already in a
+    store may hold names from before ``check_name`` (a space, '+', '='): they stay readable."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise UserError(f"{what} {name!r} is not allowed: a {what} is {NAME_RULE}")
+    return name
+
+
 def inside(root: Path, path: Path) -> Path:
-    """``path`` if it lies under ``root`` (both resolved), else a UserError: nothing is written elsewhere."""
-    if not path.resolve().is_relative_to(root.resolve()):
+    """``path`` if it lies under ``root``, else a UserError: nothing is written elsewhere. Judged on
+    the absolute paths as written (not resolved), so a sweep folder that is a symlink to scratch
+    space stays usable."""
+    absolute = Path(os.path.normpath(os.path.abspath(path)))
+    if not absolute.is_relative_to(os.path.normpath(os.path.abspath(root))):
         raise UserError(f"{path} lies outside {root}; nothing is written there")
     return path
 
@@ -93,10 +106,10 @@ class Store:
         self.root = Path(root)
 
     def sweep_dir(self, sweep: str) -> Path:
-        return inside(self.root, self.root / check_name(sweep, "sweep name"))
+        return inside(self.root, self.root / component(sweep, "sweep name"))
 
     def _trial_file(self, sweep: str, kind: str, trial_id: str, suffix: str = "") -> Path:
-        return inside(self.root, self.sweep_dir(sweep) / kind / f"{check_name(trial_id, 'trial id')}{suffix}")
+        return inside(self.root, self.sweep_dir(sweep) / kind / f"{component(trial_id, 'trial id')}{suffix}")
 
     def manifest_path(self, sweep: str) -> Path:
         return self.sweep_dir(sweep) / "manifest.parquet"
@@ -112,6 +125,9 @@ class Store:
 
     def checkpoint_dir(self, sweep: str, trial_id: str) -> Path:
         return self._trial_file(sweep, "checkpoints", trial_id)
+
+    def quarantine_dir(self, sweep: str) -> Path:
+        return self.sweep_dir(sweep) / "quarantine"
 
     def check_writable(self) -> None:
         """Fail early, before anything is written, if the root cannot hold results."""
@@ -148,6 +164,7 @@ class Store:
         path = self.command_path(sweep)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(command + "\n")
+        fsync_file(tmp)
         os.replace(tmp, path)
 
     def read_command(self, sweep: str) -> str | None:
@@ -171,7 +188,7 @@ class Store:
 
     def quarantine(self, path: Path) -> Path:
         """Move an unreadable result file aside so that its trial runs again; the bytes are kept."""
-        return set_aside(path, path.parents[1] / "quarantine")
+        return set_aside(path, self.quarantine_dir(path.parents[1].name))
 
 
 def set_aside(path: Path, folder: Path) -> Path:
@@ -179,5 +196,6 @@ def set_aside(path: Path, folder: Path) -> Path:
     the folder it came from and the time; its bytes are kept for a post-mortem, never deleted."""
     dest = folder / f"{path.parent.name}-{path.name}.{int(time.time())}"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(path, dest)
+    with contextlib.suppress(FileNotFoundError):  # another process (a data-parallel rank) set it aside first
+        os.replace(path, dest)
     return dest

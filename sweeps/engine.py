@@ -18,6 +18,7 @@ every epoch and before they write, and a driver whose lock was taken over stops.
 from __future__ import annotations
 
 import gc
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ import pandas as pd
 from stability.errors import UserError
 from store import Store, schema
 from sweeps import cluster, faults, lock
-from sweeps.plan import default_pack, packs, same_definition
+from sweeps.guard import Guard, guarded
+from sweeps.plan import default_pack, definition_differences, packs
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,11 @@ def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.Dat
     if old is None:
         store.write_manifest(sweep, manifest)
         return manifest
-    if not same_definition(old, manifest):
+    differ = definition_differences(old, manifest)
+    if differ:
         raise UserError(
-            f"sweep {sweep!r} already exists in {store.root} with another definition; "
-            "rerun it with the same flags or choose a new --name"
+            f"sweep {sweep!r} already exists in {store.root} with another definition (it differs in "
+            f"{', '.join(differ)}); rerun it with the same flags, or choose a new --name (a grid: another --results)"
         )
     return old
 
@@ -84,10 +87,24 @@ def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print, 
     failed = set(trials.loc[trials["status"] == "failed", "trial_id"])
     final = set(trials["trial_id"]) - (failed if retry_failed else set())
     pending = manifest[~manifest["trial_id"].isin(final)]
-    retried = int(pending["trial_id"].isin(failed).sum())
-    if retried:
-        log(f"sweep {sweep}: retrying {retried} failed trial(s) from their checkpoints (--no-retry-failed keeps them)")
+    retried = pending[pending["trial_id"].isin(failed)]["trial_id"]
+    if len(retried):
+        kept = sum((store.checkpoint_dir(sweep, i) / "last.pt").exists() for i in retried)
+        log(
+            f"sweep {sweep}: retrying {len(retried)} failed trial(s), {kept} from their last checkpoint "
+            "(--no-retry-failed keeps them)"
+        )
+    drop_pack_checkpoints(store, sweep, log)
     return pending
+
+
+def drop_pack_checkpoints(store: Store, sweep: str, log) -> None:
+    """Checkpoints of whole packs (``checkpoints/pack-K-<id>/``), written before every trial
+    checkpointed in its own folder, cannot be read per trial: removed, with one line, and their
+    trials start over."""
+    for folder in sorted((store.sweep_dir(sweep) / "checkpoints").glob("pack-*")):
+        shutil.rmtree(folder, ignore_errors=True)
+        log(f"sweep {sweep}: removed {folder.name}, a pack checkpoint of an earlier version; its trials start over")
 
 
 def trial_config(row: dict, sweep: str, resources: Resources, device: str, simulated: bool):
@@ -110,9 +127,11 @@ def pack_ids(config: dict) -> list[str]:
     return config["pack"].split(",")
 
 
-def train_pack(cfgs: list, folders: list[Path], sweep_dir: Path, resources: Resources, on_epoch) -> list:
+def train_pack(cfgs: list, folders: list[Path], sweep_dir: Path, resources: Resources, on_epoch, guard=None) -> list:
     """One config in this process, or on Ray Train workers; several as one population. Each
-    trial checkpoints in its own folder (``folders``), in every case."""
+    trial checkpoints in its own folder (``folders``), in every case; an unreadable checkpoint
+    goes to the sweep's ``quarantine/``."""
+    quarantine = sweep_dir / "quarantine"
     faults.out_of_memory(len(cfgs))
     if resources.workers:
         from sweeps.workers import train_with_workers
@@ -125,45 +144,16 @@ def train_pack(cfgs: list, folders: list[Path], sweep_dir: Path, resources: Reso
             checkpoint_dir=folders[0],
             sweep_dir=sweep_dir,
             max_failures=resources.max_failures,
+            guard=guard,
         )
         return [result]
     if len(cfgs) == 1:
         from stability.trainer import train
 
-        return [train(cfgs[0], checkpoint_dir=folders[0], on_epoch=on_epoch)]
+        return [train(cfgs[0], checkpoint_dir=folders[0], on_epoch=on_epoch, quarantine=quarantine)]
     from stability.population import train_population
 
-    return train_population(cfgs, checkpoint_dirs=folders, on_epoch=on_epoch)
-
-
-@dataclass(frozen=True)
-class Guard:
-    """What a trial process needs to check that its driver still holds the sweep's lock."""
-
-    folder: str
-    path: str
-    token: str
-
-    def lost(self) -> str | None:
-        return lock.held(Path(self.folder), Path(self.path), self.token)
-
-    def check(self) -> None:
-        why = self.lost()
-        if why is not None:
-            raise lock.LockLost(why)
-
-
-def guarded(report, guard: Guard | None):
-    """The trial's per-epoch report, then a check of the driver's lock: a trial of a driver whose
-    sweep was taken over stops at its next epoch."""
-    if guard is None:
-        return report
-
-    def report_and_check(point: dict) -> None:
-        report(point)
-        guard.check()
-
-    return report_and_check
+    return train_population(cfgs, checkpoint_dirs=folders, on_epoch=on_epoch, quarantine=quarantine)
 
 
 def run_trial(
@@ -197,7 +187,7 @@ def run_trial(
         on_epoch = faults.worker_death(ids, store.sweep_dir(sweep), guarded(tune.report, guard))
         on_epoch = faults.failure(ids, on_epoch)
         try:
-            results = train_pack(cfgs, folders, store.sweep_dir(sweep), resources, on_epoch)
+            results = train_pack(cfgs, folders, store.sweep_dir(sweep), resources, on_epoch, guard)
         except Exception as e:
             if len(ids) == 1 or not isinstance(e, torch.OutOfMemoryError):
                 raise
@@ -257,7 +247,15 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
 
         @property
         def lost(self) -> bool:
-            return self.lease is not None and self.lease.lost() is not None
+            """Read from the lock files now, not from the heartbeat's last look: after a pause,
+            Tune may report a trial before the heartbeat has run, and nothing may be written then."""
+            if self.lease is None:
+                return False
+            try:
+                self.lease.check()
+            except lock.LockLost:
+                return True
+            return False
 
         def _print(self, text: str) -> None:
             elapsed = time.perf_counter() - self.start

@@ -211,18 +211,26 @@ def manifest_row(
     return {k: values[k] for k in schema.PLAN if k in values}
 
 
-def same_definition(old: pd.DataFrame, new: pd.DataFrame) -> bool:
-    """Two manifests plan the same trials (float columns compared to 12 significant digits):
-    equal in every identity column and every sampled recipe column."""
+def definition_differences(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    """The columns in which two manifests plan different trials (float columns compared to 12
+    significant digits): every identity column and every sampled recipe column; empty if the
+    same. A column one of them lacks differs (a grid planned before its warm-up was set)."""
     columns = MANIFEST_IDENTITY + schema.recipe_columns(set(old.columns) | set(new.columns))
-    if len(old) != len(new) or not (set(columns) <= set(old.columns) and set(columns) <= set(new.columns)):
-        return False
-    a = old[columns].reset_index(drop=True)
-    b = new[columns].reset_index(drop=True)
+    if len(old) != len(new):
+        return ["number of trials"]
+    a, b = old.reset_index(drop=True), new.reset_index(drop=True)
+    differ = []
     for col in columns:
-        if pd.api.types.is_float_dtype(a[col]):
+        if col not in a or col not in b:
+            differ.append(col)
+        elif pd.api.types.is_float_dtype(a[col]) and pd.api.types.is_float_dtype(b[col]):
             if not ((a[col] - b[col]).abs() <= 1e-12 * b[col].abs().clip(lower=1e-300)).all():
-                return False
+                differ.append(col)
         elif not (a[col].astype(str) == b[col].astype(str)).all():
-            return False
-    return True
+            differ.append(col)
+    return differ
+
+
+def same_definition(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """Two manifests plan the same trials (``definition_differences`` is empty)."""
+    return not definition_differences(old, new)

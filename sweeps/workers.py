@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stability.errors import UserError
 from stability.trainer import TrainConfig, TrainResult
+from sweeps.guard import Guard, guarded
 
 RESULT = "result.json"
 
@@ -33,8 +34,10 @@ def worker_loop(config: dict) -> None:
     cfg = replace(TrainConfig(**config["cfg"]), device=device, simulated_gpu=simulated)
     folder = Path(config["checkpoint_dir"])
     rank = ray.train.get_context().get_world_rank()
-    on_epoch = worker_death([cfg.trial_id], Path(config["sweep_dir"]), lambda point: None) if rank == 0 else None
-    result = train(cfg, checkpoint_dir=folder, on_epoch=on_epoch)
+    sweep_dir = Path(config["sweep_dir"])
+    checked = guarded(lambda point: None, config.get("guard"))  # every worker stops if the driver lost the sweep
+    on_epoch = worker_death([cfg.trial_id], sweep_dir, checked) if rank == 0 else checked
+    result = train(cfg, checkpoint_dir=folder, on_epoch=on_epoch, quarantine=sweep_dir / "quarantine")
     if rank == 0:
         tmp = folder / f".{RESULT}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps({"row": result.row, "curve": result.curve}))
@@ -50,6 +53,7 @@ def train_with_workers(
     checkpoint_dir: Path,
     sweep_dir: Path,
     max_failures: int = 2,
+    guard: Guard | None = None,
 ) -> TrainResult:
     """Train one config on ``workers`` workers of the running Ray cluster; resumes from the checkpoint."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -67,6 +71,7 @@ def train_with_workers(
             "cfg": asdict(cfg),
             "checkpoint_dir": str(checkpoint_dir.resolve()),
             "sweep_dir": str(sweep_dir.resolve()),
+            "guard": guard,
         },
         # Named, not left to Ray Train, which picks NCCL for any worker holding a GPU resource:
         # simulated GPUs train on CPUs, where only gloo exists.

@@ -104,7 +104,7 @@ tied_errors = st.sampled_from([20.0, 20.0, 21.0, 25.0, 100.0])  # ties: equal er
 def test_paired_p_value_equals_every_sign_flip_enumerated(pairs):
     a, b = (np.array(x) for x in zip(*pairs, strict=True))
 
-    def mean_delta_difference(x, y):
+    def mean_delta_difference(x, y):  # the mean per-draw difference of deltas: the mean of each set's deltas
         return float(np.mean((x - x.min()) - (y - y.min())))
 
     null = []
@@ -112,7 +112,8 @@ def test_paired_p_value_equals_every_sign_flip_enumerated(pairs):
         swap = np.array(flips)
         null.append(mean_delta_difference(np.where(swap, b, a), np.where(swap, a, b)))
     got = stats.compare(a, b, paired=True)
-    assert got["test"] == stats.PAIRED_TEST
+    assert got["test"] == stats.PAIRED_TEST and got["effect"] == "mean_delta"
+    assert got["statistic"] == pytest.approx(stats.summarize(a)["mean_delta"] - stats.summarize(b)["mean_delta"])
     assert got["statistic"] == pytest.approx(mean_delta_difference(a, b))
     assert got["p_value"] == pytest.approx(two_sided(null, mean_delta_difference(a, b)))
 
@@ -131,7 +132,7 @@ def test_unpaired_p_value_equals_every_split_enumerated(a, b):
         mask[list(chosen)] = True
         null.append(median_delta_difference(pooled[mask], pooled[~mask]))
     got = stats.compare(a, b)
-    assert got["test"] == stats.UNPAIRED_TEST
+    assert got["test"] == stats.UNPAIRED_TEST and got["effect"] == "median_delta"
     observed = median_delta_difference(np.array(a), np.array(b))
     assert got["statistic"] == pytest.approx(observed)
     assert got["p_value"] == pytest.approx(two_sided(null, observed))
@@ -450,5 +451,36 @@ def test_each_sweep_has_one_distinct_colour_in_every_panel_and_figure(monkeypatc
     scatter, panel_4gf, panel_1gf = line_colours(axes[0]), line_colours(axes[4]), line_colours(axes[3])
     assert set(scatter) == {"c4-smoke-adamw", "c4-small-adamw", "vit_c_4gf_b", "vit_p_4gf", "regnety_4gf"}
     assert scatter == panel_4gf and len(set(scatter.values())) == 5
-    assert panel_1gf == {"vit_c_1gf": to_rgb(figures.COLORS["ViT_C"])}  # the only ViT_C of its panel
-    assert scatter["vit_p_4gf"] == to_rgb(figures.COLORS["ViT_P"])
+    assert panel_1gf == {"vit_c_1gf": edfs["vit_c_1gf"]}  # the store's colour, not its panel's family colour
+    assert scatter["vit_p_4gf"] == to_rgb(figures.COLORS["ViT_P"])  # the only ViT_P model of the store
+
+
+def sweep_colours(ax, labels: dict[str, str]) -> dict[str, tuple]:
+    """Sweep -> colour of a panel's labelled lines and scatters, from each sweep's legend label."""
+    by_label = line_colours(ax)
+    return {sweep: by_label[label] for sweep, label in labels.items() if label in by_label}
+
+
+def test_a_sweep_has_one_colour_in_every_figure_of_a_store(monkeypatch):
+    """One sweep -> colour mapping per store: vit_p_4gf is alone in Figure 4's 4GF panels but shares
+    its family with vit_p_1gf in the store, so it has one (palette) colour everywhere; so does each
+    sweep in Figure 4, the EDFs, the expected-best and the comparison figure."""
+    monkeypatch.setitem(experiments.SIZE_OF, "vit_c_4gf_b", "4GF")
+    p1 = colour_trials().query("sweep == 'p4-adamw'").assign(sweep="p1-adamw", model="vit_p_1gf")
+    trials = pd.concat([colour_trials(), p1], ignore_index=True)
+    sets = {k: g for k, g in experiments.edf_sets(trials).items() if g["optimizer"].iloc[0] == "adamw"}
+    labels = {k: figures._set_label(k, g, sets) for k, g in sets.items()}
+    store = figures.store_colors(trials)
+    edf = figures.figure_edf(trials, "adamw", n_resamples=20).get_axes()
+    seen = [sweep_colours(ax, labels) for ax in (edf[0], edf[3], edf[4])]
+    seen.append(sweep_colours(figures.figure_edfs(trials, "adamw", n_resamples=20).get_axes()[0], labels))
+    seen.append(sweep_colours(figures.figure_expected_best(trials, "adamw").get_axes()[0], labels))
+    seen.append(sweep_colours(figures.figure_comparison(trials, n_resamples=20).get_axes()[0], labels))
+    assert {s for panel in seen for s in panel} == set(sets) and len(seen[-1]) == len(sets) == 7
+    for panel in seen:
+        assert panel == {s: to_rgb(store[s]) for s in panel}
+    assert store["p4-adamw"] != figures.COLORS["ViT_P"] and store["r4-adamw"] == figures.COLORS["RegNetY"]
+    assert len({store[s] for s in sets}) == len(sets)
+    # a part of the store (one model) drawn with the store's colours keeps them
+    part = figures.figure_edfs(trials[trials["model"] == "vit_p_4gf"], "adamw", n_resamples=20, colors=store)
+    assert line_colours(part.get_axes()[0]) == {"vit_p_4gf": to_rgb(store["p4-adamw"])}

@@ -160,10 +160,10 @@ def command_lines(name: str):
 OUTPUTS = ("figures", "report.html")  # the folders a command is given to write into
 
 
-def snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` but the given outputs (and matplotlib's font cache)."""
-    files = (p for p in sorted(root.rglob("*")) if p.is_file())
-    return {str(p.relative_to(root)): p.read_bytes() for p in files if p.relative_to(root).parts[0] not in OUTPUTS}
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under ``root`` but the given outputs."""
+    paths = (p for p in sorted(root.rglob("*")) if p.relative_to(root).parts[0] not in OUTPUTS)
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in paths}
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,13 @@
-"""One driver per sweep: the lock's refusals, take-overs and lost leases, without Ray."""
+"""One driver per sweep: the lock's refusals, take-overs, tombstones and lost leases, without Ray."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
+import stat
 import threading
 import time
 from pathlib import Path
@@ -34,6 +36,19 @@ def age_file(path: Path, age: float) -> None:
 
 def lock_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+def marked(path: Path) -> bool:
+    """A tombstone: its taker cleared its write bits."""
+    return not path.stat().st_mode & 0o222
+
+
+def lagging_view(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """This process's view of the folder lags as an NFS client's can: its listing and its cached
+    lookups still miss the named lock files (made a moment ago on another machine)."""
+    read_entry, listdir = lock.read_entry, os.listdir
+    monkeypatch.setattr(lock, "read_entry", lambda path: None if path.name in names else read_entry(path))
+    monkeypatch.setattr(os, "listdir", lambda path=".": [n for n in listdir(path) if n not in names])
 
 
 def held_record(lease: lock.Lease, folder: Path) -> dict:
@@ -73,14 +88,17 @@ def test_a_stale_lock_is_taken_over_and_released(tmp_path, stale):
     write_lock(folder, **stale)
     if not stale:
         (folder / lock.LOCK).write_text("{half a lock")
+    before = (folder / lock.LOCK).read_bytes()
     with lock.hold([folder]) as lease:
-        assert lock_files(folder) == [f"{lock.LOCK}.1"]  # the next generation; the stale one removed
+        assert lock_files(folder) == [lock.LOCK, f"{lock.LOCK}.1"]  # the next generation over a tombstone
+        assert (folder / lock.LOCK).read_bytes() == before and marked(folder / lock.LOCK)
+        assert not marked(lease.paths[folder])
         held = held_record(lease, folder)
         assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
         assert held["token"] == lease.token and lease.lost() is None
         assert held["over"] == (["theirs"] if stale.get("token", "theirs") and stale else [])
         lease.check()
-    assert lock_files(folder) == []  # no temporary or stale files left
+    assert lock_files(folder) == []  # released: the tombstone too, and no temporary files
 
 
 def test_a_free_sweep_gets_generation_0_under_the_old_name(tmp_path):
@@ -130,9 +148,10 @@ def test_a_paused_holder_learns_it_was_taken_over_and_never_writes_its_lock_back
         a._beating.join()
         a_path = a.paths[folder]
         age_file(a_path, 2 * lock.STALE_S)  # ... for longer than the stale age
+        a_bytes = a_path.read_bytes()
         with lock.hold([folder]) as b:
             b_since = held_record(b, folder)["since"]
-            assert not a_path.exists()  # B removed the stale generation
+            assert a_path.read_bytes() == a_bytes and marked(a_path)  # B kept A's file, as a tombstone
             a._stop.clear()  # A wakes
             a.start()
             deadline = time.monotonic() + 5
@@ -145,17 +164,19 @@ def test_a_paused_holder_learns_it_was_taken_over_and_never_writes_its_lock_back
             with pytest.raises(lock.LockLost, match="taken over"):
                 a.check()
             time.sleep(0.3)
-            assert not a_path.exists()  # never recreated
-            assert lock_files(folder) == [b.paths[folder].name]
+            assert lock_files(folder) == [lock.LOCK, f"{lock.LOCK}.1"] and a_path.read_bytes() == a_bytes
             b.check()
             assert b.lost() is None
-        assert lock_files(folder) == []
-    assert lock_files(folder) == []  # A's exit removed nothing of anyone's
+        assert lock_files(folder) == []  # B's release cleared its history, A's tombstone with it
+        with pytest.raises(lock.LockLost, match="taken over"):
+            a.check()  # a lock is never won back
+    assert lock_files(folder) == []  # A's exit recreated nothing
 
 
-def test_a_paused_holder_whose_file_was_not_yet_removed_stops_touching_it(tmp_path):
-    """B has linked its generation (naming A's token) but not yet removed A's file: A sees the
-    take-over in B's file, and its heartbeat leaves its own stale mtime alone."""
+def test_a_paused_holder_whose_file_is_not_yet_marked_stops_and_keeps_its_tombstone(tmp_path):
+    """B has linked its generation (naming A's token) but not yet marked A's file: A sees the
+    take-over in B's file, its heartbeat leaves its own stale mtime alone, and on exit it removes
+    nothing: its file is what B's generation stands on."""
     folder = tmp_path / "s"
     with lock.hold([folder]) as a:
         a_path = a.paths[folder]
@@ -168,7 +189,7 @@ def test_a_paused_holder_whose_file_was_not_yet_removed_stops_touching_it(tmp_pa
         assert "host" in a.lost() and "pid 4242, since just now" in a.lost()
         with pytest.raises(lock.LockLost, match="pid 4242"):
             a.check()
-    assert lock_files(folder) == [f"{lock.LOCK}.1"]  # A removed only its own file
+    assert lock_files(folder) == [lock.LOCK, f"{lock.LOCK}.1"]  # A removed nothing, not even its own file
 
 
 def test_check_reads_the_files_not_only_the_heartbeats_verdict(tmp_path, monkeypatch):
@@ -183,14 +204,16 @@ def test_check_reads_the_files_not_only_the_heartbeats_verdict(tmp_path, monkeyp
         with pytest.raises(lock.LockLost, match=re.escape(taker["since"])):
             a.check()  # ... check() has
         assert a.lost() is not None
-        lock.remove_own(path, taker["token"])
+        assert lock.release(folder, path, taker["token"], lock.walk(folder, 0, 1))
+    assert lock_files(folder) == []
 
 
 def test_of_two_drivers_taking_over_one_stale_lock_exactly_one_wins(tmp_path):
     folder = tmp_path / "s"
     write_lock(folder, host="node-b", pid=1, age=2 * lock.STALE_S)
+    stale = (folder / lock.LOCK).read_bytes()
     drivers = [lock.holder() for _ in range(4)]
-    seen = {d["token"]: lock.scan(folder) for d in drivers}  # all read the lock as stale ...
+    seen = {d["token"]: lock.walk(folder) for d in drivers}  # all read the lock as stale ...
     start, won = threading.Barrier(len(drivers)), {}
 
     def take_over(me: dict) -> None:
@@ -204,7 +227,8 @@ def test_of_two_drivers_taking_over_one_stale_lock_exactly_one_wins(tmp_path):
         t.join()
     winners = [token for token, path in won.items() if path is not None]
     assert len(winners) == 1
-    assert lock_files(folder) == [f"{lock.LOCK}.1"]
+    assert lock_files(folder) == [lock.LOCK, f"{lock.LOCK}.1"]  # no taker deleted anything
+    assert (folder / lock.LOCK).read_bytes() == stale
     assert json.loads((folder / f"{lock.LOCK}.1").read_text())["token"] == winners[0]
 
 
@@ -234,23 +258,26 @@ def test_a_takeover_whose_generation_is_taken_meanwhile_removes_nothing(tmp_path
     folder = tmp_path / "s"
     write_lock(folder, host="node-b", pid=1, age=2 * lock.STALE_S)
     t = lock.holder()
-    seen = lock.scan(folder)
+    seen = lock.walk(folder)
     with lock.hold([folder]) as q:
+        q_bytes = q.paths[folder].read_bytes()
         assert lock.take(folder, t, seen) is None
-        assert lock_files(folder) == [q.paths[folder].name]
+        assert lock_files(folder) == [lock.LOCK, q.paths[folder].name]
+        assert q.paths[folder].read_bytes() == q_bytes and not marked(q.paths[folder])
         with pytest.raises(UserError, match=re.escape(q.me["since"])):
             lock.acquire(folder, t)
         q.check()
 
 
-def test_a_fresh_lock_made_between_a_takers_read_and_its_takeover_is_never_removed(tmp_path):
-    """T reads the stale lock of a dead driver; Q takes it over, runs and releases; R starts on the
-    emptied folder (generation 0 again); only then does T link generation 1. T sees R's lock,
-    which it never judged stale, withdraws its own, and R keeps its sweep."""
+def test_a_paused_taker_whose_history_was_released_meanwhile_withdraws(tmp_path):
+    """T reads the stale lock of a dead driver, then pauses; Q takes it over, runs and releases; R
+    starts on the emptied folder (generation 0 again); only then does T link generation 1, a free
+    name. T finds generation 0 is no longer the file it judged stale (it read an old history),
+    withdraws its own, marks nothing, and R keeps its sweep."""
     folder = tmp_path / "s"
     write_lock(folder, host="node-b", pid=1, age=2 * lock.STALE_S)
     t = lock.holder()
-    seen = lock.scan(folder)  # T: stale
+    seen = lock.walk(folder)  # T: stale
     with lock.hold([folder]):  # Q
         pass
     with lock.hold([folder]) as r:
@@ -258,6 +285,7 @@ def test_a_fresh_lock_made_between_a_takers_read_and_its_takeover_is_never_remov
         assert r_path.name == lock.LOCK
         assert lock.take(folder, t, seen) is None  # T withdraws
         assert lock_files(folder) == [lock.LOCK] and json.loads(r_path.read_text())["token"] == r.token
+        assert not marked(r_path)
         r.check()
         assert r.lost() is None
         with pytest.raises(UserError, match=re.escape(r.me["since"])):
@@ -293,3 +321,152 @@ def test_release_never_removes_another_drivers_lock(tmp_path):
         with pytest.raises(lock.LockLost, match="host node-b, pid 1"):
             a.check()
     assert lock_files(folder) == [lock.LOCK]
+
+
+def test_a_taker_never_deletes_and_no_generation_is_reused_until_release(tmp_path, monkeypatch):
+    """Three take-overs in a row: each links the next number over the files before it, which stay
+    byte for byte (tombstones, marked); the holder's release clears the whole history."""
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 3600.0)  # the tests age the files; no beat refreshes them
+    folder = tmp_path / "s"
+    write_lock(folder, host="node-b", pid=1, age=2 * lock.STALE_S)
+    made = {lock.LOCK: (folder / lock.LOCK).read_bytes()}
+    with contextlib.ExitStack() as stack:
+        leases = []
+        for n in (1, 2, 3):
+            lease = stack.enter_context(lock.hold([folder]))
+            path = lease.paths[folder]
+            assert path.name == f"{lock.LOCK}.{n}" and path.name not in made  # a new number, never one before
+            assert [lock.read_entry(folder / name).identity for name in made] == [
+                json.loads(b).get("token") for b in made.values()
+            ]
+            assert all((folder / name).read_bytes() == data and marked(folder / name) for name, data in made.items())
+            assert lock_files(folder) == sorted([*made, path.name])
+            made[path.name] = path.read_bytes()
+            leases.append(lease)
+            age_file(path, 2 * lock.STALE_S)  # the holder pauses: the next one takes over
+        first, second, last = leases
+        for lost in (first, second):  # every superseded holder is told, naming the newest holder
+            with pytest.raises(lock.LockLost, match=re.escape(last.me["since"])):
+                lost.check()
+        assert held_record(last, folder)["over"] == sorted(["theirs", first.token, second.token])
+        os.utime(last.paths[folder])  # the last holder goes on
+        last.check()
+    assert lock_files(folder) == []
+
+
+@pytest.mark.parametrize("lagging", ["all", "newest"])
+def test_a_driver_whose_view_of_the_folder_lags_cannot_win(tmp_path, monkeypatch, lagging):
+    """The race a lagging NFS listing allowed when a taker deleted what it took over: T takes over a
+    dead driver's lock; R's client still shows the folder empty (or only the dead lock) and R
+    tries to make the name it believes free. The tombstone holds that name, so R's link fails on
+    the server, and R is refused without touching T's lock or the tombstone."""
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 3600.0)  # T's own beats would read through R's lagging view
+    folder = tmp_path / "s"
+    write_lock(folder, host="node-b", pid=1, age=2 * lock.STALE_S)
+    with lock.hold([folder]) as t:
+        t_path = t.paths[folder]
+        before = {name: ((folder / name).read_bytes(), (folder / name).stat().st_mode) for name in lock_files(folder)}
+        hidden = [lock.LOCK, t_path.name] if lagging == "all" else [t_path.name]
+        with monkeypatch.context() as view:
+            lagging_view(view, *hidden)
+            shown = [e.path.name for e in lock.scan(folder)]  # what the lagging listing shows
+            assert shown == ([] if lagging == "all" else [lock.LOCK])
+            with pytest.raises(UserError, match="could not take the lock"):
+                lock.acquire(folder, lock.holder())
+        after = {name: ((folder / name).read_bytes(), (folder / name).stat().st_mode) for name in lock_files(folder)}
+        assert after == before and not marked(t_path)
+        t.check()
+    assert lock_files(folder) == []
+
+
+def test_a_holder_sees_the_mark_while_the_new_generation_is_hidden_from_it(tmp_path, monkeypatch):
+    """A's client still caches the new generation's name as absent; A opens its own file, whose
+    attributes close-to-open revalidates, and finds the taker's mark."""
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 3600.0)
+    folder = tmp_path / "s"
+    with lock.hold([folder]) as a:
+        age_file(a.paths[folder], 2 * lock.STALE_S)
+        taker = lock.holder()
+        path = lock.acquire(folder, taker)
+        with monkeypatch.context() as view:
+            lagging_view(view, path.name)
+            with pytest.raises(lock.LockLost, match=rf"taken over by another driver \(it marked .*{lock.LOCK}\)"):
+                a.check()
+        assert lock.release(folder, path, taker["token"], lock.walk(folder, 0, 1))
+    assert lock_files(folder) == []
+
+
+def test_a_holder_paused_past_a_release_finds_its_file_gone_and_recreates_nothing(tmp_path, monkeypatch):
+    """A pauses; B takes over, finishes and releases (the folder empties); A wakes: its file is
+    gone, so it has lost, and nothing it does puts a file back. A fresh driver then starts the
+    sweep at generation 0, and A's exit leaves that driver's lock alone."""
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 0.05)
+    folder = tmp_path / "s"
+    with lock.hold([folder]) as a:
+        a._stop.set()  # paused
+        a._beating.join()
+        age_file(a.paths[folder], 2 * lock.STALE_S)
+        with lock.hold([folder]) as b:
+            assert b.paths[folder].name == f"{lock.LOCK}.1"
+        assert lock_files(folder) == []
+        a._stop.clear()  # A wakes
+        a.start()
+        deadline = time.monotonic() + 5
+        while a.lost() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert a.lost() == f"sweep 's': this driver's lock {a.paths[folder]} was removed; this driver stops"
+        time.sleep(0.2)
+        assert lock_files(folder) == []
+        with lock.hold([folder]) as c:
+            assert c.paths[folder] == a.paths[folder]  # generation 0 again: a new history
+            c_bytes = c.paths[folder].read_bytes()
+            a.close()  # A's exit, while C holds the name A held
+            assert c.paths[folder].read_bytes() == c_bytes
+            c.check()
+    assert lock_files(folder) == []
+
+
+def test_a_holder_paused_past_a_release_and_a_new_start_names_the_new_driver(tmp_path, monkeypatch):
+    """As above, but a fresh driver C already holds the name A held: A's file is another's now."""
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 3600.0)
+    folder = tmp_path / "s"
+    with lock.hold([folder]) as a:
+        age_file(a.paths[folder], 2 * lock.STALE_S)
+        with lock.hold([folder]):
+            pass
+        with lock.hold([folder]) as c:
+            assert c.paths[folder] == a.paths[folder]
+            with pytest.raises(
+                lock.LockLost,
+                match=re.escape(
+                    f"taken over by another driver (host {c.me['host']}, pid {os.getpid()}, since {c.me['since']})"
+                ),
+            ):
+                a.check()
+    assert lock_files(folder) == []
+
+
+def test_a_holder_whose_history_was_removed_under_it_stops(tmp_path, monkeypatch):
+    """Generation 0 removed under a holder of generation 1 frees that name for a fresh driver, so
+    two could run: the holder stops instead."""
+    monkeypatch.setattr(lock, "HEARTBEAT_S", 3600.0)
+    folder = tmp_path / "s"
+    write_lock(folder, host="node-b", pid=1, age=2 * lock.STALE_S)
+    with lock.hold([folder]) as a:
+        a.check()
+        (folder / lock.LOCK).unlink()
+        with pytest.raises(
+            lock.LockLost, match=re.escape(f"lock files under this driver's {lock.LOCK}.1 were removed")
+        ):
+            a.check()
+    assert lock_files(folder) == []  # not taken over: its own file is still removed at exit
+
+
+def test_lock_files_are_readable_by_all_whatever_the_umask(tmp_path):
+    """A lock that another user's driver cannot read would count as stale there."""
+    old = os.umask(0o077)
+    try:
+        with lock.hold([tmp_path / "s"]) as lease:
+            assert stat.S_IMODE(lease.paths[tmp_path / "s"].stat().st_mode) == lock.MODE
+    finally:
+        os.umask(old)

@@ -1,10 +1,12 @@
 """End to end: a driver paused past the stale age (a suspended laptop) loses its sweep to the
-driver that took it over, stops with one error line naming it, and the sweep finishes once."""
+driver that took it over, finishes no trial after it wakes, stops with one error line naming the
+new driver, and the sweep finishes once."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,8 +68,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def holds(sweep: Path, pid: int) -> bool:
-    return any(entry.record.get("pid") == pid for entry in lock.scan(sweep))
+def taken_over(sweep: Path, a: int, b: int) -> bool:
+    """B has linked the generation after A's and marked A's file, which stays as a tombstone."""
+    history = lock.walk(sweep)
+    return [entry.record.get("pid") for entry in history] == [a, b] and history[0].marked
+
+
+PROGRESS = re.compile(r"^\[[#.]+\]\s+\d+/\d+ ", re.MULTILINE)  # the line a driver prints per finished trial
 
 
 def tail(logs: Path, name: str) -> str:
@@ -93,9 +100,9 @@ def test_a_paused_driver_whose_sweep_was_taken_over_stops_and_the_sweep_finishes
         time.sleep(STALE_S + 2 * HEARTBEAT_S + 1)
         b = start_driver(results, logs, "b")
         drivers.append(b)
-        wait_for(lambda: holds(sweep, b.pid) or b.poll() is not None, 300, "driver B's lock")
+        wait_for(lambda: taken_over(sweep, a.pid, b.pid) or b.poll() is not None, 300, "driver B's take-over")
         assert b.poll() is None, tail(logs, "b")
-        assert not holds(sweep, a.pid)  # A's stale generation was removed by B
+        resumed_at = (logs / "a.out").stat().st_size  # what A printed before it woke
         os.kill(a.pid, signal.SIGCONT)
         a_status = a.wait(timeout=300)
         b_status = b.wait(timeout=600)
@@ -108,12 +115,17 @@ def test_a_paused_driver_whose_sweep_was_taken_over_stops_and_the_sweep_finishes
 
     last = (logs / "a.err").read_text().strip().splitlines()[-1:] or [""]
     assert a_status == 1, tail(logs, "a")
-    assert last[0].startswith("error:") and f"pid {b.pid}" in last[0], tail(logs, "a")
+    assert last[0].startswith("error:") and f"pid {b.pid}," in last[0], tail(logs, "a")
+    with open(logs / "a.out", "rb") as out:
+        out.seek(resumed_at)
+        after = out.read().decode(errors="replace")
+    assert not PROGRESS.search(after), f"driver A finished a trial after it woke:\n{after[-3000:]}"
     assert b_status == 0, tail(logs, "b")
+    assert PROGRESS.search((logs / "b.out").read_text())  # B's finished trials: the pattern does match
     manifest = pd.read_parquet(sweep / "manifest.parquet")
     assert sorted(p.stem for p in (sweep / "trials").glob("*.parquet")) == sorted(manifest["trial_id"])
     rows = pd.concat([pd.read_parquet(p) for p in (sweep / "trials").glob("*.parquet")])
-    assert rows["trial_id"].is_unique and set(rows["status"]) == {"ok"}
+    assert set(rows["status"]) == {"ok"}
     curves = sorted((sweep / "curves").glob("*.parquet"))
     assert sorted(p.stem for p in curves) == sorted(manifest["trial_id"])
     for curve in curves:

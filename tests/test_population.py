@@ -111,6 +111,38 @@ def test_a_member_continues_in_another_pack_or_alone(tmp_path, optim):
     assert_close_curves([alone, *pair], separate)
 
 
+def test_a_member_that_diverged_in_a_pack_stays_diverged_when_resumed_alone(tmp_path):
+    cfgs = members("sgd", pairs=[(1e-3, 0.05), (1e6, 0.05)], epochs=3)
+    dirs = folders(tmp_path, cfgs)
+    with pytest.raises(Interrupt):
+        train_population(cfgs, checkpoint_dirs=dirs, on_epoch=stop_at(3), data=SMALL)
+    alone = train(cfgs[1], checkpoint_dir=dirs[1], data=SMALL)
+    separate = train(cfgs[1], data=SMALL)
+    assert alone.row["status"] == "diverged" == separate.row["status"]
+    assert alone.row["diverged_epoch"] == separate.row["diverged_epoch"]
+    assert [p["epoch"] for p in alone.curve] == [p["epoch"] for p in separate.curve]
+
+
+def test_a_checkpoint_in_the_earlier_positional_layout_resumes_in_a_population(tmp_path):
+    """Checkpoints written before per-name optimizer states hold torch's own state dict; a
+    member resumes from one as from its own."""
+    from stability.trainer import Run, resolve_device, save_checkpoint
+
+    cfgs = members("adamw", pairs=PAIRS[:2], epochs=3)
+    dirs = folders(tmp_path, cfgs)
+    for cfg, folder in zip(cfgs, dirs, strict=True):
+        run = Run(cfg.resolved(), SMALL, resolve_device("cpu"))
+        run.train_epoch()
+        run.epoch = 1
+        state = run.state()
+        save_checkpoint({**state, "optimizer": run.optimizer.state_dict()}, folder)  # the earlier layout
+    resumed = train_population(cfgs, checkpoint_dirs=dirs, data=SMALL)
+    assert [r.row["resumed_from_epoch"] for r in resumed] == [1, 1]
+    assert [r.curve[-1]["train_loss"] for r in resumed] == pytest.approx(
+        [train(c, data=SMALL).curve[-1]["train_loss"] for c in cfgs], rel=1e-5
+    )
+
+
 def test_members_at_different_epochs_train_as_one_population_per_epoch(tmp_path):
     cfgs = members("adamw", epochs=3)
     dirs = folders(tmp_path, cfgs)

@@ -257,3 +257,140 @@ def test_the_report_draws_a_figure_per_protocol():
     for f in "23":
         for scale in (SMOKE, SMALL):
             assert f"<h3>Figure {f} (protocol {label(scale)})</h3>" in page
+
+
+def test_old_grid_rows_without_a_sampler_stay_grid_points_beside_new_rows():
+    """A store whose newer rows have a sampler column: old grid rows (no sampler, a grid's sweep
+    name) are still grid points; `stability train` rows (sweep "train", no sampler) are not."""
+    old = grid(3, "smoke").assign(sampler=np.nan)  # written before the sampler column existed
+    new = grid(3, "small")
+    train = trial_row("train", 0, "vit_c_1gf", "adamw", 8, 1.0, SMOKE, sampler=np.nan)
+    trials = pd.concat([old, new, pd.DataFrame([train])], ignore_index=True)
+    assert trials["sampler"].isna().sum() == len(old) + 1
+    runs = experiments.optimum_runs(trials)
+    assert len(runs) == len(old) + len(new) and runs["top1_err"].min() > 1.0
+    mine = experiments.error_vs_epochs(trials)
+    pd.testing.assert_frame_equal(
+        sorted_frame(mine[mine["protocol"] == label(SMOKE)], ["model", "optimizer", "epochs"]),
+        sorted_frame(experiments.error_vs_epochs(grid(3, "smoke")), ["model", "optimizer", "epochs"]),
+    )
+    assert experiments.grid_protocols(trials) == sorted([label(SMOKE), label(SMALL)])
+
+
+def all_failed(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows.assign(status="failed", top1_err=100.0, top1_err_raw=100.0, completed_epochs=None)
+
+
+def test_a_protocol_whose_grid_runs_all_failed_is_held_and_its_failures_counted(tmp_path):
+    failed = all_failed(grid(2, "small"))
+    trials = pd.concat([grid(2, "smoke"), failed], ignore_index=True)
+    assert experiments.grid_protocols(trials) == sorted([label(SMOKE), label(SMALL)])
+    assert experiments.failed_protocols(trials) == {label(SMALL): len(failed)}
+    write_store(tmp_path / "results", trials)
+    report = make_figures(tmp_path / "results", tmp_path / "out", ["2"], n_resamples=20)
+    assert f"figure 2 under protocol {label(SMALL)}: all {len(failed)} runs failed" in report["notes"]
+    assert f"figure2-{label(SMALL)}.png" in {p.name for p in report["written"]}
+    only = make_figures(tmp_path / "results", tmp_path / "out2", ["2"], n_resamples=20, protocol=label(SMALL))
+    assert only["notes"][-1] == f"figure 2 under protocol {label(SMALL)}: all {len(failed)} runs failed"
+    page = share.build(trials, "results", n_resamples=20)
+    assert f"All {len(failed)} runs of protocol {label(SMALL)} failed." in page
+
+
+EDF_MODELS = {"smoke": ["vit_c_1gf", "vit_p_1gf"], "small": ["vit_c_1gf", "regnety_1gf"]}
+EDF_TRIALS = {"smoke": 6, "small": 7}  # so that each protocol's legend entries differ by their n
+
+
+def edf_sweeps(optim: str = "adamw") -> pd.DataFrame:
+    """EDF sweeps of one optimizer under two protocols (digits/smoke, fashion-mnist/small), plus a
+    seed-noise run of one smoke sweep (other seeds: its own label differs)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for preset, scale in [("smoke", SMOKE), ("small", SMALL)]:
+        for model in EDF_MODELS[preset]:
+            for i in range(EDF_TRIALS[preset]):
+                lr, err = 10 ** rng.uniform(-4, -2), 20 + PRESET_ERR[preset] + rng.exponential(3.0)
+                rows.append(
+                    trial_row(f"{model}-{optim}-{preset}", i, model, optim, 4, err, scale, sampler="random", lr=lr)
+                )
+    for seed in (1, 2):
+        rows.append(trial_row("vit_c_1gf-adamw-smoke-noise", seed - 1, "vit_c_1gf", optim, 4, 20.0 + seed, SMOKE,
+                              sampler="noise", noise_of=f"vit_c_1gf-{optim}-smoke", seed=seed))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def figure_legends(fig) -> set[str]:
+    """Every legend entry of a figure (the shared one and each panel's)."""
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.get_axes() if ax.get_legend())]
+    return {t.get_text() for legend in legends for t in legend.get_texts()}
+
+
+def expected_legend(preset: str) -> set[str]:
+    """A protocol's Figure 4 legends: its models in the scatter row's, with their n in the EDF panel's."""
+    return {*EDF_MODELS[preset], *(f"{m} (n={EDF_TRIALS[preset]})" for m in EDF_MODELS[preset])}
+
+
+def spy_saves(monkeypatch) -> dict[str, plt.Figure]:
+    """File name -> legend entries of every figure ``figures.save`` writes."""
+    saved, real = {}, figures.save
+
+    def spy(fig, out_dir, name, fmt="png"):
+        saved[name] = figure_legends(fig)
+        return real(fig, out_dir, name, fmt)
+
+    monkeypatch.setattr(figures, "save", spy)
+    return saved
+
+
+def test_of_protocol_keeps_the_noise_runs_of_its_sweeps():
+    mine = experiments.of_protocol(edf_sweeps(), label(SMOKE))
+    assert set(mine["sweep"]) == {"vit_c_1gf-adamw-smoke", "vit_p_1gf-adamw-smoke", "vit_c_1gf-adamw-smoke-noise"}
+    assert set(experiments.noise_floors(mine)["sweep"]) == {"vit_c_1gf-adamw-smoke"}
+    assert "vit_c_1gf-adamw-smoke-noise" not in set(experiments.of_protocol(edf_sweeps(), label(SMALL))["sweep"])
+
+
+def test_figure_4_is_drawn_once_per_protocol_each_with_its_own_sweeps(tmp_path, monkeypatch):
+    write_store(tmp_path / "results", edf_sweeps())
+    saved = spy_saves(monkeypatch)
+    report = make_figures(tmp_path / "results", tmp_path / "out", ["4", "5"], n_resamples=20)
+    names = {p.name for p in report["written"] if p.suffix == ".png"}
+    assert names == {f"figure4-{label(SMALL)}.png", f"figure4-{label(SMOKE)}.png", "figure5.png"}
+    assert report["protocols"] == {"4": sorted([label(SMOKE), label(SMALL)]), "5": []}
+    for preset, scale in [("smoke", SMOKE), ("small", SMALL)]:
+        assert saved[f"figure4-{label(scale)}"] == expected_legend(preset)
+    assert any(n.startswith("figure 4: the store holds its runs under 2 protocols") for n in report["notes"])
+
+
+def test_figure_4_of_one_protocol_says_which_and_draws_its_noise_floors():
+    fig = figures.figure_edf(experiments.of_protocol(edf_sweeps(), label(SMOKE)), "adamw", n_resamples=20)
+    assert fig._suptitle.get_text() == f"protocol {label(SMOKE)}"
+    edf_1gf = fig.get_axes()[3]
+    assert len([ln for ln in edf_1gf.get_lines() if ln.get_linestyle() == ":"]) == 1  # vit_c_1gf's noise floor
+    assert figures.figure_edf(edf_sweeps(), "adamw", n_resamples=20)._suptitle.get_text() == (
+        "sweeps of 2 protocols overlaid"
+    )
+
+
+def test_figure_4_draws_a_named_protocol_and_names_the_others(tmp_path, monkeypatch):
+    write_store(tmp_path / "results", edf_sweeps())
+    saved = spy_saves(monkeypatch)
+    report = make_figures(tmp_path / "results", tmp_path / "out", ["4"], n_resamples=20, protocol=label(SMALL))
+    assert [p.name for p in report["written"] if p.suffix == ".png"] == [f"figure4-{label(SMALL)}.png"]
+    assert saved[f"figure4-{label(SMALL)}"] == expected_legend("small")
+    assert report["notes"] == [f"figure 4: drawn for protocol {label(SMALL)}; the store also holds {label(SMOKE)}"]
+    unknown = make_figures(tmp_path / "results", tmp_path / "out2", ["4"], n_resamples=20, protocol="nope")
+    assert not [p for p in unknown["written"] if p.suffix == ".png"]
+    assert unknown["notes"][0].startswith("figure 4: no AdamW EDF sweeps under protocol 'nope'; the store holds: ")
+
+
+def test_a_store_of_one_edf_protocol_keeps_the_plain_figure_4_name(tmp_path):
+    write_store(tmp_path / "results", own_rows(edf_sweeps(), "small"))
+    report = make_figures(tmp_path / "results", tmp_path / "out", ["4"], n_resamples=20)
+    assert [p.name for p in report["written"] if p.suffix == ".png"] == ["figure4.png"] and report["notes"] == []
+
+
+def test_the_report_draws_figure_4_and_the_edfs_once_per_protocol():
+    page = share.build(edf_sweeps(), "results", n_resamples=20)
+    for scale in (SMOKE, SMALL):
+        assert f"<h3>Figure 4 (protocol {label(scale)})</h3>" in page
+        assert f"<h3>Protocol {label(scale)}</h3>" in page
+    assert "<h3>Figure 5" not in page

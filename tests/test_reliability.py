@@ -79,7 +79,7 @@ BAD_INPUTS = {
     "malformed data": ([*SWEEP, "--dataset", "fashion-mnist", "--data-dir", "{tmp}/bad-fmnist"], "not an IDX file"),
     "unwritable results": ([*SWEEP, "--results", "{tmp}/a-file/results"], "not writable"),
     "unreachable address": ([*SWEEP, "--address", "127.0.0.1:{port}"], "cannot reach a Ray cluster"),
-    "reused name": ([*SWEEP, "--seed", "9"], "another definition"),
+    "reused name": ([*SWEEP, "--seed", "9"], "another definition (it differs in lr, wd, seed)"),
     "bad patch": ([*SWEEP, "--patch-size", "3"], "not divisible"),
     "grid figure": (["grid", "--figure", "7"], "invalid choice"),
     "grid model": (["grid", "--figure", "2", "--models", "vit_x", "--dry-run"], "unknown model"),
@@ -208,7 +208,8 @@ def test_failed_trials_keep_their_checkpoints_and_the_rerun_retries_them(tmp_pat
     capsys.readouterr()
     assert main(["status", "--results", str(results)]) == 0
     out = capsys.readouterr().out
-    assert "f: 2 failed trial(s), kept with their checkpoints; retry: stability sweep --model vit_c_1gf" in out
+    retry = f"retry: cd {os.getcwd()} && stability sweep --model"
+    assert f"f: 2 failed trial(s), kept with their checkpoints; {retry}" in out
 
     monkeypatch.delenv(faults.FAIL_ENV)
     assert main([*argv, "--no-retry-failed"]) == 0

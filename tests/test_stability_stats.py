@@ -186,8 +186,34 @@ def test_comparisons_pair_by_index_only_on_the_same_draws_and_say_it_in_words():
     assert pairs.loc[("c", "p-other-draws"), "test"] == stats.UNPAIRED_TEST
     assert list(pairs["p_holm"]) == pytest.approx(list(stats.holm(pairs["p_value"])))
     assert row["p_value"] < 1e-3 and row["p_holm"] >= row["p_value"]
-    assert row["in_words"].startswith("vit_c_1gf's median delta is lower than vit_p_1gf's by ")
+    assert row["in_words"].startswith("vit_c_1gf's mean delta over the same draws is lower than vit_p_1gf's by ")
     assert "95% CI [" in row["in_words"] and f"(Holm-adjusted p = {row['p_holm']:.3g})" in row["in_words"]
+    unpaired = pairs.loc[("c", "p-other-draws")]
+    assert unpaired["effect"] == "median_delta" and unpaired["statistic"] == pytest.approx(unpaired["effect_diff"])
+    assert unpaired["in_words"].startswith(
+        f"vit_c_1gf's median delta is lower than vit_p_1gf's by {abs(unpaired['statistic']):.2f}"
+    )
+
+
+def test_the_sentence_reports_the_quantity_its_test_is_on():
+    """Paired draws where the median and the mean delta disagree (one sweep is mostly at its best
+    but diverges once; the other is always a little off): the test is on the mean delta, and the
+    sentence and its interval say the mean delta, never the median's opposite claim."""
+    rare_diverged = [20.0] * 11 + [100.0]  # deltas: 0 x 11, then 80: median 0, mean 6.67
+    always_off = [20.0] + [22.0] * 11  # deltas: 0, then 2 x 11: median 2, mean 1.83
+    trials = pd.concat([sweep_rows("rare", "vit_c_1gf", rare_diverged), sweep_rows("off", "vit_p_1gf", always_off)])
+    row = analysis.comparisons(trials, n_resamples=200).iloc[0]
+    assert (row["a"], row["b"], bool(row["paired"]), row["effect"]) == ("off", "rare", True, "mean_delta")
+    assert row["median_delta_diff"] > 0 > row["mean_delta_diff"]  # the two summaries disagree here
+    assert row["statistic"] == pytest.approx(row["effect_diff"]) == pytest.approx(row["mean_delta_diff"])
+    assert row["effect_diff"] == pytest.approx(np.mean([2.0] * 11 + [0.0]) - 80 / 12)
+    assert row["effect_lo"] <= row["effect_diff"] <= row["effect_hi"]
+    assert (row["effect_lo"], row["effect_hi"]) == (row["mean_delta_lo"], row["mean_delta_hi"])
+    words = row["in_words"]
+    assert words.startswith(
+        f"vit_p_1gf's mean delta over the same draws is lower than vit_c_1gf's by {abs(row['statistic']):.2f}"
+    )
+    assert f"95% CI [{row['effect_lo']:.2f}, {row['effect_hi']:.2f}]" in words and "median" not in words
 
 
 def test_comparisons_need_one_protocol_over_every_row_of_both_sweeps():

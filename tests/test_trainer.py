@@ -62,7 +62,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_trial_restarts(tmp_path, 
     good = (folder / "last.pt").read_bytes()
     bad = good[: len(good) // 2] if damage == "truncated" else damage
     (folder / "last.pt").write_bytes(bad)
-    resumed = train(tiny(), checkpoint_dir=folder, data=SMALL)
+    resumed = train(tiny(), checkpoint_dir=folder, data=SMALL, quarantine=tmp_path / "sweep" / "quarantine")
     assert resumed.row["status"] == "ok" and resumed.row["resumed_from_epoch"] == 0
     assert [p["top1_err"] for p in resumed.curve] == [p["top1_err"] for p in train(tiny(), data=SMALL).curve]
     aside = list((tmp_path / "sweep" / "quarantine").iterdir())
