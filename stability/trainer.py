@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import pickle
 import sys
 import time
 from collections.abc import Callable
@@ -478,12 +477,6 @@ def save_checkpoint(state: dict, folder: Path) -> None:
     os.replace(tmp, folder / CHECKPOINT)
 
 
-# What torch.load raises for a file that is not a whole checkpoint (empty, torn, overwritten):
-# pickle's errors, EOF, and the zip reader's RuntimeError. An OSError (a transient NFS error)
-# is not among them: it fails the attempt, and the retry reads the checkpoint again.
-UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, AttributeError, TypeError)
-
-
 def load_checkpoint(folder: Path, identity: str, *, quarantine: Path | None = None) -> dict | None:
     """The folder's checkpoint (on the CPU; loading copies it where it belongs) if it belongs to
     ``identity``; None if there is none or it is another run's. One that cannot be read is set
@@ -496,7 +489,9 @@ def load_checkpoint(folder: Path, identity: str, *, quarantine: Path | None = No
         state = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or "identity" not in state or "epoch" not in state:
             raise ValueError("not a checkpoint")
-    except UNREADABLE as e:
+    except OSError:
+        raise  # a transient read error (NFS): the attempt fails, and its retry reads the file again
+    except Exception as e:  # what a torn or overwritten file raises varies (EOF, the zip reader, the unpickler)
         aside = set_aside(path, quarantine or folder.parent / "quarantine")
         print(
             f"unreadable checkpoint {path} ({type(e).__name__}) set aside in {aside}; "

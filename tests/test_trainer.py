@@ -48,7 +48,7 @@ def test_resume_from_checkpoint_equals_uninterrupted(tmp_path):
     assert resumed.row["top1_err"] == full.row["top1_err"]
 
 
-@pytest.mark.parametrize("damage", [b"", b"not a torch file", "truncated"])
+@pytest.mark.parametrize("damage", [b"", b"torn", b"not a torch file", "truncated"])
 def test_an_unreadable_checkpoint_is_set_aside_and_the_trial_restarts(tmp_path, capsys, damage):
     """The store's layout: <sweep>/checkpoints/<trial>/last.pt, quarantined into <sweep>/quarantine/."""
     folder = tmp_path / "sweep" / "checkpoints" / "t"
