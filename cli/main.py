@@ -84,7 +84,7 @@ def build_parser() -> Parser:
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="figures", help="where the comparison figure goes")
-    p.add_argument("--resamples", type=at_least(1), default=1000, help="bootstrap resamples for the figure's bands")
+    p.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples for the figure's bands")
     add_data_dir_flag(p)
     add_import_flag(p)
     add_run_flags(p)
@@ -100,7 +100,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("report", help="one self-contained HTML report of a results store")
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="report.html")
-    p.add_argument("--resamples", type=at_least(1), default=1000, help="bootstrap resamples for bands and intervals")
+    p.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples for bands and intervals")
 
     p = sub.add_parser("figures", help="draw Figures 2-5 and the summary tables from a results store")
     p.add_argument("--results", default="results")
@@ -112,7 +112,7 @@ def build_parser() -> Parser:
         help="a paper figure, the comparison of every sweep in the store, or all",
     )
     p.add_argument("--format", default="png", choices=["png", "pdf", "svg"])
-    p.add_argument("--resamples", type=at_least(1), default=1000, help="bootstrap resamples for bands and intervals")
+    p.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples for bands and intervals")
     p.add_argument(
         "--protocol",
         help="draw Figures 2 and 3 for this protocol only (a label as in figure2-<protocol>.png and the tables' "
@@ -139,8 +139,8 @@ def build_parser() -> Parser:
     return parser
 
 
-def at_least(minimum: int):
-    """An argparse type: an integer >= ``minimum`` (a count, a seed), refused in one line otherwise."""
+def at_least(minimum: int, at_most: int | None = None):
+    """An argparse type: an integer >= ``minimum`` (and <= ``at_most``), refused in one line otherwise."""
 
     def parse(text: str) -> int:
         try:
@@ -149,9 +149,16 @@ def at_least(minimum: int):
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if at_most is not None and value > at_most:
+            raise argparse.ArgumentTypeError(f"must be at most {at_most:,}, got {value}")
         return value
 
     return parse
+
+
+# A bootstrap holds every resample in memory at once (scipy's vectorized statistic): beyond
+# this, a figure's bands would need more memory than a laptop has, for no visible gain.
+RESAMPLES = at_least(1, 100_000)
 
 
 def seed(text: str) -> int:
