@@ -210,8 +210,6 @@ def resources_from(args, info: cluster.ClusterInfo) -> engine.Resources:
     gpus = args.gpus_per_trial if args.gpus_per_trial is not None else (1.0 if gpu else 0.0)
     if args.cpus_per_trial <= 0 or gpus < 0:
         raise UserError("--cpus-per-trial must be > 0 and --gpus-per-trial >= 0")
-    if args.max_failures < 0:
-        raise UserError(f"--max-failures must be at least 0, got {args.max_failures}")
     if args.pack is not None and args.pack < 1:
         raise UserError(f"--pack must be at least 1, got {args.pack}")
     workers, per_worker = worker_flags(args, gpu)

@@ -127,7 +127,9 @@ def pack_ids(config: dict) -> list[str]:
     return config["pack"].split(",")
 
 
-def train_pack(cfgs: list, folders: list[Path], sweep_dir: Path, resources: Resources, on_epoch, guard=None) -> list:
+def train_pack(
+    cfgs: list, folders: list[Path], sweep_dir: Path, resources: Resources, on_epoch, guard: Guard | None = None
+) -> list:
     """One config in this process, or on Ray Train workers; several as one population. Each
     trial checkpoints in its own folder (``folders``), in every case; an unreadable checkpoint
     goes to the sweep's ``quarantine/``."""
