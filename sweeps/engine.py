@@ -18,6 +18,7 @@ every epoch and before they write, and a driver whose lock was taken over stops.
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import sys
 import time
@@ -443,7 +444,9 @@ def run(
     print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run{together}", flush=True)
     rows = {r["trial_id"]: r for r in manifest.to_dict("records")}
     folder = store.sweep_dir(sweep)
-    guard = None if lease is None else Guard(str(folder), str(lease.paths[folder]), lease.token)
+    # Absolute: a Tune trial runs in a working directory of its own, where a relative results root
+    # (the default, ``results``) would name no lock at all and every trial would stand down.
+    guard = None if lease is None else Guard(os.path.abspath(folder), os.path.abspath(lease.paths[folder]), lease.token)
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial, root=str(store.root.resolve()), sweep=sweep, rows=rows, resources=resources, guard=guard
