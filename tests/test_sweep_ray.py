@@ -125,3 +125,15 @@ def test_a_population_out_of_memory_is_split_down_to_single_trials(tmp_path, cap
     rows = pd.concat([pd.read_parquet(p) for p in (tmp_path / "none" / "tiny" / "trials").glob("*.parquet")])
     assert len(rows) == 2 and set(rows["status"]) == {"failed"}
     assert rows["error"].str.contains("OutOfMemoryError: CUDA out of memory").all()
+
+
+def test_a_relative_results_root_stores_every_trial(tmp_path, monkeypatch, capsys):
+    """The default --results is relative ("results"), while each Tune trial runs in a working
+    directory of its own: every path a trial uses (the store, the driver's lock) must still
+    name the command's folder."""
+    monkeypatch.chdir(tmp_path)
+    argv = ["sweep", "--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA, "--trials", "2", "--epochs", "1"]
+    assert main([*argv, "--name", "rel", "--results", "results"]) == 0
+    rows = pd.concat(pd.read_parquet(p) for p in (tmp_path / "results" / "rel" / "trials").glob("*.parquet"))
+    assert len(rows) == 2 and set(rows["status"]) == {"ok"}
+    assert "finished without a stored result" not in capsys.readouterr().out
