@@ -11,13 +11,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from sweeps import lock
+from tests.conftest import wait_for
 
 STALE_S, HEARTBEAT_S = 4.0, 0.5
 
@@ -57,15 +57,6 @@ def start_driver(results: Path, logs: Path, name: str) -> subprocess.Popen:
     env = {**os.environ, lock.STALE_ENV: str(STALE_S), lock.HEARTBEAT_ENV: str(HEARTBEAT_S)}
     with open(logs / f"{name}.out", "w") as out, open(logs / f"{name}.err", "w") as err:
         return subprocess.Popen(sweep_cmd(results), stdout=out, stderr=err, env=env, start_new_session=True)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def taken_over(sweep: Path, a: int, b: int) -> bool:

@@ -16,7 +16,7 @@ import pytest
 from cli import main
 from store import Store
 from sweeps import engine, faults, plan
-from tests.conftest import TINY_DATA, free_port
+from tests.conftest import TINY_DATA, free_port, wait_for
 
 TINY = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA]
 
@@ -123,15 +123,6 @@ def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
 
 def sweep_cmd(results: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "cli", "sweep", *TINY, "--results", str(results), *extra]
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.slow
