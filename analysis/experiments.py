@@ -21,8 +21,23 @@ SIZE_OF = {
     "vit_p_18gf": "18GF",
     "vit_c_18gf": "18GF",
     "regnety_16gf": "18GF",
+    "vit_p_nano": "nano",
+    "vit_c_nano": "nano",
+    "regnety_nano": "nano",
 }  # RegNetY-16GF stands beside the 18GF ViTs, as in the paper's figures
-SIZES = ["1GF", "4GF", "18GF"]
+SIZES = ["1GF", "4GF", "18GF"]  # the paper's panels
+NANO = "nano"  # the laptop preset's zoo
+
+
+def panel_sizes(present) -> list[str]:
+    """The model sizes a figure gives a panel each: the paper's three (drawn empty where the
+    store lacks one), after the nano zoo's where the store has it; a store of only the nano zoo
+    gets its one panel, not three empty ones beside it."""
+    present = {s for s in present if isinstance(s, str)}
+    nano = [NANO] if NANO in present else []
+    return nano + (SIZES if present & set(SIZES) or not nano else [])
+
+
 EDF_SAMPLERS = ("random", "sobol")
 
 

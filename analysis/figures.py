@@ -11,6 +11,7 @@ matplotlib Figure (drawing what the table holds); ``save`` writes it as PNG, PDF
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from pathlib import Path
@@ -29,12 +30,31 @@ COLORS = dict(zip(experiments.FAMILIES, sns.color_palette("colorblind", 3), stri
 MARKERS = {"adamw": "^", "sgd": "v"}
 OPTIM_NAMES = {"adamw": "AdamW", "sgd": "SGD"}
 COLUMN_WIDTH = 6.75  # inches: a two-column paper's full text width
-EDF_GRID = np.linspace(0.0, 20.0, 201)
+EDF_MAX = 20.0  # the paper's EDF axis (points of top-1 error above a sweep's best)
 STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "lines.linewidth": 1.4}
 
 
-def _axes(ncols: int, nrows: int = 1, height: float = 2.1):
-    return plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH, height * nrows), squeeze=False)
+def _axes(ncols: int, nrows: int = 1, height: float = 2.1, width: float = COLUMN_WIDTH):
+    return plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False)
+
+
+def _two_rows(top: int, bottom: int, height: float):
+    """A figure of ``top`` equal panels over ``bottom`` equal panels, each row the full width
+    (Figures 4 and 5: three hyperparameter panels over one EDF panel per model size)."""
+    fig = plt.figure(figsize=(COLUMN_WIDTH, 2 * height))
+    grid = fig.add_gridspec(2, top * bottom)
+    upper = [fig.add_subplot(grid[0, i * bottom : (i + 1) * bottom]) for i in range(top)]
+    lower = [fig.add_subplot(grid[1, j * top : (j + 1) * top]) for j in range(bottom)]
+    return fig, upper, lower
+
+
+def edf_range(sets: dict[str, pd.DataFrame]) -> np.ndarray:
+    """The EDF panels' x grid: the paper's 0-20 points where some delta reaches 20, else up to the
+    largest delta (rounded up to a whole point), so that no panel is mostly empty axis."""
+    deltas = [stats.deltas(g["top1_err"]) for g in sets.values()]
+    largest = max((float(np.nanmax(d)) for d in deltas if len(d) and np.isfinite(d).any()), default=EDF_MAX)
+    top = min(EDF_MAX, max(1.0, math.ceil(largest + 0.5)))
+    return np.linspace(0.0, top, 201)
 
 
 def _log_axis(ax) -> None:
@@ -103,9 +123,10 @@ def _epoch_panels(frame: pd.DataFrame, y: str, what: str, ylabel, note: str) -> 
     """One panel per model size, one series per (protocol, family, optimizer) over schedule length:
     two protocols' runs are never joined into one curve (the legend names the protocol where a
     frame holds several; ``of_protocol`` draws one). ``note`` goes above the panels."""
-    fig, axes = _axes(3)
+    panels = experiments.panel_sizes(set(frame["size"]) if not frame.empty else set())
+    fig, axes = _axes(len(panels), width=COLUMN_WIDTH * max(len(panels), 2) / 3)
     several = frame["protocol"].nunique() > 1 if not frame.empty else False
-    for ax, size in zip(axes[0], experiments.SIZES, strict=True):
+    for ax, size in zip(axes[0], panels, strict=True):
         g = frame[frame["size"] == size] if not frame.empty else frame
         ax.set_title(size)
         if g.empty:
@@ -173,16 +194,19 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, col
     (and each sweep's seed-noise floor where measured). ``colors``: the store's (``store_colors``),
     for a frame that holds part of it (one protocol), so that a sweep keeps its colour."""
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
-    sets = {k: v for k, v in experiments.edf_sets(trials).items() if v["optimizer"].iloc[0] == optim}
+    every = experiments.edf_sets(trials)
+    sets = {k: v for k, v in every.items() if v["optimizer"].iloc[0] == optim}
     size_of = {k: experiments.SIZE_OF.get(v["model"].iloc[0]) for k, v in sets.items()}
     colors = colors or store_colors(trials)
     failed = experiments.failed_counts(trials)
-    fig, axes = _axes(3, nrows=2, height=2.2)
+    panels = experiments.panel_sizes({experiments.SIZE_OF.get(v["model"].iloc[0]) for v in every.values()})
+    fig, upper, lower = _two_rows(3, len(panels), height=2.2)
     # the 4GF models, as in the paper; a store without them shows its smallest size instead
-    sizes = [z for z in experiments.SIZES if z in size_of.values()]
+    sizes = [z for z in panels if z in size_of.values()]
     shown = "4GF" if "4GF" in sizes or not sizes else sizes[0]
     four = {k: v for k, v in sets.items() if size_of[k] == shown}
-    for ax, (name, values) in zip(axes[0], LR_WD, strict=True):
+    grid = edf_range(sets)
+    for ax, (name, values) in zip(upper, LR_WD, strict=True):
         ax.set_title(f"{shown} models: error vs {name}")
         if not four:
             _empty(ax, f"{shown} {OPTIM_NAMES[optim]} sweeps")
@@ -190,18 +214,18 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, col
         _optimum_scatter(ax, four, values, colors, MARKERS[optim])
         ax.set_xlabel(name)
         ax.set_ylabel("top-1 error (%)")
-    for ax, size in zip(axes[1], experiments.SIZES, strict=True):
+    for ax, size in zip(lower, panels, strict=True):
         ax.set_title(f"{size}: EDF of Δ top-1 error")
         chosen = {k: v for k, v in sets.items() if size_of[k] == size}
         if not chosen:
             _empty(ax, f"{size} {OPTIM_NAMES[optim]} sweeps")
             continue
-        _edf_curves(ax, chosen, floors, n_resamples, colors, failed)
+        _edf_curves(ax, chosen, floors, n_resamples, colors, failed, grid)
     note = edf_note(sets)
     if note:
         fig.suptitle(note, fontsize=8)
     fig.tight_layout()
-    _shared_legend(fig, axes[0])
+    _shared_legend(fig, upper)
     return fig
 
 
@@ -273,25 +297,28 @@ def _edf_curves(
     n_resamples: int,
     colors: dict | None = None,
     failed: dict[str, int] | None = None,
+    grid: np.ndarray | None = None,
 ) -> None:
-    """EDFs of delta error with bootstrap bands; a sweep's seed-noise floor (the standard deviation
-    of its best (lr, wd) across seeds) as a dotted line of its colour. The legend gives each
-    sweep's n and the failed trials its EDF leaves out."""
+    """EDFs of delta error with bootstrap bands on ``grid`` (default: ``edf_range`` of ``sets``;
+    panels compared side by side pass one grid); a sweep's seed-noise floor (the standard
+    deviation of its best (lr, wd) across seeds) as a dotted line of its colour. The legend gives
+    each sweep's n and the failed trials its EDF leaves out."""
     colors = colors or sweep_colors(sets)
+    grid = edf_range(sets) if grid is None else grid
     for sweep, g in sorted(sets.items()):
         color = colors[sweep]
-        lo, hi = stats.edf_band(g["top1_err"], EDF_GRID, n_resamples=n_resamples)
-        ax.fill_between(EDF_GRID, lo, hi, color=color, alpha=0.2, step="post", linewidth=0)
+        lo, hi = stats.edf_band(g["top1_err"], grid, n_resamples=n_resamples)
+        ax.fill_between(grid, lo, hi, color=color, alpha=0.2, step="post", linewidth=0)
         ax.step(
-            EDF_GRID,
-            stats.edf_at(g["top1_err"], EDF_GRID),
+            grid,
+            stats.edf_at(g["top1_err"], grid),
             where="post",
             color=color,
             label=_counted_label(sweep, g, sets, failed or {}),
         )
         if np.isfinite(floors.get(sweep, np.nan)):
             ax.axvline(floors[sweep], color=color, linestyle=":", linewidth=1.0)
-    ax.set_xlim(0, EDF_GRID[-1])
+    ax.set_xlim(0, grid[-1])
     ax.set_ylim(0, 1)
     ax.set_xlabel("Δ top-1 error (points)")
     ax.set_ylabel("cumulative fraction")
@@ -358,8 +385,9 @@ def figure_dimensions(g: pd.DataFrame):
     a bar at the best trial; diverged trials at 100."""
     from analysis.importance import sweep_space
 
-    space = sweep_space(g)
-    fig, axes = _axes(max(1, len(space)), height=2.2)
+    varied, fixed = varied_dimensions({g["sweep"].iloc[0]: g})
+    space = {name: dim for name, dim in sweep_space(g).items() if name in varied}
+    fig, axes = _axes(max(1, len(space)), height=2.2, width=max(COLUMN_WIDTH, DIMENSION_PANEL_WIDTH * len(space)))
     color = COLORS.get(g["family"].iloc[0])
     best = g.loc[g["top1_err"].astype(float).idxmin()]
     for ax, (name, dim) in zip(axes[0], space.items(), strict=False):
@@ -379,34 +407,67 @@ def figure_dimensions(g: pd.DataFrame):
         ax.set_ylabel("top-1 error (%)")
     fig.suptitle(f"{g['sweep'].iloc[0]}: error against each sampled dimension", fontsize=9)
     fig.tight_layout()
+    if fixed:
+        fig.text(0.01, 0.0, fixed_note(fixed), fontsize=7, color="0.3", va="top")
     return fig
+
+
+def varied_dimensions(sets: dict[str, pd.DataFrame]) -> tuple[dict[str, str], dict[str, list]]:
+    """The sampled dimensions of ``sets`` (name -> kind) that take more than one value among
+    their trials, and those fixed at one (name -> the value(s) each sweep fixed them at): a
+    fixed dimension says nothing about stability and gets no panel, only a line."""
+    from analysis.importance import sweep_space
+
+    kinds: dict[str, str] = {}
+    for g in sets.values():
+        for name, dim in sweep_space(g).items():
+            kinds.setdefault(name, dim[0])
+    varied, fixed = {}, {}
+    for name, kind in kinds.items():
+        values = pd.concat([g[name] for g in sets.values() if name in g]).dropna()
+        if values.astype(str).nunique() > 1:
+            varied[name] = kind
+        else:
+            fixed[name] = sorted(set(values.astype(str)))
+    return varied, fixed
+
+
+def fixed_note(fixed: dict[str, list]) -> str:
+    return "fixed: " + ", ".join(f"{k} = {' | '.join(v) or '-'}" for k, v in fixed.items()) if fixed else ""
+
+
+EDF_PANEL_WIDTH, DIMENSION_PANEL_WIDTH = 3.4, 2.0  # inches: the EDF keeps its size with any number of dimensions
 
 
 @plt.rc_context(STYLE)
 def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: dict[str, tuple] | None = None):
     """Any store's EDF sweeps compared, no paper layout: a row per optimizer with the EDFs of
-    delta error per sweep (bootstrap bands), then top-1 error against every sampled dimension,
-    all sweeps of the row overlaid in their colours (log axis where the space samples log).
+    delta error per sweep (bootstrap bands, one x range for all rows), then top-1 error against
+    every dimension the sweeps vary, all sweeps of the row overlaid in their colours (log axis
+    where the space samples log). Dimensions sampled at one value are named in a line below.
     ``colors``: as in ``figure_edf``."""
-    from analysis.importance import sweep_space
-
     sets = experiments.edf_sets(trials)
     optims = sorted({g["optimizer"].iloc[0] for g in sets.values()}) or ["adamw"]
-    kinds: dict[str, str] = {}
-    for g in sets.values():
-        for name, dim in sweep_space(g).items():
-            kinds.setdefault(name, dim[0])
+    kinds, fixed = varied_dimensions(sets)
     colors = colors or store_colors(trials)
     failed = experiments.failed_counts(trials)
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
-    fig, axes = _axes(1 + len(kinds), nrows=len(optims), height=2.4)
+    widths = [EDF_PANEL_WIDTH] + [DIMENSION_PANEL_WIDTH] * len(kinds)
+    fig, axes = plt.subplots(
+        len(optims),
+        len(widths),
+        figsize=(max(COLUMN_WIDTH, sum(widths)), 2.4 * len(optims)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": widths},
+    )
+    grid = edf_range(sets)
     for row, optim in zip(axes, optims, strict=True):
         chosen = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim}
         row[0].set_title(f"{OPTIM_NAMES.get(optim, optim)}: EDF of Δ top-1 error")
         if not chosen:
             _empty(row[0], "EDF sweeps")
             continue
-        _edf_curves(row[0], chosen, floors, n_resamples, colors, failed)
+        _edf_curves(row[0], chosen, floors, n_resamples, colors, failed, grid)
         row[0].get_legend().remove()
         for ax, (name, kind) in zip(row[1:], kinds.items(), strict=True):
             for sweep, g in sorted(chosen.items()):
@@ -417,6 +478,8 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: 
             ax.set_xlabel(name)
             ax.set_ylabel("top-1 error (%)")
     fig.tight_layout()
+    if fixed:
+        fig.text(0.01, 0.0, fixed_note(fixed), fontsize=7, color="0.3", va="top")
     _sweep_legend(fig, axes)
     return fig
 

@@ -28,7 +28,7 @@ def missing_parts(trials: pd.DataFrame, figure: str, protocol: str | None = None
         if protocol is not None:
             curve, pairs = curve[curve["protocol"] == protocol], pairs[pairs["protocol"] == protocol]
         have = set(curve["size"]) if not curve.empty else set()
-        gaps = [f"{s} training-length runs" for s in experiments.SIZES if s not in have]
+        gaps = [f"{s} training-length runs" for s in experiments.panel_sizes(have) if s not in have]
         if figure == "3" and pairs.empty:
             gaps.append("runs of both optimizers for one model")
         if not curve.empty and curve.groupby(["protocol", "model", "optimizer"])["epochs"].nunique().max() < 2:
@@ -37,9 +37,10 @@ def missing_parts(trials: pd.DataFrame, figure: str, protocol: str | None = None
     if figure == "compare":
         return [] if experiments.edf_sets(trials) else ["EDF sweeps"]
     optim = "adamw" if figure == "4" else "sgd"
-    sets = [g for g in experiments.edf_sets(trials).values() if g["optimizer"].iloc[0] == optim]
-    have = {experiments.SIZE_OF.get(g["model"].iloc[0]) for g in sets}
-    return [f"{s} {optim} EDF sweeps" for s in experiments.SIZES if s not in have]
+    every = experiments.edf_sets(trials).values()
+    have = {experiments.SIZE_OF.get(g["model"].iloc[0]) for g in every if g["optimizer"].iloc[0] == optim}
+    panels = experiments.panel_sizes({experiments.SIZE_OF.get(g["model"].iloc[0]) for g in every})
+    return [f"{s} {optim} EDF sweeps" for s in panels if s not in have]
 
 
 def write_tables(trials: pd.DataFrame, out: Path, n_resamples: int) -> list[Path]:

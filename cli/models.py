@@ -26,6 +26,7 @@ def model_rows(image_size: int) -> list[dict]:
 
 
 def render_table(rows: list[dict]) -> str:
+    """Four significant digits, so that the nano zoo's thousandths of a GF read as well as the 36GF."""
     head = f"{'name':14} {'family':8} {'stem':8} {'flops(B)':>9} {'params(M)':>10} {'acts(M)':>8}"
     head += "   paper: flops params acts"
     lines = [head, "-" * len(head)]
@@ -34,8 +35,8 @@ def render_table(rows: list[dict]) -> str:
         paper = f"{p['flops']:>12.1f} {p['params']:>6.1f} {p['acts']:>4.1f}" if p else f"{'-':>12}"
         measured = "  (measured)" if r["source"] == "measured" else ""
         lines.append(
-            f"{r['name']:14} {r['family']:8} {r['stem']:8} {r['flops'] / 1e9:9.3f} "
-            f"{r['params'] / 1e6:10.3f} {r['acts'] / 1e6:8.3f}   {paper}{measured}"
+            f"{r['name']:14} {r['family']:8} {r['stem']:8} {r['flops'] / 1e9:#9.4g} "
+            f"{r['params'] / 1e6:#10.4g} {r['acts'] / 1e6:8.3f}   {paper}{measured}"
         )
     return "\n".join(lines)
 

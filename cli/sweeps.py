@@ -95,7 +95,7 @@ def split_list(text: str | None, cast=str) -> list | None:
 
 
 def plan_figure(args, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
-    from sweeps.grid import plan_grid
+    from sweeps.grid import PRESET_TRIALS, plan_grid
 
     scale = scale_from(args, gpu, epochs=None)
     epochs = split_list(args.epochs, int)
@@ -107,7 +107,7 @@ def plan_figure(args, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
         models=split_list(args.models),
         epochs=epochs,
         optims=split_list(args.optims),
-        trials=args.trials,
+        trials=args.trials or PRESET_TRIALS.get(scale.preset, 64),
         seed=args.seed,
         sampler=args.sampler,
         imports=args.imports,

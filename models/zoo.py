@@ -16,6 +16,10 @@ from models.vit import ViT
 C1 = stride_two_stem([24, 48, 96, 192], [2, 2, 2, 2])
 C4 = stride_two_stem([48, 96, 192, 384], [2, 2, 2, 2])
 C18 = stride_two_stem([64, 128, 128, 256, 256, 512], [2, 2, 1, 2, 1, 2])
+# The nano zoo's C stem: C1 at half its channels. At 16 px / patch 4 its last two convs (48, 96)
+# and the 1x1 cost about one transformer block (the paper's rule for dropping one), so
+# vit_c_nano is within 1% of vit_p_nano in flops and 2.5% in params (tests/test_models.py).
+C_NANO = stride_two_stem([12, 24, 48, 96], [2, 2, 2, 2])
 
 
 def table3_stem(kernels: list[int], strides: list[int], paddings: list[int], channels: list[int]) -> list[ConvSpec]:
@@ -51,6 +55,8 @@ def _vit(dim: int, mlp: int, heads: int, depth: int, stem: str, convs=(), norm: 
 
 
 W1, W4, W18, W36 = (192, 576, 3), (384, 1152, 6), (768, 3072, 12), (1024, 4096, 16)
+# The nano zoo (the `laptop` preset): width 64, the paper's 64-wide heads and 3x MLP.
+W_NANO = (64, 192, 1)
 
 SPECS: dict[str, ViTSpec | CNNSpec] = {
     "vit_p_1gf": _vit(*W1, 12, "P"),
@@ -69,6 +75,10 @@ SPECS: dict[str, ViTSpec | CNNSpec] = {
     "vit_cln_4gf": _vit(*W4, 11, "C4-LN", C4, "ln"),
     "vit_p_16gf": _vit(*W4, 48, "P"),
     "vit_c_16gf": _vit(*W4, 47, "C4", C4),
+    "vit_p_nano": _vit(*W_NANO, 6, "P"),
+    "vit_c_nano": _vit(*W_NANO, 5, "C-nano", C_NANO),
+    # Three stages (a fourth would run at 1x1 from 16 px), sized to the nano ViTs' flops at 16 px.
+    "regnety_nano": CNNSpec(partial(regnety, [1, 3, 3], [96, 192, 384], 32), "RegNetY"),
     "regnety_1gf": CNNSpec(partial(regnety, [1, 4, 10, 3], [40, 120, 328, 904], 4), "RegNetY"),
     "regnety_4gf": CNNSpec(partial(regnety, [2, 6, 16, 2], [96, 192, 512, 1216], 32), "RegNetY"),
     "regnety_16gf": CNNSpec(partial(regnety, [2, 7, 18, 2], [168, 336, 896, 2128], 56), "RegNetY"),

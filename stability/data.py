@@ -113,6 +113,14 @@ def load_fashion_mnist(root: Path) -> TensorData:
     return TensorData("fashion-mnist", *parts["train"], *parts["test"], num_classes=10)
 
 
+def subset(data: TensorData, name: str, train: int, test: int, seed: int = 0) -> TensorData:
+    """A fixed random subset of each split, the same on every machine (one seeded permutation)."""
+    gen = torch.Generator().manual_seed(seed)
+    tr = torch.randperm(data.train_size, generator=gen)[:train]
+    te = torch.randperm(len(data.test_y), generator=gen)[:test]
+    return TensorData(name, data.train_x[tr], data.train_y[tr], data.test_x[te], data.test_y[te], data.num_classes)
+
+
 # --- CIFAR python batches --------------------------------------------------------------------
 
 
@@ -317,6 +325,10 @@ def _folder(name: str) -> DatasetEntry:
 _DATASETS.update(
     {
         "fashion-mnist": _small(lambda root: load_fashion_mnist(data_dir("fashion-mnist", root))),
+        # The `laptop` preset's data: 5k training and 2k test images of Fashion-MNIST (docs/laptop.md).
+        "fashion-mnist-5k": _small(
+            lambda root: subset(load_fashion_mnist(data_dir("fashion-mnist", root)), "fashion-mnist-5k", 5_000, 2_000)
+        ),
         "cifar10": _small(lambda root: load_cifar(data_dir("cifar10", root), 10)),
         "cifar100": _small(lambda root: load_cifar(data_dir("cifar100", root), 100)),
         "imagenet": _folder("imagenet"),

@@ -20,6 +20,11 @@ from sweeps import plan
 
 VITS = ["vit_p_1gf", "vit_p_4gf", "vit_p_18gf", "vit_c_1gf", "vit_c_4gf", "vit_c_18gf"]
 CNNS = ["regnety_1gf", "regnety_4gf", "regnety_16gf"]
+# The models a preset's grids train by default (the paper's zoo elsewhere).
+PRESET_MODELS = {"laptop": ["vit_p_nano", "vit_c_nano", "regnety_nano"]}
+# Trials per EDF sweep of Figures 4 and 5 where a preset's grid would not fit its machine with
+# the paper's 64: the laptop's 3 x 32 trials take about an hour on 2 cores (docs/laptop.md).
+PRESET_TRIALS = {"laptop": 32}
 PAPER_EPOCHS = [50, 100, 200, 400]
 
 
@@ -69,7 +74,7 @@ def plan_grid(
     """The figure's sweeps, name -> manifest."""
     if figure not in (2, 3, 4, 5):
         raise UserError(f"--figure must be 2, 3, 4 or 5, got {figure}")
-    chosen = models or VITS + CNNS
+    chosen = models or PRESET_MODELS.get(scale.preset, VITS + CNNS)
     for m in chosen:
         plan.check_model(m, scale)
     for o in optims or []:
@@ -92,7 +97,7 @@ def plan_grid(
     warmup = grid_warmup(scale)
     rows = []
     for m, o in points:
-        best = optimum(m, zoo.family(m), o)
+        best = plan.preset_optimum(scale.preset, m, o) or optimum(m, zoo.family(m), o)
         if best is None:
             raise UserError(f"{m} (family {zoo.family(m)}) has no Table 4 optimum to train Figures 2 and 3 at")
         for e in grid_epochs(scale, epochs):

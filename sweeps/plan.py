@@ -22,12 +22,31 @@ PRESETS: dict[str, dict] = {
     "small": {"dataset": "fashion-mnist", "image_size": 32, "patch_size": 4, "epochs": 10, "batch_size": 256},
     # A CPU-sized budget: the whole pipeline on scikit-learn's 8x8 digits, 2x2 tokens.
     "smoke": {"dataset": "digits", "image_size": 8, "patch_size": 4, "epochs": 1, "batch_size": 32},
+    # The paper's study on 2 CPU cores: the nano zoo on a fixed 5k/2k subset of Fashion-MNIST.
+    "laptop": {"dataset": "fashion-mnist-5k", "image_size": 16, "patch_size": 4, "epochs": 10, "batch_size": 128},
 }
 PRESET_NOTES = {
     "paper": "ImageNet, 224 px, 50 epochs, batch 2048 (lr scaled to the batch used)",
     "small": "Fashion-MNIST, 32 px / patch 4, 10 epochs, batch 256",
     "smoke": "digits (8x8, bundled with scikit-learn), 8 px / patch 4, 1 epoch, batch 32: a CPU-sized check",
+    "laptop": "Fashion-MNIST (fixed 5k/2k subset), 16 px / patch 4, 10 epochs, batch 128; adapted to 5k "
+    "images: no AutoAugment, no mixup/CutMix; lr/wd intervals centred on the nano zoo's measured optima",
 }
+# Recipe fields a preset sets in every trial it plans (a space that samples one overrides it),
+# where the paper's ImageNet regularization was measured to prevent learning at that scale
+# (docs/laptop.md).
+PRESET_RECIPE: dict[str, dict] = {"laptop": {"autoaugment": False, "mixup_alpha": 0.0, "cutmix_alpha": 0.0}}
+# A preset's own (lr, wd) optima per model and optimizer (lr normalized to batch 2048), measured
+# at its scale by a coarse grid (docs/laptop.md): Figures 2-3 train at them, and its EDF
+# sweeps draw from intervals of Table 4's widths centred on them (``preset_interval``).
+PRESET_OPTIMUM: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
+    "laptop": {
+        "vit_p_nano": {"adamw": (2.0e-2, 0.1), "sgd": (1.9, 1.3e-5)},
+        "vit_c_nano": {"adamw": (2.0e-2, 0.1), "sgd": (1.9, 1.3e-5)},
+        "regnety_nano": {"adamw": (3.8e-2, 0.1), "sgd": (2.54, 2.4e-5)},
+    }
+}
+LR_WIDTH, WD_WIDTH = 32.0, 40.0  # Table 4's interval widths (hi / lo) for ViTs under AdamW
 MANIFEST_IDENTITY = schema.IDENTITY
 CARRIED = schema.CARRIED
 # What defines a run apart from its per-member values in a manifest of only the default space:
@@ -105,6 +124,21 @@ def choose_scale(preset: str | None, has_gpu: bool, **overrides) -> Scale:
     return scale
 
 
+def preset_optimum(preset: str, model: str, optim: str) -> tuple[float, float] | None:
+    """The preset's measured (lr, wd) optimum of the model, or None where it has none."""
+    return PRESET_OPTIMUM.get(preset, {}).get(model, {}).get(optim)
+
+
+def preset_interval(preset: str, model: str, optim: str) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Log-uniform intervals of Table 4's widths with the preset's optimum at their geometric
+    centre, or None (Table 4's own intervals then apply)."""
+    best = preset_optimum(preset, model, optim)
+    if best is None:
+        return None
+    (lr, wd), (a, b) = best, (LR_WIDTH**0.5, WD_WIDTH**0.5)
+    return (lr / a, lr * a), (wd / b, wd * b)
+
+
 def check_model(name: str, scale: Scale) -> None:
     if name not in models.names():
         raise UserError(f"unknown model {name!r}; see `stability models`")
@@ -138,7 +172,8 @@ def edf_manifest(
     if optim not in ("adamw", "sgd"):
         raise UserError(f"unknown optimizer {optim!r}; choose adamw or sgd")
     check_model(model, scale)
-    full = complete_space(dict(space or {}), model, models.family(model), optim)
+    default = preset_interval(scale.preset, model, optim)
+    full = complete_space(dict(space or {}), model, models.family(model), optim, default)
     points = draw(full, trials, seed, sampler)
     stored = space_to_json(full)
     rows = []
@@ -208,7 +243,7 @@ def manifest_row(
         "preset": scale.preset,
         "imports": json.dumps(list(imports)) if imports else None,
     }
-    return {k: values[k] for k in schema.PLAN if k in values}
+    return {**{k: values[k] for k in schema.PLAN if k in values}, **PRESET_RECIPE.get(scale.preset, {})}
 
 
 def definition_differences(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:

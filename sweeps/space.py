@@ -8,6 +8,7 @@ whole manifest at once, seeded, so a sweep's trials are fixed before any of them
 
 from __future__ import annotations
 
+import math
 import tomllib
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from stability.paper import interval
 from store.schema import SWEEPABLE
 from store.space import Dimension, parse_dimension
 
-SAMPLERS = ("random", "sobol")
+SAMPLERS = ("random", "sobol", "grid")
 Space = dict[str, Dimension]
 
 
@@ -96,11 +97,12 @@ def read_space_file(path: str | Path) -> Space:
     return space_from_table(doc["space"], str(path))
 
 
-def complete_space(space: Space, model: str, family: str, optim: str) -> Space:
-    """The space with lr and wd first, Table 4's log-uniform intervals of the family wherever
-    the space leaves them out. A family without Table 4 intervals must be given both."""
+def complete_space(space: Space, model: str, family: str, optim: str, default=None) -> Space:
+    """The space with lr and wd first, log-uniform over ``default`` ((lr lo, hi), (wd lo, hi): a
+    preset's own) or else Table 4's intervals of the family, wherever the space leaves them out.
+    A family without Table 4 intervals must be given both."""
     missing = [p for p in ("lr", "wd") if p not in space]
-    default = interval(family, optim)
+    default = default or interval(family, optim)
     if missing and default is None:
         raise UserError(
             f"{model} is of family {family!r}, which has no Table 4 interval: give its space with "
@@ -111,7 +113,20 @@ def complete_space(space: Space, model: str, family: str, optim: str) -> Space:
     return {**lead, **{k: v for k, v in space.items() if k not in lead}}
 
 
-def make_sampler(kind: str, seed: int) -> optuna.samplers.BaseSampler:
+def grid_size(space: Space) -> int:
+    """The number of points of a space of choices (``--sampler grid`` trains each once)."""
+    ranges = [name for name, dim in space.items() if dim.kind != "choice"]
+    if ranges:
+        raise UserError(
+            f"--sampler grid needs every dimension as choice:a|b|c; {', '.join(ranges)} "
+            f"{'is a range' if len(ranges) == 1 else 'are ranges'} (give lr and wd as choices too)"
+        )
+    return math.prod(len(dim.choices) for dim in space.values())
+
+
+def make_sampler(kind: str, seed: int, space: Space | None = None) -> optuna.samplers.BaseSampler:
+    if kind == "grid":
+        return optuna.samplers.GridSampler({name: list(dim.choices) for name, dim in (space or {}).items()}, seed=seed)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if kind == "sobol":
@@ -125,8 +140,11 @@ def draw(space: Space, n: int, seed: int, sampler: str = "random") -> list[dict]
     """n points of the space, every dimension drawn by one sampler seeded with ``seed``.
 
     A Sobol sampler covers the numeric dimensions jointly; choices are drawn independently
-    (Optuna's QMC sampler does so for categorical dimensions).
+    (Optuna's QMC sampler does so for categorical dimensions). The grid sampler visits every
+    point of a space of choices once, in a seeded order; ``n`` is then the grid's size.
     """
+    if sampler == "grid":
+        n = grid_size(space)
     if n < 1:
         raise UserError(f"--trials must be at least 1, got {n}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -135,9 +153,10 @@ def draw(space: Space, n: int, seed: int, sampler: str = "random") -> list[dict]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", UserWarning)  # QMC: "categorical dimensions sampled independently"
-        study = optuna.create_study(sampler=make_sampler(sampler, seed))
+        study = optuna.create_study(sampler=make_sampler(sampler, seed, space))
         for _ in range(n):
             trial = study.ask(distributions)
             points.append(dict(trial.params))
-            study.tell(trial, 0.0)  # QMC sampling moves on only past finished trials
+            if sampler != "grid":  # the grid counts running trials as visited; its last tell would stop the study
+                study.tell(trial, 0.0)  # QMC sampling moves on only past finished trials
     return points

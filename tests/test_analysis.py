@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
 
-from analysis import experiments, figures, stats
+from analysis import experiments, figures, report, stats
 
 errors_st = st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=80)
 
@@ -343,7 +344,8 @@ def test_a_model_keeps_one_colour_across_optimizers_and_the_legend_names_each_on
     fig = figures.figure_comparison(trials, n_resamples=20)
     legend = fig.legends[0]
     assert sorted(t.get_text() for t in legend.get_texts()) == ["mine_a (n=6)", "mine_b (n=6)", "vit_c_1gf (n=6)"]
-    assert len(fig.get_axes()) == 2 * 3  # per optimizer: the EDF, error vs lr, error vs wd
+    assert len(fig.get_axes()) == 2 * 2  # per optimizer: the EDF and error vs lr; wd took one value
+    assert "fixed: wd = 0.1" in [t.get_text() for t in fig.texts]
 
 
 def with_failed(trials: pd.DataFrame, model: str, k: int) -> pd.DataFrame:
@@ -484,3 +486,52 @@ def test_a_sweep_has_one_colour_in_every_figure_of_a_store(monkeypatch):
     # a part of the store (one model) drawn with the store's colours keeps them
     part = figures.figure_edfs(trials[trials["model"] == "vit_p_4gf"], "adamw", n_resamples=20, colors=store)
     assert line_colours(part.get_axes()[0]) == {"vit_p_4gf": to_rgb(store["p4-adamw"])}
+
+
+def with_space(trials: pd.DataFrame, space: dict, **columns) -> pd.DataFrame:
+    """EDF trials whose sweeps sampled ``space`` (stored as JSON), with the given columns set."""
+    return trials.assign(space=json.dumps(space), **columns)
+
+
+def test_a_dimension_fixed_at_one_value_gets_no_panel_and_the_edf_keeps_its_size():
+    lr_wd = {"lr": ["log", 1e-4, 1e-2], "wd": ["log", 0.01, 1.0]}
+    plain = figures.figure_comparison(with_space(edf_trials(), lr_wd), n_resamples=20)
+    fixed = with_space(
+        edf_trials(),
+        {**lr_wd, "ema": ["choice", [True]], "mixup_alpha": ["uniform", 0.0, 0.8], "beta2": ["choice", [0.99]]},
+        ema=True,
+        beta2=0.99,
+        mixup_alpha=np.linspace(0, 0.8, len(edf_trials())),
+    )
+    fig = figures.figure_comparison(fixed, n_resamples=20)
+    axes = fig.get_axes()
+    assert [a.get_xlabel() for a in axes[1:]] == ["lr", "wd", "mixup_alpha"]  # no panel for ema or beta2
+    assert any(t.get_text() == "fixed: ema = True, beta2 = 0.99" for t in fig.texts)
+    width = [a.get_position().width * f.get_figwidth() for f, a in ((plain, plain.get_axes()[0]), (fig, axes[0]))]
+    assert width[1] == pytest.approx(width[0], rel=0.1)  # inches: the EDF is as wide with three dimensions as two
+
+
+def test_the_edf_axis_fits_the_deltas_and_keeps_the_papers_20_where_they_reach_it():
+    small = edf_trials().assign(top1_err=lambda t: 25 + (t["index"] % 8))  # deltas up to 7 points
+    ax = figures.figure_comparison(small, n_resamples=20).get_axes()[0]
+    assert ax.get_xlim() == (0.0, 8.0)
+    wide = edf_trials().assign(top1_err=lambda t: 25 + 2 * t["index"])  # deltas up to 30 points
+    assert figures.figure_comparison(wide, n_resamples=20).get_axes()[0].get_xlim() == (0.0, 20.0)
+
+
+def test_a_nano_store_gets_one_edf_panel_the_full_width():
+    nano = edf_trials()[lambda t: t["model"] != "vit_c_1gf"].replace(
+        {"vit_p_4gf": "vit_p_nano", "vit_c_4gf": "vit_c_nano", "vit_p_4gf-adamw": "p", "vit_c_4gf-adamw": "c"}
+    )
+    fig = figures.figure_edf(nano, "adamw", n_resamples=20)
+    axes = fig.get_axes()
+    assert [a.get_title() for a in axes] == [
+        "nano models: error vs lr",
+        "nano models: error vs wd",
+        "nano models: error vs lr·wd",
+        "nano: EDF of Δ top-1 error",
+    ]
+    assert len(axes[3].get_lines()) == 2 and axes[3].get_position().width > 0.8
+    assert report.missing_parts(nano, "4") == [] and report.missing_parts(nano, "5") == ["nano sgd EDF sweeps"]
+    assert experiments.panel_sizes({"nano", "4GF"}) == ["nano", "1GF", "4GF", "18GF"]
+    assert experiments.panel_sizes(set()) == experiments.SIZES

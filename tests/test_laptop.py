@@ -1,0 +1,163 @@
+"""The laptop protocol: the nano zoo's P/C parity, the preset's data, recipe and centred
+intervals, the grid sampler that measured them, and a 2-trial laptop sweep through Ray."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import models
+from cli import main
+from models.registry import measure
+from stability.data import SYSTEM_DIRS, load_dataset
+from stability.errors import UserError
+from store import Store
+from sweeps import grid, plan
+from sweeps.space import draw, parse_space_flags
+
+NANO = dict(image_size=16, patch_size=4, num_classes=10, in_chans=1)
+ZOO = ["vit_p_nano", "vit_c_nano", "regnety_nano"]
+has_fashion_mnist = pytest.mark.skipif(
+    not SYSTEM_DIRS["fashion-mnist"].exists(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)"
+)
+
+
+def test_nano_vits_are_at_parity_in_flops_and_params():
+    p, c = (models.complexity(n, **NANO) for n in ("vit_p_nano", "vit_c_nano"))
+    assert c["flops"] == pytest.approx(p["flops"], rel=0.02)
+    assert c["params"] == pytest.approx(p["params"], rel=0.03)
+    # the parity holds under torch's own count of the built modules too (it skips bias adds)
+    image = torch.zeros(1, 1, 16, 16)
+    counted = [measure(models.create(n, **NANO).eval(), image)["flops"] for n in ("vit_p_nano", "vit_c_nano")]
+    assert counted[1] == pytest.approx(counted[0], rel=0.03)
+    assert models.complexity("regnety_nano", **NANO)["flops"] == pytest.approx(p["flops"], rel=0.1)
+
+
+def test_nano_vits_follow_the_papers_rules():
+    p, c = models.create("vit_p_nano", **NANO), models.create("vit_c_nano", **NANO)
+    assert len(c.blocks) == len(p.blocks) - 1 == 5
+    assert p.stem.conv.kernel_size == (4, 4) and p.stem.conv.stride == (4, 4)
+    convs = c.stem.convs()
+    assert [(k.kernel_size[0], k.stride[0], k.out_channels) for k in convs] == [(3, 2, 48), (3, 2, 96)]
+    assert [type(m) for m in c.stem.body] == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU] * 2
+    assert c.stem.proj.kernel_size == (1, 1) and c.stem.proj.out_channels == 64
+    # the paper drops one block for the C stem because the stem costs about one block
+    stem, _, _ = c.stem.complexity(16, 16)
+    assert stem.flops == pytest.approx(c.blocks[0].complexity(17).flops, rel=0.1)
+    assert [models.family(n) for n in ZOO] == ["ViT_P", "ViT_C", "RegNetY"]
+
+
+def test_models_lists_the_nano_zoo_at_the_protocols_size(capsys):
+    assert main(["models", "--json", "--image-size", "16"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    p, c = rows["vit_p_nano"], rows["vit_c_nano"]
+    assert abs(c["flops"] / p["flops"] - 1) < 0.02 and abs(c["params"] / p["params"] - 1) < 0.03
+    assert rows["regnety_nano"]["family"] == "RegNetY" and rows["vit_c_nano"]["source"] == "analytic"
+    assert main(["models", "--image-size", "16"]) == 0
+    table = capsys.readouterr().out
+    assert "0.004567" in table and "0.004621" in table  # four significant digits: the parity reads off
+
+
+@has_fashion_mnist
+def test_the_laptop_data_is_a_fixed_subset_of_fashion_mnist():
+    full = load_dataset("fashion-mnist", None, 28)
+    a, b = load_dataset("fashion-mnist-5k", None, 28), load_dataset("fashion-mnist-5k", None, 16)
+    assert a.train_x.shape == (5000, 1, 28, 28) and a.test_x.shape == (2000, 1, 28, 28)
+    assert b.train_x.shape == (5000, 1, 16, 16)
+    again = load_dataset("fashion-mnist-5k", None, 28)
+    assert torch.equal(a.train_x, again.train_x) and torch.equal(a.test_y, again.test_y)
+    rows = {bytes(x.flatten().tolist()) for x in full.train_x[:60000]}
+    assert all(bytes(x.flatten().tolist()) in rows for x in a.train_x[:50])
+    assert set(a.train_y.tolist()) == set(range(10))
+
+
+def test_the_laptop_preset_adapts_the_recipe_in_every_trial_it_plans():
+    scale = plan.choose_scale("laptop", False)
+    assert (scale.dataset, scale.image_size, scale.patch_size, scale.epochs, scale.batch_size) == (
+        "fashion-mnist-5k",
+        16,
+        4,
+        10,
+        128,
+    )
+    frame = plan.edf_manifest("s", "vit_p_nano", "adamw", scale, trials=4, seed=0)
+    assert (frame["autoaugment"] == False).all()  # noqa: E712
+    assert (frame["mixup_alpha"] == 0).all() and (frame["cutmix_alpha"] == 0).all()
+    sampled = plan.edf_manifest(
+        "s", "vit_p_nano", "adamw", scale, trials=8, seed=0, space=parse_space_flags(["mixup_alpha=uniform:0.1,0.5"])
+    )
+    assert sampled["mixup_alpha"].between(0.1, 0.5).all()  # a space that samples a field overrides the preset
+    other = plan.edf_manifest("s", "vit_p_nano", "adamw", plan.choose_scale("smoke", False), trials=2, seed=0)
+    assert "autoaugment" not in other
+
+
+@pytest.mark.parametrize("model", ZOO)
+@pytest.mark.parametrize("optim", ["adamw", "sgd"])
+def test_laptop_intervals_are_table_4_wide_and_centred_on_the_measured_optimum(model, optim):
+    lr, wd = plan.PRESET_OPTIMUM["laptop"][model][optim]
+    frame = plan.edf_manifest("s", model, optim, plan.choose_scale("laptop", False), trials=64, seed=1)
+    space = json.loads(frame["space"].iloc[0])
+    (_, lr_lo, lr_hi), (_, wd_lo, wd_hi) = space["lr"], space["wd"]
+    assert lr_hi / lr_lo == pytest.approx(32) and wd_hi / wd_lo == pytest.approx(40)
+    assert math.sqrt(lr_lo * lr_hi) == pytest.approx(lr) and math.sqrt(wd_lo * wd_hi) == pytest.approx(wd)
+    assert frame["lr"].between(lr_lo, lr_hi).all() and frame["wd"].between(wd_lo, wd_hi).all()
+    small = plan.edf_manifest("s", model, optim, plan.choose_scale("small", False), trials=2, seed=1)
+    assert json.loads(small["space"].iloc[0])["lr"] != space["lr"]  # other presets keep Table 4's
+
+
+def test_laptop_grids_train_the_nano_zoo_at_its_optima(capsys):
+    scale = plan.choose_scale("laptop", False)
+    fig4 = grid.plan_grid(4, scale, trials=32)
+    assert sorted(fig4) == sorted(f"{m}-adamw-laptop" for m in ZOO)
+    fig2 = grid.plan_grid(2, scale)["figure2-laptop"]
+    for row in fig2.itertuples():
+        assert (row.lr, row.wd) == plan.PRESET_OPTIMUM["laptop"][row.model][row.optimizer]
+    assert sorted(set(fig2["epochs"])) == [10, 20, 40, 80] and set(fig2["warmup_epochs"]) == {1.0}
+    assert main(["grid", "--figure", "5", "--preset", "laptop", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "no AutoAugment, no mixup/CutMix" in out.splitlines()[0]
+    assert "total: 96 trials (64 ViT, 32 CNN) in 3 sweep(s)" in out
+
+
+def test_the_grid_sampler_trains_every_point_of_a_space_of_choices_once():
+    space = parse_space_flags(["lr=choice:0.1|1|10", "wd=choice:1e-5|1e-4", "ema=choice:true|false"])
+    points = draw(space, 1, seed=3, sampler="grid")
+    assert len(points) == 12
+    assert {(p["lr"], p["wd"], p["ema"]) for p in points} == {
+        (lr, wd, ema) for lr in (0.1, 1, 10) for wd in (1e-5, 1e-4) for ema in (True, False)
+    }
+    assert draw(space, 1, seed=3, sampler="grid") == points
+    with pytest.raises(UserError, match="needs every dimension as choice"):
+        draw(parse_space_flags(["lr=log:0.1,1", "wd=choice:0.1"]), 4, seed=0, sampler="grid")
+
+
+@settings(deadline=None)  # the first example imports matplotlib
+@given(st.lists(st.floats(0, 60), min_size=1, max_size=30))
+def test_the_edf_axis_reaches_every_delta_up_to_the_papers_20_points(errors):
+    from analysis import figures, stats
+
+    grid_x = figures.edf_range({"s": pd.DataFrame({"top1_err": [e + 10 for e in errors]})})
+    largest = float(stats.deltas([e + 10 for e in errors]).max())
+    assert grid_x[0] == 0 and grid_x[-1] >= min(largest, figures.EDF_MAX)
+    assert grid_x[-1] <= max(1.0, min(figures.EDF_MAX, largest + 1.5))
+
+
+@pytest.mark.slow
+@has_fashion_mnist
+def test_a_two_trial_laptop_sweep_trains_through_ray(tmp_path, capsys):
+    argv = ["sweep", "--model", "vit_c_nano", "--optim", "sgd", "--preset", "laptop", "--epochs", "1"]
+    assert main([*argv, "--trials", "2", "--results", str(tmp_path)]) == 0, capsys.readouterr()
+    out = capsys.readouterr().out
+    assert any(line.startswith("protocol: laptop: Fashion-MNIST (fixed 5k/2k subset)") for line in out.splitlines())
+    trials, _ = Store(tmp_path).read_trials("vit_c_nano-sgd-laptop")
+    assert list(trials["status"]) == ["ok", "ok"]
+    assert (trials["dataset"] == "fashion-mnist-5k").all() and (trials["image_size"] == 16).all()
+    assert (trials["autoaugment"] == False).all() and (trials["mixup_alpha"] == 0).all()  # noqa: E712
+    assert trials["top1_err"].between(0, 90).all()  # one epoch on 5k images learns something
