@@ -51,8 +51,8 @@ def _two_rows(top: int, bottom: int, height: float):
 def edf_range(sets: dict[str, pd.DataFrame]) -> np.ndarray:
     """The EDF panels' x grid: the paper's 0-20 points where some delta reaches 20, else up to the
     largest delta (rounded up to a whole point), so that no panel is mostly empty axis."""
-    deltas = [stats.deltas(g["top1_err"]) for g in sets.values()]
-    largest = max((float(np.nanmax(d)) for d in deltas if len(d) and np.isfinite(d).any()), default=EDF_MAX)
+    finite = [d[np.isfinite(d)] for d in (stats.deltas(g["top1_err"]) for g in sets.values() if len(g))]
+    largest = max((float(d.max()) for d in finite if d.size), default=EDF_MAX)
     top = min(EDF_MAX, max(1.0, math.ceil(largest + 0.5)))
     return np.linspace(0.0, top, 201)
 
@@ -205,7 +205,7 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, col
     sizes = [z for z in panels if z in size_of.values()]
     shown = "4GF" if "4GF" in sizes or not sizes else sizes[0]
     four = {k: v for k, v in sets.items() if size_of[k] == shown}
-    grid = edf_range(sets)
+    grid = np.linspace(0.0, EDF_MAX, 201)  # the paper's axis, so that Figures 4 and 5 compare
     for ax, (name, values) in zip(upper, LR_WD, strict=True):
         ax.set_title(f"{shown} models: error vs {name}")
         if not four:
@@ -390,6 +390,8 @@ def figure_dimensions(g: pd.DataFrame):
     fig, axes = _axes(max(1, len(space)), height=2.2, width=max(COLUMN_WIDTH, DIMENSION_PANEL_WIDTH * len(space)))
     color = COLORS.get(g["family"].iloc[0])
     best = g.loc[g["top1_err"].astype(float).idxmin()]
+    if not space:
+        _empty(axes[0][0], "dimension sampled at more than one value")
     for ax, (name, dim) in zip(axes[0], space.items(), strict=False):
         ax.scatter(
             _dimension_values(g, name, dim[0]),
@@ -424,7 +426,7 @@ def varied_dimensions(sets: dict[str, pd.DataFrame]) -> tuple[dict[str, str], di
             kinds.setdefault(name, dim[0])
     varied, fixed = {}, {}
     for name, kind in kinds.items():
-        values = pd.concat([g[name] for g in sets.values() if name in g]).dropna()
+        values = pd.concat([g[name] for g in sets.values() if name in g] or [pd.Series(dtype=object)]).dropna()
         if values.astype(str).nunique() > 1:
             varied[name] = kind
         else:
@@ -456,7 +458,7 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: 
     fig, axes = plt.subplots(
         len(optims),
         len(widths),
-        figsize=(max(COLUMN_WIDTH, sum(widths)), 2.4 * len(optims)),
+        figsize=(sum(widths), 2.4 * len(optims)),
         squeeze=False,
         gridspec_kw={"width_ratios": widths},
     )

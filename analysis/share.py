@@ -24,7 +24,7 @@ import pandas as pd
 
 from analysis import experiments
 from analysis import figures as figs
-from analysis.importance import importance, sweep_space
+from analysis.importance import importance
 from analysis.report import HOW_TO, figure_protocols, missing_parts
 from analysis.store import UnreadableResultWarning, load_trials
 
@@ -73,8 +73,10 @@ def counted_sentence(n: int, failed: int) -> str:
 
 def sweep_parts(sweep: str, g: pd.DataFrame, failed: int = 0) -> str:
     """One EDF sweep: its trial count, its dimensions figure and its hyperparameter importances."""
-    names = list(sweep_space(g))
     try:
+        names = list(figs.varied_dimensions({sweep: g})[0])  # a dimension fixed at one value explains nothing
+        if not names:
+            raise ValueError("no dimension took more than one value")
         scores = importance(g, params=names)
         ranked = ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1]))
         said = f"<p>Importance of each sampled hyperparameter (PED-ANOVA, sums to 1): {html.escape(ranked)}</p>"

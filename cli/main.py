@@ -50,7 +50,7 @@ def build_parser() -> Parser:
     p = sub.add_parser("sweep", help="an EDF sweep: N (lr, wd) pairs of one model and optimizer on Ray Tune")
     add_model_flags(p)
     add_sweep_flags(p)
-    p.add_argument("--trials", type=int, default=64)
+    p.add_argument("--trials", type=int, help="trials drawn (default 64; the laptop preset's 32)")
     p.add_argument("--name", help="sweep name (default: MODEL-OPTIM-PRESET)")
     p.add_argument(
         "--sampler",
@@ -58,8 +58,11 @@ def build_parser() -> Parser:
         choices=["random", "sobol", "grid"],
         help="grid: every point of a space of choices once (--trials is then its size)",
     )
-    p.add_argument("--lr-range", help="A,B: lr interval (batch 2048), default Table 4")
-    p.add_argument("--wd-range", help="C,D: wd interval, default Table 4")
+    p.add_argument(
+        "--lr-range",
+        help="A,B: lr interval (batch 2048), default Table 4's (laptop: centred on its optimum)",
+    )
+    p.add_argument("--wd-range", help="C,D: wd interval, default Table 4's (laptop: centred on its optimum)")
     p.add_argument(
         "--space",
         action="append",
@@ -221,7 +224,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_sweep_flags(p: argparse.ArgumentParser, epochs_type=int) -> None:
-    p.add_argument("--preset", help="smoke | small | paper (default: small where the cluster has GPUs, else smoke)")
+    p.add_argument(
+        "--preset", help="smoke | small | laptop | paper (default: small where the cluster has GPUs, else smoke)"
+    )
     p.add_argument("--dataset")
     p.add_argument("--epochs", type=epochs_type, help="epochs (grid: a comma-separated list)")
     p.add_argument("--batch-size", type=int)

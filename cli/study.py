@@ -73,8 +73,8 @@ def read_study(path: str | Path) -> Study:
         if o not in ("adamw", "sgd"):
             raise UserError(f"{where}: unknown optimizer {o!r}; choose adamw or sgd")
     sampler = typed(doc, "sampler", str, where, "random")
-    if sampler not in SAMPLERS:
-        raise UserError(f"{where}: sampler must be {' or '.join(SAMPLERS)}, got {sampler!r}")
+    if sampler not in SAMPLERS or sampler == "grid":
+        raise UserError(f"{where}: sampler must be random or sobol (a study compares EDFs), got {sampler!r}")
     data_dir = typed(doc, "data_dir", str, where)
     scale = {k: typed(doc, k, str if k == "dataset" else int, where) for k in SCALE_KEYS}
     return Study(

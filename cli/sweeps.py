@@ -54,7 +54,7 @@ def plan_sweep(args, gpu: bool) -> tuple[plan.Scale, str, pd.DataFrame]:
         args.model,
         args.optim,
         scale,
-        trials=args.trials,
+        trials=plan.preset_trials(scale.preset, args.trials),
         seed=args.seed,
         sampler=args.sampler,
         space=space_from(args),
@@ -95,7 +95,7 @@ def split_list(text: str | None, cast=str) -> list | None:
 
 
 def plan_figure(args, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
-    from sweeps.grid import PRESET_TRIALS, plan_grid
+    from sweeps.grid import plan_grid
 
     scale = scale_from(args, gpu, epochs=None)
     epochs = split_list(args.epochs, int)
@@ -107,7 +107,7 @@ def plan_figure(args, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
         models=split_list(args.models),
         epochs=epochs,
         optims=split_list(args.optims),
-        trials=args.trials or PRESET_TRIALS.get(scale.preset, 64),
+        trials=plan.preset_trials(scale.preset, args.trials),
         seed=args.seed,
         sampler=args.sampler,
         imports=args.imports,

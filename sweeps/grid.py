@@ -22,9 +22,7 @@ VITS = ["vit_p_1gf", "vit_p_4gf", "vit_p_18gf", "vit_c_1gf", "vit_c_4gf", "vit_c
 CNNS = ["regnety_1gf", "regnety_4gf", "regnety_16gf"]
 # The models a preset's grids train by default (the paper's zoo elsewhere).
 PRESET_MODELS = {"laptop": ["vit_p_nano", "vit_c_nano", "regnety_nano"]}
-# Trials per EDF sweep of Figures 4 and 5 where a preset's grid would not fit its machine with
-# the paper's 64: the laptop's 3 x 32 trials take about an hour on 2 cores (docs/laptop.md).
-PRESET_TRIALS = {"laptop": 32}
+
 PAPER_EPOCHS = [50, 100, 200, 400]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, fields
 
 import pandas as pd
@@ -10,6 +11,7 @@ import pandas as pd
 import models
 from stability.data import dataset_names, is_streamed
 from stability.errors import UserError
+from stability.paper import interval
 from store import check_name, schema
 from store.space import space_to_json
 from sweeps.space import Space, complete_space, draw
@@ -41,12 +43,22 @@ PRESET_RECIPE: dict[str, dict] = {"laptop": {"autoaugment": False, "mixup_alpha"
 # sweeps draw from intervals of Table 4's widths centred on them (``preset_interval``).
 PRESET_OPTIMUM: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
     "laptop": {
-        "vit_p_nano": {"adamw": (2.0e-2, 0.1), "sgd": (1.9, 1.3e-5)},
-        "vit_c_nano": {"adamw": (2.0e-2, 0.1), "sgd": (1.9, 1.3e-5)},
-        "regnety_nano": {"adamw": (3.8e-2, 0.1), "sgd": (2.54, 2.4e-5)},
+        "vit_p_nano": {"adamw": (0.049, 0.067), "sgd": (0.80, 1.3e-5)},
+        "vit_c_nano": {"adamw": (0.038, 0.2), "sgd": (1.9, 4.3e-6)},
+        # SGD: Table 4's RegNetY optimum until its grid is measured (docs/laptop.md)
+        "regnety_nano": {"adamw": (0.13, 0.1), "sgd": (2.54, 2.4e-5)},
     }
 }
-LR_WIDTH, WD_WIDTH = 32.0, 40.0  # Table 4's interval widths (hi / lo) for ViTs under AdamW
+# Trials per EDF sweep (`stability sweep` and Figures 4-5) where the paper's 64 would not fit a
+# preset's machine: the laptop's 3 x 32 trials per figure take about an hour on 2 cores.
+PRESET_TRIALS = {"laptop": 32}
+
+
+def preset_trials(preset: str, given: int | None) -> int:
+    """Trials per EDF sweep: as given, else the preset's number, else the paper's 64."""
+    return PRESET_TRIALS.get(preset, 64) if given is None else given
+
+
 MANIFEST_IDENTITY = schema.IDENTITY
 CARRIED = schema.CARRIED
 # What defines a run apart from its per-member values in a manifest of only the default space:
@@ -130,13 +142,13 @@ def preset_optimum(preset: str, model: str, optim: str) -> tuple[float, float] |
 
 
 def preset_interval(preset: str, model: str, optim: str) -> tuple[tuple[float, float], tuple[float, float]] | None:
-    """Log-uniform intervals of Table 4's widths with the preset's optimum at their geometric
-    centre, or None (Table 4's own intervals then apply)."""
-    best = preset_optimum(preset, model, optim)
-    if best is None:
+    """Log-uniform intervals as wide as Table 4's of the model's family and optimizer (lr 32x;
+    wd 40x for ViTs under AdamW, 30x under SGD, 32x and 26.7x for CNNs), with the preset's
+    optimum at their geometric centre; None where it has none (Table 4's own intervals apply)."""
+    best, table = preset_optimum(preset, model, optim), interval(models.family(model), optim)
+    if best is None or table is None:
         return None
-    (lr, wd), (a, b) = best, (LR_WIDTH**0.5, WD_WIDTH**0.5)
-    return (lr / a, lr * a), (wd / b, wd * b)
+    return tuple((v / math.sqrt(hi / lo), v * math.sqrt(hi / lo)) for v, (lo, hi) in zip(best, table, strict=True))
 
 
 def check_model(name: str, scale: Scale) -> None:
@@ -221,7 +233,8 @@ def noise_manifest(sweep: str, best: dict, seeds: int) -> pd.DataFrame:
 def manifest_row(
     sweep, index, model, optim, lr, wd, scale: Scale, seed, sampler="fixed", epochs=None, imports=None
 ) -> dict:
-    """A planned trial in the schema's columns (``store.schema.PLAN``)."""
+    """A planned trial in the schema's columns (``store.schema.PLAN``), plus the recipe fields
+    its preset sets in every trial (``PRESET_RECIPE``)."""
     check_name(sweep, "sweep name")
     epochs = epochs or scale.epochs
     values = {

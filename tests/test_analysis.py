@@ -532,6 +532,7 @@ def test_a_nano_store_gets_one_edf_panel_the_full_width():
         "nano: EDF of Δ top-1 error",
     ]
     assert len(axes[3].get_lines()) == 2 and axes[3].get_position().width > 0.8
+    assert axes[3].get_xlim() == (0.0, 20.0)  # Figures 4 and 5 keep the paper's axis, so that they compare
     assert report.missing_parts(nano, "4") == [] and report.missing_parts(nano, "5") == ["nano sgd EDF sweeps"]
     assert experiments.panel_sizes({"nano", "4GF"}) == ["nano", "1GF", "4GF", "18GF"]
     assert experiments.panel_sizes(set()) == experiments.SIZES

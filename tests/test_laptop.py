@@ -18,6 +18,7 @@ from cli import main
 from models.registry import measure
 from stability.data import SYSTEM_DIRS, load_dataset
 from stability.errors import UserError
+from stability.paper import interval
 from store import Store
 from sweeps import grid, plan
 from sweeps.space import draw, parse_space_flags
@@ -98,6 +99,19 @@ def test_the_laptop_preset_adapts_the_recipe_in_every_trial_it_plans():
     assert "autoaugment" not in other
 
 
+def test_a_laptop_manifest_round_trips_through_the_store_and_its_noise_keeps_the_recipe(tmp_path):
+    scale = plan.choose_scale("laptop", False)
+    frame = plan.edf_manifest("s", "vit_c_nano", "sgd", scale, trials=3, seed=0)
+    store = Store(tmp_path)
+    store.write_manifest("s", frame)
+    back = store.read_manifest("s")
+    assert plan.same_definition(back, plan.edf_manifest("s", "vit_c_nano", "sgd", scale, trials=3, seed=0))
+    assert not plan.same_definition(back, plan.edf_manifest("s", "vit_c_nano", "sgd", scale, trials=3, seed=1))
+    noise = plan.noise_manifest("s", back.iloc[0].to_dict(), seeds=2)
+    assert (noise["autoaugment"] == False).all() and (noise["cutmix_alpha"] == 0).all()  # noqa: E712
+    assert (noise["dataset"] == "fashion-mnist-5k").all()
+
+
 @pytest.mark.parametrize("model", ZOO)
 @pytest.mark.parametrize("optim", ["adamw", "sgd"])
 def test_laptop_intervals_are_table_4_wide_and_centred_on_the_measured_optimum(model, optim):
@@ -105,7 +119,9 @@ def test_laptop_intervals_are_table_4_wide_and_centred_on_the_measured_optimum(m
     frame = plan.edf_manifest("s", model, optim, plan.choose_scale("laptop", False), trials=64, seed=1)
     space = json.loads(frame["space"].iloc[0])
     (_, lr_lo, lr_hi), (_, wd_lo, wd_hi) = space["lr"], space["wd"]
-    assert lr_hi / lr_lo == pytest.approx(32) and wd_hi / wd_lo == pytest.approx(40)
+    (t_lr_lo, t_lr_hi), (t_wd_lo, t_wd_hi) = interval(models.family(model), optim)
+    assert lr_hi / lr_lo == pytest.approx(32) and lr_hi / lr_lo == pytest.approx(t_lr_hi / t_lr_lo)
+    assert wd_hi / wd_lo == pytest.approx(t_wd_hi / t_wd_lo)  # 40x for ViTs under AdamW, as Table 4
     assert math.sqrt(lr_lo * lr_hi) == pytest.approx(lr) and math.sqrt(wd_lo * wd_hi) == pytest.approx(wd)
     assert frame["lr"].between(lr_lo, lr_hi).all() and frame["wd"].between(wd_lo, wd_hi).all()
     small = plan.edf_manifest("s", model, optim, plan.choose_scale("small", False), trials=2, seed=1)
@@ -160,4 +176,20 @@ def test_a_two_trial_laptop_sweep_trains_through_ray(tmp_path, capsys):
     assert list(trials["status"]) == ["ok", "ok"]
     assert (trials["dataset"] == "fashion-mnist-5k").all() and (trials["image_size"] == 16).all()
     assert (trials["autoaugment"] == False).all() and (trials["mixup_alpha"] == 0).all()  # noqa: E712
-    assert trials["top1_err"].between(0, 90).all()  # one epoch on 5k images learns something
+    assert trials["top1_err"].between(0, 80).all()  # one epoch on 5k images learns (chance: 90)
+
+
+def test_the_nano_zoo_s_sweeps_are_one_protocol_and_compare_pairwise():
+    from analysis import experiments, report
+
+    scale = plan.choose_scale("laptop", False)
+    frames = []
+    for i, m in enumerate(ZOO):
+        frame = plan.edf_manifest(f"{m}-adamw-laptop", m, "adamw", scale, trials=12, seed=0)
+        frames.append(frame.assign(status="ok", top1_err=25.0 + i + frame["index"] % 5))
+    trials = pd.concat(frames, ignore_index=True)
+    assert len({f["space"].iloc[0] for f in frames}) == 3  # each model's own centred interval...
+    assert len(experiments.edf_protocols(trials, "adamw")) == 1  # ...under one protocol: one Figure 4
+    pairs = experiments.comparisons(trials, n_resamples=20, test_resamples=99)
+    assert len(pairs) == 3 and set(pairs["model_a"]) | set(pairs["model_b"]) == set(ZOO)
+    assert report.figure_protocols(trials, "4") == experiments.edf_protocols(trials, "adamw")

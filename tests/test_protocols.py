@@ -195,7 +195,12 @@ def test_recipe_fields_and_the_space_are_part_of_the_protocol():
     sampled = pd.concat([rows.assign(space=space, warmup_epochs=w) for w in (0.5, 3.0)])
     assert schema.protocol_key(sampled).nunique() == 1  # a sampled field varies within its sweep
     wider = json.dumps({"lr": ["log", 1e-4, 1e-2], "warmup_epochs": ["uniform", 0, 5]})
-    assert schema.protocol_key(rows.assign(space=wider)).iloc[0] != schema.protocol_key(sampled).iloc[0]
+    longer = json.dumps({"lr": ["log", 1e-3, 1e-2], "warmup_epochs": ["uniform", 0, 8]})
+    # lr and wd intervals are each model's search range (Table 4 has one per family), not the protocol
+    assert schema.protocol_key(rows.assign(space=wider)).iloc[0] == schema.protocol_key(sampled).iloc[0]
+    assert schema.protocol_key(rows.assign(space=longer)).iloc[0] != schema.protocol_key(sampled).iloc[0]
+    lr_wd_only = json.dumps({"lr": ["log", 1e-3, 1e-2], "wd": ["log", 1e-2, 1.0]})
+    assert schema.protocol_key(rows.assign(space=lr_wd_only)).iloc[0] == schema.protocol_key(rows).iloc[0]
     assert schema.protocol_columns(sampled.columns) == [*schema.PROTOCOL, "warmup_epochs", "space"]
 
 
