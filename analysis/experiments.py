@@ -306,12 +306,36 @@ def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int 
 
 
 def same_draws(a: pd.DataFrame, b: pd.DataFrame) -> bool:
-    """Whether two sweeps tried the same (lr, wd) draws in the same order (then they pair by index)."""
+    """Whether two sweeps tried the same (lr, wd) draws in the same order (then they pair by
+    index): the same values, or the same positions in each sweep's own intervals (one seed and
+    sampler over two models' centred intervals, as the laptop preset draws them)."""
     key = ["index", "lr", "wd"]
     if not set(key) <= set(a) or not set(key) <= set(b) or len(a) != len(b):
         return False
     x, y = a.sort_values("index")[key].to_numpy(), b.sort_values("index")[key].to_numpy()
-    return bool(np.allclose(x, y, rtol=1e-12, atol=0))
+    if np.allclose(x, y, rtol=1e-12, atol=0):
+        return True
+    pa, pb = draw_positions(a), draw_positions(b)
+    return pa is not None and pb is not None and bool(np.allclose(pa, pb, rtol=0, atol=1e-9))
+
+
+def draw_positions(g: pd.DataFrame) -> np.ndarray | None:
+    """Each trial's (lr, wd) in index order as its position in the sweep's stored intervals: 0 at
+    the low end, 1 at the high end, on the scale the space draws it (log or linear); None where
+    the sweep stored no space with both as ranges."""
+    spaces = g["space"].dropna().unique() if "space" in g else []
+    if len(spaces) != 1:
+        return None
+    space = json.loads(spaces[0])
+    rows, out = g.sort_values("index"), []
+    for p in ("lr", "wd"):
+        kind, *ends = space.get(p, ["choice"])
+        if kind not in ("log", "uniform"):
+            return None
+        scale = np.log if kind == "log" else (lambda v: v)
+        lo, hi = scale(float(ends[0])), scale(float(ends[1]))
+        out.append((scale(rows[p].to_numpy(dtype=float)) - lo) / (hi - lo))
+    return np.column_stack(out)
 
 
 def _samples(rows: pd.DataFrame, field: str) -> bool:

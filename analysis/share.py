@@ -29,8 +29,9 @@ from analysis.report import HOW_TO, figure_protocols, missing_parts
 from analysis.store import UnreadableResultWarning, load_trials
 
 OPTIMS = {"adamw": "AdamW", "sgd": "SGD"}
+# space: the sweep's dimensions, its own lr/wd intervals among them (not part of the protocol)
 PROTOCOL_COLUMNS = ["sweep", "model", "optimizer", "preset", "dataset", "image_size", "patch_size", "epochs",
-                    "batch_size", "seed", "sampler"]  # fmt: skip
+                    "batch_size", "seed", "sampler", "space"]  # fmt: skip
 STYLE = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1,h2,h3{font-weight:600}table{border-collapse:collapse;font-size:12px;margin:.5em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}
@@ -124,8 +125,8 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         section(
             "Protocol of each sweep",
             "<p>Runs compare only within one protocol (data, image and patch size, batch, preset, seed, "
-            "recipe fields and search space); <code>failed</code>: trials that failed (infrastructure "
-            "faults), left out of every figure and table below.</p>",
+            "recipe fields and search space beyond each model's lr/wd intervals); <code>failed</code>: "
+            "trials that failed (infrastructure faults), left out of every figure and table below.</p>",
             table(protocol_table(trials)),
         )
     )

@@ -31,7 +31,7 @@ class Study:
     name: str
     models: list[str]
     optimizers: list[str]
-    trials: int
+    trials: int | None  # None: the preset's number (``plan.preset_trials``)
     seed: int
     sampler: str
     preset: str | None
@@ -81,7 +81,7 @@ def read_study(path: str | Path) -> Study:
         name=check_name(typed(doc, "name", str, where, path.stem), "study name"),
         models=strings(doc, "models", where, required=True),
         optimizers=optimizers,
-        trials=typed(doc, "trials", int, where, 64),
+        trials=typed(doc, "trials", int, where),
         seed=typed(doc, "seed", int, where, 0),
         sampler=sampler,
         preset=typed(doc, "preset", str, where),
@@ -106,7 +106,7 @@ def plan_study(study: Study, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFr
                 m,
                 o,
                 scale,
-                trials=study.trials,
+                trials=plan.preset_trials(scale.preset, study.trials),
                 seed=study.seed,
                 sampler=study.sampler,
                 space=study.space,
@@ -123,7 +123,7 @@ def describe(study: Study, scale: plan.Scale, sweeps: dict[str, pd.DataFrame]) -
 
     lines = [
         f"study {study.name}: {len(study.models)} model(s) x {len(study.optimizers)} optimizer(s), "
-        f"{study.trials} trials each, {study.sampler} sampler, seed {study.seed}",
+        f"{plan.preset_trials(scale.preset, study.trials)} trials each, {study.sampler} sampler, seed {study.seed}",
         f"scale: {scale.dataset}, {scale.image_size} px / patch {scale.patch_size}, {scale.epochs} epoch(s), "
         f"batch {scale.batch_size} (preset {scale.preset})",
     ]

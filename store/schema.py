@@ -196,15 +196,15 @@ def _protocol_fields(row: dict) -> dict:
     """One row's protocol as a dict of its present fields. A field the search space samples
     (batch size, a recipe field) varies within the sweep and is described by the space instead.
 
-    The lr and wd intervals are not part of it: they are each model's search range, as Table 4
-    gives one per family (the paper's Figures 4-5 compare ViTs and RegNetY over their own
-    intervals; the laptop preset centres one on each model's optimum). Every other dimension is."""
+    The lr and wd intervals are not part of it, only how they are drawn (log-uniform, ...): they
+    are each model's search range, as Table 4 gives one per family (the paper's Figures 4-5
+    compare ViTs and RegNetY over their own intervals; the laptop preset centres one on each
+    model's optimum). Every other dimension is, whole."""
     space = row.get("space")
     space = json.loads(space) if isinstance(space, str) and space else None
     fields = {k: _canonical(row.get(k)) for k in PROTOCOL_FIELDS if k != "space" and k not in (space or {})}
-    shared = {k: v for k, v in (space or {}).items() if k not in PER_MEMBER}
-    if shared:
-        fields["space"] = shared
+    if space is not None:
+        fields["space"] = {k: v[:1] if k in PER_MEMBER else v for k, v in space.items()}
     return {k: v for k, v in fields.items() if v is not None}
 
 

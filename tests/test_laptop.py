@@ -192,4 +192,13 @@ def test_the_nano_zoo_s_sweeps_are_one_protocol_and_compare_pairwise():
     assert len(experiments.edf_protocols(trials, "adamw")) == 1  # ...under one protocol: one Figure 4
     pairs = experiments.comparisons(trials, n_resamples=20, test_resamples=99)
     assert len(pairs) == 3 and set(pairs["model_a"]) | set(pairs["model_b"]) == set(ZOO)
+    # one seed draws every model's trial i at one position of its own interval: they pair by index
+    assert pairs["paired"].all() and (pairs["effect"] == "mean_delta").all()
+    positions = experiments.draw_positions(frames[0])
+    assert positions.shape == (12, 2) and ((positions >= 0) & (positions <= 1)).all()
+    assert experiments.draw_positions(frames[1]) == pytest.approx(positions, abs=1e-9)
+    reseeded = plan.edf_manifest("x", "vit_c_nano", "adamw", scale, trials=12, seed=1).assign(
+        status="ok", top1_err=25.0
+    )
+    assert not experiments.same_draws(frames[0], reseeded)
     assert report.figure_protocols(trials, "4") == experiments.edf_protocols(trials, "adamw")

@@ -199,8 +199,11 @@ def test_recipe_fields_and_the_space_are_part_of_the_protocol():
     # lr and wd intervals are each model's search range (Table 4 has one per family), not the protocol
     assert schema.protocol_key(rows.assign(space=wider)).iloc[0] == schema.protocol_key(sampled).iloc[0]
     assert schema.protocol_key(rows.assign(space=longer)).iloc[0] != schema.protocol_key(sampled).iloc[0]
-    lr_wd_only = json.dumps({"lr": ["log", 1e-3, 1e-2], "wd": ["log", 1e-2, 1.0]})
-    assert schema.protocol_key(rows.assign(space=lr_wd_only)).iloc[0] == schema.protocol_key(rows).iloc[0]
+    table4 = json.dumps({"lr": ["log", 1e-3, 1e-2], "wd": ["log", 1e-2, 1.0]})
+    centred = json.dumps({"lr": ["log", 3e-3, 0.1], "wd": ["log", 2e-2, 0.8]})
+    uniform = json.dumps({"lr": ["uniform", 1e-3, 1e-2], "wd": ["log", 1e-2, 1.0]})
+    key = [schema.protocol_key(rows.assign(space=s)).iloc[0] for s in (table4, centred, uniform)]
+    assert key[0] == key[1] != key[2]  # how lr is drawn is part of it, its interval is not
     assert schema.protocol_columns(sampled.columns) == [*schema.PROTOCOL, "warmup_epochs", "space"]
 
 

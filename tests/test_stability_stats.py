@@ -217,10 +217,13 @@ def test_the_sentence_reports_the_quantity_its_test_is_on():
 
 
 def test_comparisons_need_one_protocol_over_every_row_of_both_sweeps():
-    """A difference in any row (not only the first) or in the stored space keeps two sweeps apart."""
+    """A difference in any row (not only the first) or in the stored space keeps two sweeps apart;
+    another lr interval (each model's search range, as Table 4's per family) does not, another
+    kind of lr distribution does."""
     errs = 20 + np.random.default_rng(0).exponential(2.0, 8)
     space = json.dumps({"lr": ["log", 1e-3, 1e-2], "wd": ["log", 0.01, 0.1]})
-    other_space = json.dumps({"lr": ["log", 1e-4, 1e-2], "wd": ["log", 0.01, 0.1]})
+    wider = json.dumps({"lr": ["log", 1e-4, 1e-2], "wd": ["log", 0.01, 0.1]})
+    other_space = json.dumps({"lr": ["uniform", 1e-3, 1e-2], "wd": ["log", 0.01, 0.1]})
     mixed = sweep_rows("p-mixed", "vit_p_1gf", errs, space=space)
     mixed.loc[mixed.index[-1], "image_size"] = 32  # one late row of another size
     trials = pd.concat(
@@ -228,12 +231,13 @@ def test_comparisons_need_one_protocol_over_every_row_of_both_sweeps():
             sweep_rows("c", "vit_c_1gf", errs + 1, space=space),
             sweep_rows("p", "vit_p_1gf", errs, space=space),
             sweep_rows("p-space", "vit_p_1gf", errs, space=other_space),
+            sweep_rows("p-wider", "vit_p_1gf", errs, space=wider),
             mixed,
         ]
     )
     pairs = analysis.comparisons(trials, n_resamples=50)
-    assert list(zip(pairs["a"], pairs["b"], strict=True)) == [("c", "p")]
-    assert pairs["protocol"].iloc[0].startswith("digits_8px_b32_smoke_seed0_")
+    assert list(zip(pairs["a"], pairs["b"], strict=True)) == [("c", "p"), ("c", "p-wider"), ("p", "p-wider")]
+    assert set(pairs["protocol"]) == {"digits_8px_b32_smoke_seed0_" + pairs["protocol"].iloc[0].rsplit("_", 1)[1]}
 
 
 NOISE = {"stable": [21.0, 22.0, 24.0], "fragile": [20.0, 20.5]}
