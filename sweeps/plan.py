@@ -39,8 +39,9 @@ PRESET_NOTES = {
 # (docs/laptop.md).
 PRESET_RECIPE: dict[str, dict] = {"laptop": {"autoaugment": False, "mixup_alpha": 0.0, "cutmix_alpha": 0.0}}
 # A preset's own (lr, wd) optima per model and optimizer (lr normalized to batch 2048), measured
-# at its scale by a coarse grid (docs/laptop.md): Figures 2-3 train at them, and its EDF
-# sweeps draw from intervals of Table 4's widths centred on them (``preset_interval``).
+# at its scale by a coarse grid (``analysis.centring.grid_optimum``, docs/laptop.md): Figures 2-3
+# train at them, and its EDF sweeps draw from intervals of Table 4's widths centred on them
+# (``preset_interval``).
 PRESET_OPTIMUM: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
     "laptop": {
         "vit_p_nano": {"adamw": (0.049, 0.067), "sgd": (0.80, 1.3e-5)},

@@ -202,3 +202,39 @@ def test_the_nano_zoo_s_sweeps_are_one_protocol_and_compare_pairwise():
     )
     assert not experiments.same_draws(frames[0], reseeded)
     assert report.figure_protocols(trials, "4") == experiments.edf_protocols(trials, "adamw")
+
+
+def grid_trials(errors: dict[float, list[float]], wds: list[float]) -> pd.DataFrame:
+    """A coarse grid's trial rows: errors[lr][j] at wds[j]."""
+    rows = [
+        {"lr": lr, "wd": wd, "top1_err": err, "status": "ok", "model": "m"}
+        for lr, errs in errors.items()
+        for wd, err in zip(wds, errs, strict=True)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_the_grid_optimum_equals_the_hand_computation():
+    from analysis.centring import grid_optimum, grid_table
+
+    table = grid_table(grid_trials({0.01: [30, 31], 0.04: [20, 22], 0.16: [26, 40]}, [0.1, 1.0]))
+    lr, wd = grid_optimum(table)
+    # by lr: 30, 20, 26; the parabola's vertex is 0.5 x (30 - 26) / (30 - 40 + 26) = 1/8 of a step up
+    assert lr == pytest.approx(0.04 * 4**0.125) and wd == 0.1  # wd 0.1 beats 1.0 by 8 points
+    flat = grid_table(grid_trials({0.01: [30, 30.2], 0.04: [20, 20.5], 0.16: [26, 26.4]}, [0.1, 1.0]))
+    assert grid_optimum(flat)[1] == pytest.approx(math.sqrt(0.1))  # within a point: the grid's centre
+    edge = grid_table(grid_trials({0.01: [20, 21], 0.04: [25, 26], 0.16: [30, 31]}, [0.1, 1.0]))
+    assert grid_optimum(edge)[0] == 0.01  # at the grid's edge: no parabola to move it
+
+
+@settings(deadline=None)
+@given(st.lists(st.floats(10, 90), min_size=6, max_size=6))
+def test_the_grid_optimum_stays_between_the_best_points_neighbours(errors):
+    from analysis.centring import grid_optimum, grid_table
+
+    lrs = [0.01 * 4**k for k in range(3)]
+    table = grid_table(grid_trials({lr: errors[2 * i : 2 * i + 2] for i, lr in enumerate(lrs)}, [1e-4, 1e-3]))
+    lr, wd = grid_optimum(table)
+    best = int(table.min(axis=1).to_numpy().argmin())
+    assert lrs[max(0, best - 1)] <= lr <= lrs[min(2, best + 1)]
+    assert 1e-4 <= wd <= 1e-3
