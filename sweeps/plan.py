@@ -51,7 +51,7 @@ PRESET_OPTIMUM: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
     }
 }
 # Trials per EDF sweep (`stability sweep` and Figures 4-5) where the paper's 64 would not fit a
-# preset's machine: the laptop's 3 x 32 trials per figure take about an hour on 2 cores.
+# preset's machine: the laptop's 3 x 32 trials per figure take 75 minutes on 2 cores (docs/laptop.md).
 PRESET_TRIALS = {"laptop": 32}
 
 

@@ -297,8 +297,10 @@ def test_new_figures_have_one_curve_per_sweep():
     assert ax.get_lines()[0].get_xdata()[-1] == 12
     ax = figures.figure_edfs(trials, "adamw", n_resamples=50).get_axes()[0]
     assert len(ax.get_lines()) == 2 and len(ax.collections) == 2
-    dims = figures.figure_dimensions(trials[trials["sweep"] == "c"]).get_axes()
-    assert [a.get_xlabel() for a in dims] == ["lr", "wd"] and dims[0].get_xscale() == "log"
+    fig = figures.figure_dimensions(trials[trials["sweep"] == "c"])
+    dims = fig.get_axes()
+    assert [a.get_xlabel() for a in dims] == ["lr"] and dims[0].get_xscale() == "log"
+    assert "fixed: wd = 0.1" in [t.get_text() for t in fig.texts]  # every trial drew wd 0.1: no panel
 
 
 def test_public_api():
