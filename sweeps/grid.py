@@ -20,8 +20,6 @@ from sweeps import plan
 
 VITS = ["vit_p_1gf", "vit_p_4gf", "vit_p_18gf", "vit_c_1gf", "vit_c_4gf", "vit_c_18gf"]
 CNNS = ["regnety_1gf", "regnety_4gf", "regnety_16gf"]
-# The models a preset's grids train by default (the paper's zoo elsewhere).
-PRESET_MODELS = {"laptop": ["vit_p_nano", "vit_c_nano", "regnety_nano"]}
 
 PAPER_EPOCHS = [50, 100, 200, 400]
 
@@ -72,7 +70,7 @@ def plan_grid(
     """The figure's sweeps, name -> manifest."""
     if figure not in (2, 3, 4, 5):
         raise UserError(f"--figure must be 2, 3, 4 or 5, got {figure}")
-    chosen = models or PRESET_MODELS.get(scale.preset, VITS + CNNS)
+    chosen = models or plan.PRESET_MODELS.get(scale.preset, VITS + CNNS)
     for m in chosen:
         plan.check_model(m, scale)
     for o in optims or []:

@@ -53,6 +53,8 @@ PRESET_OPTIMUM: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
 # Trials per EDF sweep (`stability sweep` and Figures 4-5) where the paper's 64 would not fit a
 # preset's machine: the laptop's 3 x 32 trials per figure take 75 minutes on 2 cores (docs/laptop.md).
 PRESET_TRIALS = {"laptop": 32}
+# The models a preset's grids train by default (the paper's zoo elsewhere).
+PRESET_MODELS = {"laptop": ["vit_p_nano", "vit_c_nano", "regnety_nano"]}
 
 
 def preset_trials(preset: str, given: int | None) -> int:

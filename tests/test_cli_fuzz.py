@@ -57,7 +57,7 @@ COMMANDS = {
             "--epochs": COUNTS,
             "--seed": SEEDS,
             "--name": NAMES,
-            "--preset": ["smoke", "small", "huge"],
+            "--preset": ["smoke", "small", "laptop", "huge"],
             "--dataset": ["synthetic", "mnist3d"],
             "--batch-size": COUNTS,
             "--image-size": SIZES,
@@ -77,7 +77,7 @@ COMMANDS = {
         ["grid", "--dry-run", "--preset", "smoke", "--results", "{tmp}/deep/er/results"],
         {
             "--figure": ["2", "3", "4", "5", "7", "x"],
-            "--preset": ["smoke", "small", "huge"],
+            "--preset": ["smoke", "small", "laptop", "huge"],
             "--models": ["vit_c_1gf,regnety_1gf", "vit_x", ""],
             "--optims": ["adamw", "sgd,adamw", "lion"],
             "--epochs": ["1,2", "0,1", "x", "3"],
