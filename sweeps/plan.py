@@ -46,8 +46,7 @@ PRESET_OPTIMUM: dict[str, dict[str, dict[str, tuple[float, float]]]] = {
     "laptop": {
         "vit_p_nano": {"adamw": (0.049, 0.067), "sgd": (0.80, 1.3e-5)},
         "vit_c_nano": {"adamw": (0.038, 0.2), "sgd": (1.9, 4.3e-6)},
-        # SGD: Table 4's RegNetY optimum until its grid is measured (docs/laptop.md)
-        "regnety_nano": {"adamw": (0.13, 0.1), "sgd": (2.54, 2.4e-5)},
+        "regnety_nano": {"adamw": (0.13, 0.1), "sgd": (0.53, 8e-6)},
     }
 }
 # Trials per EDF sweep (`stability sweep` and Figures 4-5) where the paper's 64 would not fit a
