@@ -27,8 +27,35 @@ from analysis import experiments, stats
 from store import schema
 
 COLORS = dict(zip(experiments.FAMILIES, sns.color_palette("colorblind", 3), strict=True))
+# The paper's optimizers keep its up/down triangles; any other takes the next free marker of
+# OTHER_MARKERS, by name order among the optimizers drawn (``optim_markers``).
 MARKERS = {"adamw": "^", "sgd": "v"}
-OPTIM_NAMES = {"adamw": "AdamW", "sgd": "SGD"}
+OTHER_MARKERS = ("o", "s", "D", "P", "X", "*", "h", "p")
+OPTIM_NAMES = {
+    "adamw": "AdamW",
+    "sgd": "SGD",
+    "muon": "Muon",
+    "lion": "Lion",
+    "schedulefree_adamw": "Schedule-Free AdamW",
+}
+
+
+def optim_name(optim: str) -> str:
+    """An optimizer's name in titles and legends (a registered name where it has no display name)."""
+    return OPTIM_NAMES.get(optim, optim)
+
+
+def optimizer_order(optims) -> list[str]:
+    """The paper's AdamW and SGD first, then any other optimizer by name."""
+    return [o for o in MARKERS if o in set(optims)] + sorted(set(optims) - set(MARKERS))
+
+
+def optim_markers(optims) -> dict[str, str]:
+    """A distinct marker per optimizer: the paper's triangles for AdamW and SGD, then the others'."""
+    others = sorted(set(optims) - set(MARKERS))
+    return {**MARKERS, **{o: OTHER_MARKERS[i % len(OTHER_MARKERS)] for i, o in enumerate(others)}}
+
+
 COLUMN_WIDTH = 6.75  # inches: a two-column paper's full text width
 EDF_MAX = 20.0  # the paper's EDF axis (points of top-1 error above a sweep's best)
 STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "lines.linewidth": 1.4}
@@ -126,6 +153,7 @@ def _epoch_panels(frame: pd.DataFrame, y: str, what: str, ylabel, note: str) -> 
     panels = experiments.panel_sizes(set(frame["size"]) if not frame.empty else set())
     fig, axes = _axes(len(panels), width=COLUMN_WIDTH * max(len(panels), 2) / 3)
     several = frame["protocol"].nunique() > 1 if not frame.empty else False
+    markers = optim_markers(frame["optimizer"] if not frame.empty else [])
     for ax, size in zip(axes[0], panels, strict=True):
         g = frame[frame["size"] == size] if not frame.empty else frame
         ax.set_title(size)
@@ -133,8 +161,8 @@ def _epoch_panels(frame: pd.DataFrame, y: str, what: str, ylabel, note: str) -> 
             _empty(ax, what)
             continue
         for (protocol, family, optim), s in g.groupby(["protocol", "family", "optimizer"]):
-            label = f"{family} {OPTIM_NAMES[optim]}" + (f" [{protocol}]" if several else "")
-            _series(ax, s, y, COLORS.get(family), MARKERS[optim], label)
+            label = f"{family} {optim_name(optim)}" + (f" [{protocol}]" if several else "")
+            _series(ax, s, y, COLORS.get(family), markers[optim], label)
         _epoch_axis(ax, g["epochs"])
         ax.set_xlabel("epochs")
         ax.set_ylabel(ylabel(g))
@@ -209,16 +237,16 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, col
     for ax, (name, values) in zip(upper, LR_WD, strict=True):
         ax.set_title(f"{shown} models: error vs {name}")
         if not four:
-            _empty(ax, f"{shown} {OPTIM_NAMES[optim]} sweeps")
+            _empty(ax, f"{shown} {optim_name(optim)} sweeps")
             continue
-        _optimum_scatter(ax, four, values, colors, MARKERS[optim])
+        _optimum_scatter(ax, four, values, colors, optim_markers([optim])[optim])
         ax.set_xlabel(name)
         ax.set_ylabel("top-1 error (%)")
     for ax, size in zip(lower, panels, strict=True):
         ax.set_title(f"{size}: EDF of Δ top-1 error")
         chosen = {k: v for k, v in sets.items() if size_of[k] == size}
         if not chosen:
-            _empty(ax, f"{size} {OPTIM_NAMES[optim]} sweeps")
+            _empty(ax, f"{size} {optim_name(optim)} sweeps")
             continue
         _edf_curves(ax, chosen, floors, n_resamples, colors, failed, grid)
     note = edf_note(sets)
@@ -339,11 +367,11 @@ def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, co
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     fig, axes = _axes(1, height=3.0)
     ax = axes[0][0]
-    ax.set_title(f"{OPTIM_NAMES[optim]}: EDF of Δ top-1 error per sweep")
+    ax.set_title(f"{optim_name(optim)}: EDF of Δ top-1 error per sweep")
     if sets:
         _edf_curves(ax, sets, floors, n_resamples, colors, experiments.failed_counts(trials))
     else:
-        _empty(ax, f"{OPTIM_NAMES[optim]} sweeps")
+        _empty(ax, f"{optim_name(optim)} sweeps")
     fig.tight_layout()
     return fig
 
@@ -357,9 +385,9 @@ def figure_expected_best(trials: pd.DataFrame, optim: str, *, colors: dict[str, 
     failed = experiments.failed_counts(trials)
     fig, axes = _axes(1, height=3.0)
     ax = axes[0][0]
-    ax.set_title(f"{OPTIM_NAMES[optim]}: expected best top-1 error of k random trials")
+    ax.set_title(f"{optim_name(optim)}: expected best top-1 error of k random trials")
     if not sets:
-        _empty(ax, f"{OPTIM_NAMES[optim]} sweeps")
+        _empty(ax, f"{optim_name(optim)} sweeps")
     for sweep, g in sorted(sets.items()):
         curve = stats.expected_best(g["top1_err"], range(1, len(g) + 1))
         color = colors[sweep]
@@ -398,7 +426,7 @@ def figure_dimensions(g: pd.DataFrame):
             g["top1_err"],
             s=9,
             color=color,
-            marker=MARKERS.get(best["optimizer"], "o"),
+            marker=optim_markers([best["optimizer"]])[best["optimizer"]],
             alpha=0.8,
         )
         if dim[0] != "choice":
@@ -449,7 +477,7 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: 
     where the space samples log). Dimensions sampled at one value are named in a line below.
     ``colors``: as in ``figure_edf``."""
     sets = experiments.edf_sets(trials)
-    optims = sorted({g["optimizer"].iloc[0] for g in sets.values()}) or ["adamw"]
+    optims = optimizer_order({g["optimizer"].iloc[0] for g in sets.values()}) or ["adamw"]
     kinds, fixed = varied_dimensions(sets)
     colors = colors or store_colors(trials)
     failed = experiments.failed_counts(trials)
@@ -465,7 +493,7 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: 
     grid = edf_range(sets)
     for row, optim in zip(axes, optims, strict=True):
         chosen = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim}
-        row[0].set_title(f"{OPTIM_NAMES.get(optim, optim)}: EDF of Δ top-1 error")
+        row[0].set_title(f"{optim_name(optim)}: EDF of Δ top-1 error")
         if not chosen:
             _empty(row[0], "EDF sweeps")
             continue

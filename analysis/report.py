@@ -30,7 +30,7 @@ def missing_parts(trials: pd.DataFrame, figure: str, protocol: str | None = None
         have = set(curve["size"]) if not curve.empty else set()
         gaps = [f"{s} training-length runs" for s in experiments.panel_sizes(have) if s not in have]
         if figure == "3" and pairs.empty:
-            gaps.append("runs of both optimizers for one model")
+            gaps.append("runs of two optimizers for one model")
         if not curve.empty and curve.groupby(["protocol", "model", "optimizer"])["epochs"].nunique().max() < 2:
             gaps.append("a second schedule length")
         return gaps

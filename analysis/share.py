@@ -28,7 +28,6 @@ from analysis.importance import importance
 from analysis.report import HOW_TO, figure_protocols, missing_parts
 from analysis.store import UnreadableResultWarning, load_trials
 
-OPTIMS = {"adamw": "AdamW", "sgd": "SGD"}
 # space: the sweep's dimensions, its own lr/wd intervals among them (not part of the protocol)
 PROTOCOL_COLUMNS = ["sweep", "model", "optimizer", "preset", "dataset", "image_size", "patch_size", "epochs",
                     "batch_size", "seed", "sampler", "space"]  # fmt: skip
@@ -146,10 +145,9 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
                 table(summary),
             )
         )
-    for optim, name in OPTIMS.items():
+    for optim in figs.optimizer_order({v["optimizer"].iloc[0] for v in sets.values()}):
         mine = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim}
-        if not mine:
-            continue
+        name = figs.optim_name(optim)
         parts = [
             "<p>EDFs of Δ top-1 error with 95% bootstrap bands (dotted: seed-noise floors), then the expected "
             "best error of k random trials (Dodge et al. 2019) with one standard deviation.</p>",

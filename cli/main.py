@@ -31,6 +31,10 @@ def build_parser() -> Parser:
     p.add_argument("--image-size", type=int, default=224)
     add_import_flag(p)
 
+    p = sub.add_parser("optimizers", help="list the optimizers: hyperparameters, lr scaling, default intervals")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of text")
+    add_import_flag(p)
+
     p = sub.add_parser("train", help="train one model once and store its result")
     add_model_flags(p)
     p.add_argument("--lr", type=number, help="lr normalized to batch 2048 (default: Table 4 optimum)")
@@ -67,8 +71,8 @@ def build_parser() -> Parser:
         "--space",
         action="append",
         metavar="NAME=DIST",
-        help="sample a recipe field: DIST is log:A,B | uniform:A,B | int:A,B | choice:a|b|c (repeatable; "
-        "lr and wd default to Table 4's intervals)",
+        help="sample a recipe field or an optimizer hyperparameter: DIST is log:A,B | uniform:A,B | int:A,B | "
+        "choice:a|b|c (repeatable; lr and wd default to the optimizer's intervals, Table 4's for adamw/sgd)",
     )
     p.add_argument("--space-file", type=absolute_path, help='a TOML file whose [space] table holds NAME = "DIST"')
     p.add_argument("--dry-run", action="store_true", help="print the plan (the preset as given, else smoke) and stop")
@@ -77,7 +81,9 @@ def build_parser() -> Parser:
     p = sub.add_parser("grid", help="the paper's experiment grid of one figure (2-5)")
     p.add_argument("--figure", type=int, required=True, choices=[2, 3, 4, 5])
     p.add_argument("--models", help="comma-separated subset of the figure's models")
-    p.add_argument("--optims", help="comma-separated subset: adamw,sgd")
+    p.add_argument(
+        "--optims", help="comma-separated optimizers: a subset of the figure's (figure 3: any registered ones)"
+    )
     p.add_argument("--trials", type=int, help="trials per EDF sweep (figures 4, 5; default 64, the laptop preset's 32)")
     p.add_argument("--sampler", default="random", choices=["random", "sobol"])
     p.add_argument("--dry-run", action="store_true", help="print the plan and stop")
@@ -206,7 +212,7 @@ def add_import_flag(p: argparse.ArgumentParser) -> None:
         type=import_spec,
         default=[],
         metavar="MODULE_OR_FILE",
-        help="a module (dotted name) or .py file that registers models or datasets; imported here and in "
+        help="a module (dotted name) or .py file that registers models, datasets or optimizers; imported here and in "
         "every trial process (repeatable)",
     )
 
@@ -217,7 +223,9 @@ def add_data_dir_flag(p: argparse.ArgumentParser) -> None:
 
 def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True)
-    p.add_argument("--optim", required=True, choices=["adamw", "sgd"])
+    p.add_argument(
+        "--optim", required=True, help="a registered optimizer: adamw, sgd, ... (see `stability optimizers`)"
+    )
     add_data_dir_flag(p)
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--results", default="results")
@@ -280,6 +288,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from cli import models
 
         return models.run(args.json, args.image_size)
+    if args.command == "optimizers":
+        from cli import optimizers
+
+        return optimizers.run(args.json)
     if args.command == "train":
         from cli import train
         from stability.trainer import TrainConfig

@@ -69,14 +69,13 @@ def read_study(path: str | Path) -> Study:
         return str((here / p).resolve()) if p.endswith(".py") or "/" in p else p
 
     optimizers = strings(doc, "optimizers", where) or ["adamw", "sgd"]
-    for o in optimizers:
-        if o not in ("adamw", "sgd"):
-            raise UserError(f"{where}: unknown optimizer {o!r}; choose adamw or sgd")
     sampler = typed(doc, "sampler", str, where, "random")
     if sampler not in SAMPLERS or sampler == "grid":
         raise UserError(f"{where}: sampler must be random or sobol (a study compares EDFs), got {sampler!r}")
     data_dir = typed(doc, "data_dir", str, where)
     scale = {k: typed(doc, k, str if k == "dataset" else int, where) for k in SCALE_KEYS}
+    imports = [beside(p) for p in strings(doc, "imports", where)]
+    load_imports(imports)  # before the space is read: an imported optimizer brings its hyperparameters
     return Study(
         name=check_name(typed(doc, "name", str, where, path.stem), "study name"),
         models=strings(doc, "models", where, required=True),
@@ -87,7 +86,7 @@ def read_study(path: str | Path) -> Study:
         preset=typed(doc, "preset", str, where),
         scale={k: v for k, v in scale.items() if v is not None},
         space=space_from_table(doc.get("space", {}), where),
-        imports=[beside(p) for p in strings(doc, "imports", where)],
+        imports=imports,
         data_dir=str((here / data_dir).resolve()) if data_dir else None,
     )
 
@@ -133,7 +132,6 @@ def describe(study: Study, scale: plan.Scale, sweeps: dict[str, pd.DataFrame]) -
 
 def run(args) -> int:
     study = read_study(args.file)
-    load_imports(study.imports)
     args.imports = [*study.imports, *args.imports]
     if args.data_dir is None:
         args.data_dir = study.data_dir

@@ -150,6 +150,7 @@ def noise(args) -> int:
         raise UserError(f"sweep {args.sweep!r} has no finished trial yet; run it first")
     best_id = ok.loc[ok["top1_err"].astype(float).idxmin(), "trial_id"]
     best = manifest.set_index("trial_id").loc[best_id].to_dict() | {"trial_id": best_id}
+    load_imports(schema.imports_of(best))  # its optimizer's hyperparameters are columns to carry over
     sweeps = {f"{args.sweep}-noise": plan.noise_manifest(args.sweep, best, args.seeds)}
     resources_from(args, NO_CLUSTER)
     scale = plan.scale_of(best)
@@ -160,7 +161,6 @@ def noise(args) -> int:
     if args.dry_run:
         return 0
     imports = schema.imports_of(best)
-    load_imports(imports)
     with cluster.connect(args.address, imports) as info:
         print(info.describe(), flush=True)
         run_sweeps(args, info, scale, sweeps, imports)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stability import optimizers
 from stability.errors import UserError
 from stability.trainer import TrainConfig, train
 
@@ -18,8 +19,9 @@ def run(cfg: TrainConfig, results: str, args) -> int:
     store = Store(results)
     store.check_writable()
     store.checkpoint_dir(cfg.sweep, cfg.trial_id)  # its names are checked before anything trains
+    scaled = optimizers.entry(cfg.optim).lr_scaling != "none"
     print(
-        f"train {cfg.model} with {cfg.optim}: lr {cfg.lr:.4g} (at batch 2048), wd {cfg.wd:.4g}, "
+        f"train {cfg.model} with {cfg.optim}: lr {cfg.lr:.4g}{' (at batch 2048)' if scaled else ''}, wd {cfg.wd:.4g}, "
         f"{cfg.epochs} epochs of {cfg.dataset} at {cfg.image_size} px",
         flush=True,
     )

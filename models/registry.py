@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,37 +44,61 @@ class Entry:
     build: Builder
 
 
-_ENTRIES: dict[str, Entry] = {}
+class Registry:
+    """The entries of one kind of thing (models, optimizers) by name, each registered once.
+
+    Importing the same module again (a trial process importing a shipped copy of a user's
+    file) re-registers the same builder, which is allowed; another builder under a taken name
+    is an error. ``entries`` is the one dict of them."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.entries: dict[str, Any] = {}
+
+    def add(self, name: str, entry) -> None:
+        """Register ``entry`` (it has a ``build`` function) under ``name``."""
+        old = self.entries.get(name)
+        if old is not None and _source(old.build) != _source(entry.build):
+            raise ValueError(f"{self.kind} {name!r} is already registered (by {old.build.__module__})")
+        self.entries[name] = entry
+
+    def get(self, name: str):
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise KeyError(f"unknown {self.kind} {name!r}; known: {', '.join(self.entries)}") from None
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+
+def _source(fn) -> tuple[str, str]:
+    return fn.__module__, fn.__qualname__
+
+
+_REGISTRY = Registry("model")
+_ENTRIES: dict[str, Entry] = _REGISTRY.entries
 
 
 def register(name: str, *, family: str, stem: str | None = None) -> Callable[[Builder], Builder]:
-    """Decorator: register ``fn`` as model ``name`` of ``family`` (``stem`` defaults to the family).
-
-    Importing the same module again (a trial process importing a shipped copy) re-registers
-    the same builder, which is allowed; another builder under a taken name is an error.
-    """
+    """Decorator: register ``fn`` as model ``name`` of ``family`` (``stem`` defaults to the family);
+    once per name (``Registry``)."""
     if not name or not family:
         raise ValueError("a model needs a name and a family")
 
     def decorate(fn: Builder) -> Builder:
-        old = _ENTRIES.get(name)
-        if old is not None and (old.build.__module__, old.build.__qualname__) != (fn.__module__, fn.__qualname__):
-            raise ValueError(f"model {name!r} is already registered (by {old.build.__module__})")
-        _ENTRIES[name] = Entry(name, family, stem or family, fn)
+        _REGISTRY.add(name, Entry(name, family, stem or family, fn))
         return fn
 
     return decorate
 
 
 def entry(name: str) -> Entry:
-    try:
-        return _ENTRIES[name]
-    except KeyError:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(_ENTRIES)}") from None
+    return _REGISTRY.get(name)
 
 
 def names() -> list[str]:
-    return list(_ENTRIES)
+    return _REGISTRY.names()
 
 
 def family(name: str) -> str:

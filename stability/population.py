@@ -24,7 +24,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from models.vit import Attention
-from stability import packed, recipe
+from stability import optimizers, packed, recipe
 from stability.data import FolderData, TensorData
 from stability.distributed import swap_batchnorm
 from stability.errors import UserError
@@ -43,7 +43,7 @@ from stability.trainer import (
 )
 from store.schema import PER_MEMBER
 
-BETA1, EPS = 0.9, 1e-8  # AdamW's constants in recipe.make_optimizer; momentum and beta2 come from the config
+BETA1, EPS = 0.9, 1e-8  # AdamW's constants in the "adamw" entry; momentum and beta2 come from the config
 
 
 def check_population(cfgs: list[TrainConfig]) -> None:
@@ -55,6 +55,8 @@ def check_population(cfgs: list[TrainConfig]) -> None:
         raise UserError(
             "population members must share model, optimizer, data, schedule and seed; only lr and wd may differ"
         )
+    if cfgs[0].optim not in optimizers.POPULATION_RULES:
+        raise UserError(f"{cfgs[0].optim} has no population path; train its trials one at a time")
     if cfgs[0].accumulate > 1:
         raise UserError("populations do not accumulate gradients; train these trials one at a time")
     ids = [c.trial_id for c in cfgs]
@@ -106,7 +108,8 @@ class Population:
         self.ema_flat = self.flat.detach().clone()
         self.ema_buffers = {n: b.clone() for n, b in self.buffers.items()}
         self.moments: list[torch.Tensor] = []  # SGD: [momentum]; AdamW: [first, second]
-        self.momentum, self.beta2 = cfg.setting("momentum"), cfg.setting("beta2")
+        hyper = cfg.hyperparameters()
+        self.momentum, self.beta2 = hyper.get("momentum"), hyper.get("beta2")
         self.epoch = 0
         self.curves: list[list[dict]] = [[] for _ in cfgs]
         self.status: list[str] = ["ok"] * self.k
@@ -114,7 +117,7 @@ class Population:
         self.wall = 0.0
 
     def _flatten(self):
-        decay, _ = recipe.decay_split(self.model)
+        decay, _ = optimizers.decay_split(self.model)
         params = dict(self.model.named_parameters())
         layout, offset = {}, 0
         for name, p in params.items():
@@ -304,10 +307,10 @@ class Population:
 def positional_to_names(saved: dict, model: nn.Module) -> dict:
     """A member's optimizer state by parameter name. A single run's checkpoint from before
     per-name states holds torch's positional layout, whose order is the run's two groups
-    (``recipe.decay_split``: decayed parameters, then the others); it is read back in that order."""
+    (``optimizers.decay_split``: decayed parameters, then the others); it is read back in that order."""
     if "param_groups" not in saved:
         return saved
-    decay, no_decay = recipe.decay_split(model)
+    decay, no_decay = optimizers.decay_split(model)
     names = [*decay, *no_decay]
     return {names[int(i)]: s for i, s in saved["state"].items()}
 

@@ -1,4 +1,5 @@
-"""The paper's training recipe (DESIGN section 4): schedule, optimizers, weight decay, EMA, loss."""
+"""The paper's training recipe (DESIGN section 4): schedule, EMA, loss; its optimizers and their
+weight-decay policy are entries of ``stability.optimizers``."""
 
 from __future__ import annotations
 
@@ -17,18 +18,15 @@ EMA_ALPHA = 1e-5
 IMAGENET_TRAIN_SIZE = 1_281_167
 LABEL_SMOOTHING = 0.1
 MIXUP_ALPHA, CUTMIX_ALPHA = 0.8, 1.0
-MOMENTUM, BETA2 = 0.9, 0.999  # SGD (Nesterov) momentum; AdamW's betas are (0.9, BETA2)
 # The recipe's value of each field a run may set or a space may sample, where the config leaves
-# it unset (None). Warm-up's default depends on the schedule's length (``warmup_epochs``).
+# it unset (None). Warm-up's default depends on the schedule's length (``warmup_epochs``); an
+# optimizer may change a default (``optimizers.Entry.recipe``), and brings its own hyperparameters.
 DEFAULTS = {
     "label_smoothing": LABEL_SMOOTHING,
     "mixup_alpha": MIXUP_ALPHA,
     "cutmix_alpha": CUTMIX_ALPHA,
-    "momentum": MOMENTUM,
-    "beta2": BETA2,
     "ema": True,
 }
-NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm)
 
 
 def scaled_lr(lr: float, batch_size: int) -> float:
@@ -50,8 +48,6 @@ FIELD_RULES = {
     "label_smoothing": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
     "mixup_alpha": ("a number >= 0 (0: no mixup)", lambda v: _number(v) and v >= 0),
     "cutmix_alpha": ("a number >= 0 (0: no CutMix)", lambda v: _number(v) and v >= 0),
-    "momentum": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
-    "beta2": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
     "autoaugment": ("true or false", lambda v: isinstance(v, bool)),
     "ema": ("true or false", lambda v: isinstance(v, bool)),
 }
@@ -83,42 +79,6 @@ def lr_at(step: int, *, base_lr: float, steps_per_epoch: int, epochs: int, warmu
     progress = (step - warm) / max(1, last - warm)
     floor = FINAL_LR * base_lr
     return floor + (base_lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
-    """Parameter names with and without weight decay: norms and biases get none."""
-    no_decay: set[str] = set()
-    for module_name, module in model.named_modules():
-        for name, _ in module.named_parameters(recurse=False):
-            if isinstance(module, NORM_TYPES) or name == "bias":
-                no_decay.add(f"{module_name}.{name}" if module_name else name)
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    return [n for n in names if n not in no_decay], [n for n in names if n in no_decay]
-
-
-def make_optimizer(
-    model: nn.Module,
-    optim: str,
-    lr: float,
-    wd: float,
-    *,
-    fused: bool = False,
-    momentum: float = MOMENTUM,
-    beta2: float = BETA2,
-) -> torch.optim.Optimizer:
-    """SGD (momentum 0.9, Nesterov) or AdamW (0.9, 0.999), with wd only where the recipe puts it."""
-    params = dict(model.named_parameters())
-    decay, no_decay = decay_split(model)
-    groups = [
-        {"params": [params[n] for n in decay], "weight_decay": wd},
-        {"params": [params[n] for n in no_decay], "weight_decay": 0.0},
-    ]
-    extra = {"fused": True} if fused else {}
-    if optim == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=momentum > 0, **extra)
-    if optim == "adamw":
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, beta2), **extra)
-    raise ValueError(f"unknown optimizer {optim!r}; choose adamw or sgd")
 
 
 def ema_alpha(*, batch_size: int, epochs: int, train_size: int, in_warmup: bool, period: int = EMA_PERIOD) -> float:

@@ -16,14 +16,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 import models
-from stability import augment, recipe
+from stability import augment, optimizers, recipe
 from stability.data import FolderData, TensorData, dataset_names, load_dataset
 from stability.distributed import World, prepare_model
 from stability.errors import UserError
@@ -38,11 +38,14 @@ CHECKPOINT_FORMAT = 2  # per-trial, optimizer state by parameter name (``trial_s
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``lr`` is normalized to batch 2048 (Table 4); None takes Table 4's optimum.
+    """One training run. ``lr`` is normalized to batch 2048 (Table 4) where the optimizer scales it
+    linearly; None takes Table 4's optimum (another optimizer: the centre of its default interval).
 
-    The recipe fields that default to None (warm-up, label smoothing, mixing alphas, momentum,
-    beta2, EMA) take the recipe's value (``recipe.DEFAULTS``) and stay out of the run's identity
-    until set, so runs from before they existed keep their identity and checkpoints.
+    The recipe fields that default to None (warm-up, label smoothing, mixing alphas, EMA) take
+    the recipe's value (``recipe.DEFAULTS``, or the optimizer's own) and stay out of the run's
+    identity until set; so do the optimizer's hyperparameters (``optim_args``, name-value pairs,
+    each in the identity under its own name once set), so that runs from before they existed keep
+    their identity and checkpoints.
     """
 
     model: str
@@ -63,9 +66,8 @@ class TrainConfig:
     label_smoothing: float | None = None
     mixup_alpha: float | None = None
     cutmix_alpha: float | None = None
-    momentum: float | None = None
-    beta2: float | None = None
     ema: bool | None = None  # evaluate (and report as top1_err) the model EMA; False: the raw model
+    optim_args: tuple[tuple[str, float | int | bool], ...] = ()  # the optimizer's hyperparameters set
     imports: tuple[str, ...] = ()  # user modules (files or dotted names) that register the model or data
     loader_workers: int = 8
     threads: int | None = None
@@ -83,7 +85,12 @@ class TrainConfig:
             return value
         if name == "warmup_epochs":
             return recipe.warmup_epochs(self.epochs)
-        return recipe.DEFAULTS[name]
+        own = optimizers.entry(self.optim).recipe if self.optim in optimizers.names() else {}
+        return own.get(name, recipe.DEFAULTS[name])
+
+    def hyperparameters(self) -> dict:
+        """The optimizer's hyperparameters in this run: the ones set, over the entry's defaults."""
+        return {**optimizers.entry(self.optim).defaults(), **dict(self.optim_args)}
 
     def resolved(self) -> TrainConfig:
         """Import the user's modules; fill in the Table 4 optimum, the patch size and a trial id;
@@ -91,20 +98,24 @@ class TrainConfig:
         load_imports(self.imports)
         if self.model not in models.names():
             raise UserError(f"unknown model {self.model!r}; see `stability models`")
-        if self.optim not in ("adamw", "sgd"):
-            raise UserError(f"unknown optimizer {self.optim!r}; choose adamw or sgd")
+        if self.optim not in optimizers.names():
+            raise UserError(f"unknown optimizer {self.optim!r}; registered: {', '.join(optimizers.names())}")
         if self.dataset not in dataset_names():
             raise UserError(f"unknown dataset {self.dataset!r}; choose from {', '.join(dataset_names())}")
         family = models.family(self.model)
-        default = optimum(self.model, family, self.optim)
+        default = default_lr_wd(self.model, family, self.optim)
         if default is None and (self.lr is None or self.wd is None):
-            raise UserError(f"{self.model} (family {family}) has no Table 4 optimum: give its --lr and --wd")
+            raise UserError(
+                f"{self.model} (family {family}) has no Table 4 optimum or {self.optim} interval: "
+                "give its --lr and --wd"
+            )
         lr0, wd0 = default or (self.lr, self.wd)
         cfg = replace(
             self,
             lr=self.lr if self.lr is not None else lr0,
             wd=self.wd if self.wd is not None else wd0,
             patch_size=self.patch_size or models.default_patch_size(self.image_size),
+            optim_args=checked_optim_args(self.optim, self.optim_args),
         )
         for name in ("image_size", "accumulate"):
             if not getattr(cfg, name) > 0:
@@ -122,7 +133,34 @@ class TrainConfig:
         where = {"data_dir", "device", "loader_workers", "threads", "compile", "simulated_gpu", "imports"}
         skip = where | {"trial_id", "sweep", "index"}
         unset = {k for k in schema.RECIPE if getattr(self, k) is None}
-        return {k: v for k, v in asdict(self).items() if k not in skip | unset}
+        fields = {k: v for k, v in asdict(self).items() if k not in skip | unset | {"optim_args"}}
+        return {**fields, **dict(self.optim_args)}
+
+
+def default_lr_wd(model: str, family: str, optim: str) -> tuple[float, float] | None:
+    """Table 4's optimum for the paper's optimizers; for another, the geometric centre of its
+    default intervals for the family; None where neither is known."""
+    best = optimum(model, family, optim) if optim in ("adamw", "sgd") else None
+    interval = optimizers.entry(optim).interval(family)
+    if best is None and interval is not None:
+        best = tuple(math.sqrt(lo * hi) for lo, hi in interval)
+    return best
+
+
+def checked_optim_args(optim: str, given) -> tuple:
+    """The optimizer's hyperparameters set in a run, checked and typed, sorted by name."""
+    hyper = optimizers.entry(optim).hyperparameters
+    out = []
+    for name, value in dict(given).items():
+        if name in {f.name for f in fields(TrainConfig)}:
+            raise UserError(f"{optim}: hyperparameter {name!r} has the name of a run field; rename it")
+        if name in hyper and hyper[name].kind is int and isinstance(value, float) and value.is_integer():
+            value = int(value)
+        problem = optimizers.problem(optim, name, value)
+        if problem:
+            raise UserError(problem)
+        out.append((name, hyper[name].kind(value)))
+    return tuple(sorted(out))
 
 
 def load_imports(imports) -> None:
@@ -188,6 +226,7 @@ class Stream:
         self.steps_per_epoch = data.train_size // self.batch
         self.warm_steps = round(recipe.warmup_epochs(cfg.epochs, cfg.warmup_epochs) * self.steps_per_epoch)
         self.ema_period = min(recipe.EMA_PERIOD, self.steps_per_epoch)
+        self.own_schedule = optimizers.entry(cfg.optim).own_schedule
         self.gen_cpu = torch.Generator().manual_seed(cfg.seed)
         rank_offset = 1000 * self.world.rank if self.loader_shards else 0
         self.gen_dev = torch.Generator(device=device).manual_seed(cfg.seed + 1 + rank_offset)
@@ -205,7 +244,10 @@ class Stream:
         self.gen_dev.set_state(state["gen_dev"].cpu())
 
     def lr_factor(self, step: int) -> float:
-        """The schedule's multiplier of the base lr at a global step (the schedule is linear in lr)."""
+        """The schedule's multiplier of the base lr at a global step (the schedule is linear in lr);
+        1 throughout for an optimizer that brings its own schedule."""
+        if self.own_schedule:
+            return 1.0
         return recipe.lr_at(
             step,
             base_lr=1.0,
@@ -323,17 +365,20 @@ class Run:
         self.data, self.batch, self.steps_per_epoch = self.stream.data, self.stream.batch, self.stream.steps_per_epoch
         self.model, self.net = prepare_model(initial_model(cfg, data, device), device, self.world)
         self.forward = CompiledOrEager(self.net) if cfg.compile else self.net
-        self.base_lr = recipe.scaled_lr(cfg.lr, self.batch)
-        # fused: one kernel per step on CUDA instead of several per parameter; the same update rule
-        self.optimizer = recipe.make_optimizer(
-            self.model,
+        self.entry = optimizers.entry(cfg.optim)
+        self.base_lr = self.entry.scaled_lr(cfg.lr, self.batch)
+        schedule = optimizers.Schedule(self.stream.warm_steps, cfg.epochs * self.steps_per_epoch)
+        # fused (where the optimizer takes it): one kernel per step on CUDA; the same update rule
+        self.optimizer = optimizers.build(
             cfg.optim,
-            self.base_lr,
-            cfg.wd,
+            self.model,
+            lr=self.base_lr,
+            wd=cfg.wd,
+            schedule=schedule,
+            values=dict(cfg.optim_args),
             fused=device.type == "cuda",
-            momentum=cfg.setting("momentum"),
-            beta2=cfg.setting("beta2"),
         )
+        self.train_mode()
         self.ema = recipe.ModelEMA(self.model)
         self.epoch = 0
         self.curve: list[dict] = []
@@ -346,13 +391,14 @@ class Run:
         """The run's checkpoint, in the one per-trial layout (``trial_state``) that a population
         member's checkpoint shares, so a trial resumes alone or in any population."""
         names = optimizer_index_names(self.optimizer, self.model)
-        saved = self.optimizer.state_dict()["state"]
+        saved = self.optimizer.state_dict()
         return trial_state(
             identity=json.dumps(self.cfg.identity(), sort_keys=True),
             epoch=self.epoch,
             model=self.model.state_dict(),
             ema=self.ema.module.state_dict(),
-            optimizer={names[i]: s for i, s in saved.items()},
+            optimizer={names[i]: s for i, s in saved["state"].items()},
+            optimizer_groups=[{k: v for k, v in g.items() if k != "params"} for g in saved["param_groups"]],
             stream=self.stream.state(),
             curve=self.curve,
             wall=self.wall,
@@ -369,11 +415,30 @@ class Run:
             return False
         self.model.load_state_dict(state["model"])
         self.ema.module.load_state_dict(state["ema"])
-        self.optimizer.load_state_dict(optimizer_state_dict(self.optimizer, self.model, state["optimizer"]))
+        self.optimizer.load_state_dict(
+            optimizer_state_dict(self.optimizer, self.model, state["optimizer"], state.get("optimizer_groups"))
+        )
         self.stream.load_state(state)
         self.epoch, self.curve, self.wall = state["epoch"], list(state["curve"]), state["wall"]
         self.status, self.diverged_epoch = state.get("status", "ok"), state.get("diverged_epoch")
         return True
+
+    # --- the optimizer's modes (Schedule-Free evaluates at other weights than it trains) -----------
+
+    def train_mode(self) -> None:
+        if self.entry.modes:
+            self.optimizer.train()
+
+    @contextlib.contextmanager
+    def eval_weights(self):
+        """The model at the weights the optimizer evaluates with, for evaluation and the EMA;
+        back to its training weights after."""
+        if self.entry.modes:
+            self.optimizer.eval()
+        try:
+            yield
+        finally:
+            self.train_mode()
 
     # --- one epoch ---------------------------------------------------------------------------
 
@@ -394,7 +459,9 @@ class Run:
             if alpha is not None:
                 if not torch.isfinite(self.world.sum(losses)):  # every worker takes the same branch
                     return float("nan")
-                self.ema.update(self.model, alpha)
+                if self.cfg.setting("ema"):  # an EMA that nothing evaluates is not kept
+                    with self.eval_weights():
+                        self.ema.update(self.model, alpha)
         return float(self.world.sum(losses)) / self.world.size / self.steps_per_epoch
 
     def gradients(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -417,7 +484,11 @@ class Run:
 
     @torch.no_grad()
     def evaluate(self, model: torch.nn.Module) -> float:
-        """Top-1 error (percent) on the test split."""
+        """Top-1 error (percent) on the test split (the model's evaluation weights: ``eval_weights``)."""
+        with self.eval_weights():
+            return self._evaluate(model)
+
+    def _evaluate(self, model: torch.nn.Module) -> float:
         model.eval()
         wrong = torch.zeros((), device=self.device, dtype=torch.long)
         total = torch.zeros((), device=self.device, dtype=torch.long)
@@ -430,11 +501,13 @@ class Run:
 
 
 def trial_state(*, identity: str, epoch: int, model: dict, ema: dict, optimizer: dict, stream: dict, curve: list,
-                wall: float, status: str = "ok", diverged_epoch: int | None = None) -> dict:  # fmt: skip
+                wall: float, status: str = "ok", diverged_epoch: int | None = None,
+                optimizer_groups: list[dict] | None = None) -> dict:  # fmt: skip
     """One trial's checkpoint: weights and EMA as state dicts, the optimizer's state per parameter
-    *name* (not torch's positional index, which depends on how groups were built), the data
-    stream's generators, and the curve so far. A single run and each population member write
-    this same layout, so a trial continues from its last epoch whatever pack it resumes in."""
+    *name* (not torch's positional index, which depends on how groups were built), its groups'
+    settings (where an optimizer keeps state there: Schedule-Free's step count and mode), the
+    data stream's generators, and the curve so far. A single run and each population member
+    write this same layout, so a trial continues from its last epoch whatever pack it resumes in."""
     return {
         "format": CHECKPOINT_FORMAT,
         "identity": identity,
@@ -442,6 +515,7 @@ def trial_state(*, identity: str, epoch: int, model: dict, ema: dict, optimizer:
         "model": model,
         "ema": ema,
         "optimizer": optimizer,
+        "optimizer_groups": optimizer_groups,
         **stream,
         "curve": curve,
         "wall": wall,
@@ -457,14 +531,28 @@ def optimizer_index_names(optimizer: torch.optim.Optimizer, model: torch.nn.Modu
     return {i: name_of[id(p)] for i, p in enumerate(params)}
 
 
-def optimizer_state_dict(optimizer: torch.optim.Optimizer, model: torch.nn.Module, by_name: dict) -> dict:
+def optimizer_state_dict(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module, by_name: dict, groups: list[dict] | None = None
+) -> dict:
     """The optimizer's state dict with its per-parameter state taken from a checkpoint keyed by
-    name; torch's own ``load_state_dict`` then places each value (device, dtype, CPU steps)."""
+    name, and its groups' saved settings where the checkpoint has them; torch's own
+    ``load_state_dict`` then places each value (device, dtype, CPU steps)."""
     current = optimizer.state_dict()
     if "param_groups" in by_name:  # a checkpoint written before per-name states: torch's own layout
         return by_name
     index = {n: i for i, n in optimizer_index_names(optimizer, model).items()}
-    return {**current, "state": {index[n]: s for n, s in by_name.items()}}
+    param_groups = current["param_groups"]
+    if groups is not None and len(groups) == len(param_groups):
+        param_groups = [
+            {**g, **{k: v for k, v in saved.items() if k not in DEVICE_SETTINGS}}
+            for saved, g in zip(groups, param_groups, strict=True)
+        ]
+    return {"state": {index[n]: s for n, s in by_name.items()}, "param_groups": param_groups}
+
+
+# Group settings that say how a step runs on this device, not what the optimizer has learned: a
+# checkpoint from a GPU resumes on a CPU with the CPU's.
+DEVICE_SETTINGS = {"params", "fused", "foreach", "capturable", "differentiable"}
 
 
 def save_checkpoint(state: dict, folder: Path) -> None:
@@ -562,6 +650,7 @@ def train(
         device=device,
     )
     row.update(resumed_from_epoch=resumed_from, workers=run.world.size, accumulate=cfg.accumulate)
+    row["param_groups"] = json.dumps(optimizers.group_summary(run.optimizer, cfg.optim))
     return TrainResult(row, run.curve)
 
 
@@ -605,4 +694,5 @@ def result_row(
         "finished_at": datetime.now(UTC).isoformat(),
         "version": VERSION,
         "error": None,
+        "lr_scaling": optimizers.entry(cfg.optim).lr_scaling,
     }

@@ -3,8 +3,10 @@ row maps to the trainer's config and back.
 
 A manifest row is the planned part; a trial row is the planned part plus the outcome. The
 sweep planner, the trial process, the driver's failure record and both readers of the store
-use these definitions, so a new sampled field is added here (and as a ``TrainConfig`` field)
-and nowhere else.
+use these definitions, so a new sampled recipe field is added here (and as a ``TrainConfig``
+field) and nowhere else. An optimizer's hyperparameters are columns too, named as its registry
+entry names them (``stability.optimizers``); the store does not import that registry, so the
+functions that pick sampled columns take the hyperparameter names from their caller.
 """
 
 from __future__ import annotations
@@ -36,14 +38,13 @@ IDENTITY = [
 PER_MEMBER = ("lr", "wd")
 # Recipe hyperparameters beyond the identity's that a search space may sample. Each is a
 # column only where a sweep samples it, so sweeps and checkpoints from before these existed
-# keep their identity. Type: how a value is read back from a row.
+# keep their identity. Type: how a value is read back from a row. (An optimizer's own
+# hyperparameters, momentum and beta2 among them, are columns in the same way.)
 RECIPE: dict[str, type] = {
     "warmup_epochs": float,
     "label_smoothing": float,
     "mixup_alpha": float,
     "cutmix_alpha": float,
-    "momentum": float,
-    "beta2": float,
     "autoaugment": bool,
     "ema": bool,
 }
@@ -78,6 +79,8 @@ OUTCOME = [
     "workers",
     "accumulate",
     "node_id",
+    "lr_scaling",
+    "param_groups",
 ]
 # Columns whose values may be missing, typed so that every file of a store has one schema.
 NULLABLE = {
@@ -87,30 +90,35 @@ NULLABLE = {
     "patch_size": "Int64",
     "noise_of": "string",
     "imports": "string",
+    "lr_scaling": "string",
+    "param_groups": "string",
 }
 CURVE = ["epoch", "lr", "train_loss", "top1_err", "top1_err_raw", "wall_s"]
 # Names that differ between a row and the trainer's config.
 CONFIG_NAME = {"optimizer": "optim"}
 
 
-def recipe_columns(columns) -> list[str]:
-    """The sampled recipe columns among ``columns``, in the schema's order."""
-    return [c for c in RECIPE if c in set(columns)]
+def sampled_columns(columns, hyperparameters=()) -> list[str]:
+    """The sampled recipe columns among ``columns``, in the schema's order, then the optimizer
+    hyperparameter columns among them (``hyperparameters``: the names that may be), by name."""
+    have = set(columns)
+    return [c for c in RECIPE if c in have] + sorted(set(hyperparameters) & have)
 
 
-def run_identity(columns) -> list[str]:
+def run_identity(columns, hyperparameters=()) -> list[str]:
     """What makes trials trainable together apart from their per-member values: every identity
-    field but the per-member ones, and every sampled recipe field."""
+    field but the per-member ones, and every sampled recipe field and optimizer hyperparameter."""
     fixed = [c for c in IDENTITY if c not in ("index", "trial_id", *PER_MEMBER)]
-    return fixed + recipe_columns(columns)
+    return fixed + sampled_columns(columns, hyperparameters)
 
 
 def present(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def config_fields(row: dict) -> dict:
-    """The trainer's config fields of a planned row: identity and sampled recipe fields, typed."""
+def config_fields(row: dict, hyperparameters=()) -> dict:
+    """The trainer's config fields of a planned row: identity and sampled recipe fields, typed, and
+    the optimizer's hyperparameters set in the row (``hyperparameters``: its names) as ``optim_args``."""
     out = {CONFIG_NAME.get(k, k): row[k] for k in ("model", "optimizer", "dataset", "trial_id", "sweep")}
     for k in ("lr", "wd"):
         out[k] = float(row[k])
@@ -120,7 +128,13 @@ def config_fields(row: dict) -> dict:
         if k in row and present(row[k]):
             out[k] = kind(row[k])
     out["imports"] = tuple(imports_of(row))
+    out["optim_args"] = tuple(sorted((k, _value(row[k])) for k in hyperparameters if k in row and present(row[k])))
     return out
+
+
+def _value(v):
+    """A stored value as plain Python (a parquet column gives numpy scalars)."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def plan_of_config(cfg: dict, family: str) -> dict:
@@ -132,6 +146,7 @@ def plan_of_config(cfg: dict, family: str) -> dict:
     row["family"] = family
     row["imports"] = json.dumps(list(cfg.get("imports") or ())) if cfg.get("imports") else None
     row.update({k: named[k] for k in RECIPE if named.get(k) is not None})
+    row.update(dict(cfg.get("optim_args") or ()))
     return row
 
 
@@ -140,9 +155,9 @@ def carried(row: dict) -> dict:
     return {k: row[k] for k in CARRIED if k in row}
 
 
-def failed_row(row: dict, error: str, now: str) -> dict:
+def failed_row(row: dict, error: str, now: str, hyperparameters=()) -> dict:
     """The record of a trial that raised on every attempt: its plan and a failed outcome."""
-    planned = {k: row[k] for k in [*PLAN, *recipe_columns(row)] if k in row}
+    planned = {k: row[k] for k in [*PLAN, *sampled_columns(row, hyperparameters)] if k in row}
     return {
         **planned,
         "status": "failed",

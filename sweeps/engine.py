@@ -29,6 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from stability.errors import UserError
+from stability.optimizers import hyperparameter_names
 from store import Store, schema
 from sweeps import cluster, faults, lock
 from sweeps.guard import Guard, guarded
@@ -109,11 +110,15 @@ def drop_pack_checkpoints(store: Store, sweep: str, log) -> None:
 
 
 def trial_config(row: dict, sweep: str, resources: Resources, device: str, simulated: bool):
-    """The trainer's config of a manifest row (``store.schema.config_fields``) on this process."""
-    from stability.trainer import TrainConfig
+    """The trainer's config of a manifest row (``store.schema.config_fields``) on this process,
+    after the row's user modules are imported (they may register its optimizer)."""
+    from stability import optimizers
+    from stability.trainer import TrainConfig, load_imports
 
+    load_imports(schema.imports_of(row))
+    hyper = optimizers.entry(row["optimizer"]).hyperparameters if row["optimizer"] in optimizers.names() else {}
     return TrainConfig(
-        **{**schema.config_fields(row), "sweep": sweep},
+        **{**schema.config_fields(row, hyper), "sweep": sweep},
         data_dir=resources.data_dir,
         device=device,
         simulated_gpu=simulated,
@@ -229,7 +234,8 @@ def run_trial(
 
 
 def failed_row(row: dict, sweep: str, error: str) -> dict:
-    return {**schema.failed_row(row, error, datetime.now(UTC).isoformat()), "sweep": sweep}
+    now = datetime.now(UTC).isoformat()
+    return {**schema.failed_row(row, error, now, hyperparameter_names()), "sweep": sweep}
 
 
 def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before: int, lease: lock.Lease | None):
@@ -279,7 +285,7 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
             r, row = store.read_trial(sweep, trial_id), rows[trial_id]
             sampled = "".join(
                 f" {k}={row[k]:.3g}" if isinstance(row[k], float) else f" {k}={row[k]}"
-                for k in schema.recipe_columns(row)
+                for k in schema.sampled_columns(row, hyperparameter_names())
             )
             self._line(
                 trial_id,
@@ -384,11 +390,19 @@ def pack_size(resources: Resources, placement: Placement):
     """Trials per population for a pending row: ``--pack``, or what fits the trial's GPU memory."""
 
     def size_of(row: dict) -> int:
-        if resources.workers or resources.accumulate > 1:
+        if resources.workers or resources.accumulate > 1 or not vectorized(row["optimizer"]):
             return 1
         return resources.pack or default_pack(placement.gpu_memory, row)
 
     return size_of
+
+
+def vectorized(optim: str) -> bool:
+    """Whether ``stability.population`` trains several trials of this optimizer as one; any other
+    optimizer's trials train one at a time."""
+    from stability import optimizers
+
+    return optim in optimizers.names() and optimizers.entry(optim).vectorized
 
 
 def make_stopper(lease: lock.Lease | None):
@@ -439,6 +453,9 @@ def run(
         print(f"sweep {sweep}: all {len(manifest)} trials already have results; nothing to run")
         return pending
     groups = packs(pending, pack_size(resources, placement))
+    unpacked = sorted({o for o in pending["optimizer"] if not vectorized(o)})
+    if resources.pack and resources.pack > 1 and unpacked:
+        print(f"--pack {resources.pack}: {', '.join(unpacked)} trials train one at a time (no population path)")
     largest = max(len(g) for g in groups)
     together = f", up to {largest} at a time as one population" if largest > 1 else ""
     print(f"sweep {sweep}: {len(pending)} of {len(manifest)} trials to run{together}", flush=True)

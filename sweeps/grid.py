@@ -15,7 +15,7 @@ import pandas as pd
 import models as zoo
 from stability import recipe
 from stability.errors import UserError
-from stability.paper import optimum
+from stability.trainer import default_lr_wd
 from sweeps import plan
 
 VITS = ["vit_p_1gf", "vit_p_4gf", "vit_p_18gf", "vit_c_1gf", "vit_c_4gf", "vit_c_18gf"]
@@ -45,11 +45,12 @@ def is_vit(model: str) -> bool:
 
 def figure_points(figure: int, models: list[str], optims: list[str] | None) -> list[tuple[str, str]]:
     """(model, optimizer) pairs of a figure: Figure 2 trains ViTs with AdamW and CNNs with SGD;
-    Figure 3 trains both with both; Figures 4 / 5 use AdamW / SGD."""
+    Figure 3 trains every model with AdamW and SGD, or with every optimizer given in ``optims``
+    (any registered one); Figures 4 / 5 use AdamW / SGD."""
     if figure == 2:
         default = {m: ["adamw"] if is_vit(m) else ["sgd"] for m in models}
     elif figure == 3:
-        default = {m: ["adamw", "sgd"] for m in models}
+        default = {m: optims or ["adamw", "sgd"] for m in models}
     else:
         default = {m: ["adamw" if figure == 4 else "sgd"] for m in models}
     return [(m, o) for m in models for o in default[m] if optims is None or o in optims]
@@ -74,8 +75,7 @@ def plan_grid(
     for m in chosen:
         plan.check_model(m, scale)
     for o in optims or []:
-        if o not in ("adamw", "sgd"):
-            raise UserError(f"unknown optimizer {o!r} in --optims; choose adamw or sgd")
+        plan.check_optimizer(o)
     points = figure_points(figure, chosen, optims)
     if not points:
         raise UserError("the chosen --models and --optims leave no experiment in this figure")
@@ -93,9 +93,11 @@ def plan_grid(
     warmup = grid_warmup(scale)
     rows = []
     for m, o in points:
-        best = plan.preset_optimum(scale.preset, m, o) or optimum(m, zoo.family(m), o)
+        best = plan.preset_optimum(scale.preset, m, o) or default_lr_wd(m, zoo.family(m), o)
         if best is None:
-            raise UserError(f"{m} (family {zoo.family(m)}) has no Table 4 optimum to train Figures 2 and 3 at")
+            raise UserError(
+                f"{m} (family {zoo.family(m)}) has no Table 4 optimum or {o} interval to train Figures 2 and 3 at"
+            )
         for e in grid_epochs(scale, epochs):
             row = plan.manifest_row(name, len(rows), m, o, *best, scale, seed, epochs=e, imports=imports)
             rows.append({**row, "warmup_epochs": warmup})

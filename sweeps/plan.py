@@ -9,9 +9,10 @@ from dataclasses import dataclass, fields
 import pandas as pd
 
 import models
+from stability import optimizers
 from stability.data import dataset_names, is_streamed
 from stability.errors import UserError
-from stability.paper import interval
+from stability.optimizers import hyperparameter_names
 from store import check_name, schema
 from store.space import space_to_json
 from sweeps.space import Space, complete_space, draw
@@ -114,7 +115,8 @@ def packs(pending: pd.DataFrame, size_of) -> list[list[str]]:
     from its checkpoint after a crash.
     """
     out: list[list[str]] = []
-    for _, group in pending.groupby(schema.run_identity(pending.columns), sort=False, dropna=False):
+    identity = schema.run_identity(pending.columns, hyperparameter_names())
+    for _, group in pending.groupby(identity, sort=False, dropna=False):
         ids = list(group["trial_id"])
         size = max(1, size_of(group.iloc[0].to_dict()))
         out += [ids[i : i + size] for i in range(0, len(ids), size)]
@@ -147,7 +149,7 @@ def preset_interval(preset: str, model: str, optim: str) -> tuple[tuple[float, f
     """Log-uniform intervals as wide as Table 4's of the model's family and optimizer (lr 32x;
     wd 40x for ViTs under AdamW, 30x under SGD, 32x and 26.7x for CNNs), with the preset's
     optimum at their geometric centre; None where it has none (Table 4's own intervals apply)."""
-    best, table = preset_optimum(preset, model, optim), interval(models.family(model), optim)
+    best, table = preset_optimum(preset, model, optim), optimizers.entry(optim).interval(models.family(model))
     if best is None or table is None:
         return None
     return tuple((v / math.sqrt(hi / lo), v * math.sqrt(hi / lo)) for v, (lo, hi) in zip(best, table, strict=True))
@@ -160,6 +162,13 @@ def check_model(name: str, scale: Scale) -> None:
         models.complexity(name, image_size=scale.image_size, patch_size=scale.patch_size)
     except ValueError as e:
         raise UserError(f"{name}: {e}") from None
+
+
+def check_optimizer(optim: str) -> None:
+    if optim not in optimizers.names():
+        raise UserError(
+            f"unknown optimizer {optim!r}; registered: {', '.join(optimizers.names())} (see `stability optimizers`)"
+        )
 
 
 def trial_id(model: str, optim: str, epochs: int, index: int) -> str:
@@ -183,8 +192,7 @@ def edf_manifest(
     """An EDF sweep: ``trials`` points of the space drawn once (lr and wd: Table 4's
     log-uniform intervals of the model's family unless the space gives them). Every sampled
     field is a column; the space itself is stored in ``space`` (JSON) for analysis to rebuild."""
-    if optim not in ("adamw", "sgd"):
-        raise UserError(f"unknown optimizer {optim!r}; choose adamw or sgd")
+    check_optimizer(optim)
     check_model(model, scale)
     default = preset_interval(scale.preset, model, optim)
     full = complete_space(dict(space or {}), model, models.family(model), optim, default)
@@ -227,7 +235,7 @@ def noise_manifest(sweep: str, best: dict, seeds: int) -> pd.DataFrame:
             "noise",
             imports=schema.imports_of(best),
         )
-        recipe = {k: best[k] for k in schema.recipe_columns(best) if schema.present(best[k])}
+        recipe = {k: best[k] for k in schema.sampled_columns(best, hyperparameter_names()) if schema.present(best[k])}
         rows.append({**row, **recipe, "trial_id": f"{row['trial_id']}-seed{seed}", "noise_of": sweep})
     return pd.DataFrame(rows)
 
@@ -265,7 +273,7 @@ def definition_differences(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     """The columns in which two manifests plan different trials (float columns compared to 12
     significant digits): every identity column and every sampled recipe column; empty if the
     same. A column one of them lacks differs (a grid planned before its warm-up was set)."""
-    columns = MANIFEST_IDENTITY + schema.recipe_columns(set(old.columns) | set(new.columns))
+    columns = MANIFEST_IDENTITY + schema.sampled_columns(set(old.columns) | set(new.columns), hyperparameter_names())
     if len(old) != len(new):
         return ["number of trials"]
     a, b = old.reset_index(drop=True), new.reset_index(drop=True)

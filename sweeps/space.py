@@ -1,8 +1,9 @@
 """Search spaces over recipe hyperparameters, and the seeded manifest draws of an Optuna sampler.
 
-A space maps sweepable field names (``store.schema.SWEEPABLE``) to dimensions
-(``store.space``): from ``--space NAME=DIST`` flags, a ``[space]`` table of a TOML file, or
-Table 4's (lr, wd) intervals of the model's family. One sampler draws every dimension of the
+A space maps sweepable field names (``store.schema.SWEEPABLE``, and the sweep's optimizer's
+hyperparameters) to dimensions (``store.space``): from ``--space NAME=DIST`` flags, a ``[space]``
+table of a TOML file, or the optimizer's default (lr, wd) intervals of the model's family
+(Table 4's for the paper's pair). One sampler draws every dimension of the
 whole manifest at once, seeded, so a sweep's trials are fixed before any of them runs.
 """
 
@@ -15,9 +16,8 @@ from pathlib import Path
 
 import optuna
 
-from stability import recipe
+from stability import optimizers, recipe
 from stability.errors import UserError
-from stability.paper import interval
 from store.schema import SWEEPABLE
 from store.space import Dimension, parse_dimension
 
@@ -38,13 +38,20 @@ def parse_range(text: str, flag: str) -> tuple[float, float]:
 
 
 def dimension(name: str, text: str, where: str) -> Dimension:
-    """One checked dimension: a sweepable field, a valid DIST, values the field may take."""
-    if name not in SWEEPABLE:
-        raise UserError(f"{where}: {name!r} cannot be swept; sweepable: {', '.join(SWEEPABLE)}")
+    """One checked dimension: a sweepable field, a valid DIST, values the field may take. An
+    optimizer's hyperparameter is checked against the sweep's optimizer (``check_optimizer_space``)."""
+    hyper = optimizers.hyperparameter_names()
+    if name not in SWEEPABLE and name not in hyper:
+        raise UserError(
+            f"{where}: {name!r} cannot be swept; sweepable: {', '.join(SWEEPABLE)}, and the optimizers' "
+            f"hyperparameters ({', '.join(hyper)}; see `stability optimizers`)"
+        )
     try:
         dim = parse_dimension(text)
     except ValueError as e:
         raise UserError(f"{where}: {name}: {e}") from None
+    if name not in SWEEPABLE:
+        return dim
     if SWEEPABLE[name] is int and dim.kind in ("log", "uniform"):
         raise UserError(f"{where}: {name} takes integers: use int:A,B or choice:a|b")
     if SWEEPABLE[name] is bool and dim.kind != "choice":
@@ -97,16 +104,37 @@ def read_space_file(path: str | Path) -> Space:
     return space_from_table(doc["space"], str(path))
 
 
+def check_optimizer_space(space: Space, optim: str) -> None:
+    """Every dimension that is not a trial field is a hyperparameter of ``optim``, of its type,
+    with both ends (every choice) values it may take."""
+    hyper = optimizers.entry(optim).hyperparameters
+    for name, dim in space.items():
+        if name in SWEEPABLE:
+            continue
+        for value in dim.values():
+            value = int(value) if dim.kind == "int" else value
+            problem = optimizers.problem(optim, name, value)
+            if problem:
+                raise UserError(f"space: {problem}")
+        kind = hyper[name].kind
+        if kind is int and dim.kind in ("log", "uniform"):
+            raise UserError(f"space: {optim} {name} takes integers: use int:A,B or choice:a|b")
+        if kind is bool and dim.kind != "choice":
+            raise UserError(f"space: {optim} {name} is true or false: use choice:true|false")
+
+
 def complete_space(space: Space, model: str, family: str, optim: str, default=None) -> Space:
     """The space with lr and wd first, log-uniform over ``default`` ((lr lo, hi), (wd lo, hi): a
-    preset's own) or else Table 4's intervals of the family, wherever the space leaves them out.
-    A family without Table 4 intervals must be given both."""
+    preset's own) or else the optimizer's default intervals of the family (Table 4's for the
+    paper's pair), wherever the space leaves them out. Without default intervals both must be
+    given. Every other dimension is a trial field or a hyperparameter of ``optim``."""
+    check_optimizer_space(space, optim)
     missing = [p for p in ("lr", "wd") if p not in space]
-    default = default or interval(family, optim)
+    default = default or optimizers.entry(optim).interval(family)
     if missing and default is None:
         raise UserError(
-            f"{model} is of family {family!r}, which has no Table 4 interval: give its space with "
-            f"--space lr=log:A,B --space wd=log:C,D (or --lr-range/--wd-range, or [space] in a study file)"
+            f"{model} is of family {family!r}, for which {optim} has no default lr/wd interval: give its space "
+            f"with --space lr=log:A,B --space wd=log:C,D (or --lr-range/--wd-range, or [space] in a study file)"
         )
     table = dict(zip(("lr", "wd"), default or ((), ()), strict=True))
     lead = {p: space.get(p) or Dimension("log", *table[p]) for p in ("lr", "wd")}

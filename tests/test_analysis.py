@@ -226,9 +226,11 @@ def test_carry_forward_gap_and_length_delta():
     curve = experiments.error_vs_epochs(grid_trials())
     row = curve.set_index(["model", "optimizer", "epochs"]).loc[("vit_p_4gf", "sgd", 400)]
     assert bool(row["carried"]) and row["top1_err"] == pytest.approx(32.0 - 3.0)  # the 200-epoch result
-    gaps = experiments.optimizer_gaps(grid_trials()).set_index(["model", "epochs"])
-    assert gaps.loc[("vit_c_4gf", 50), "gap"] == pytest.approx(2.0)
-    assert bool(gaps.loc[("vit_p_4gf", 400), "carried"])
+    gaps = experiments.optimizer_gaps(grid_trials()).set_index(["model", "epochs", "optimizer"])
+    assert gaps.loc[("vit_c_4gf", 50, "sgd"), "gap"] == pytest.approx(2.0)  # err(SGD) - err(AdamW)
+    assert gaps.loc[("vit_c_4gf", 50, "adamw"), "gap"] == 0.0
+    assert gaps.loc[("vit_c_4gf", 50, "sgd"), "best_optimizer"] == "adamw"
+    assert bool(gaps.loc[("vit_p_4gf", 400, "sgd"), "carried"])
     deltas = experiments.training_length_deltas(grid_trials()).set_index(["model", "optimizer", "epochs"])
     assert deltas.loc[("vit_c_4gf", "adamw", 50), "delta"] == pytest.approx(3.5)
     assert set(deltas["reference_epochs"]) == {400}

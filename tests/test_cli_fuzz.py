@@ -26,16 +26,18 @@ NAMES = ["ok", "a.b_c-1", "../../etc", "a/b", ".", "..", "", "x y", "/abs"]
 SEEDS = ["0", "7", "-1", str(2**32), str(2**32 - 1), "seed"]
 SIZES = ["8", "16", "32", "0", "-8", "5", "x"]
 RANGES = ["1e-4,1e-2", "0,1", "3,1", "a,b", "1", ""]
-SPACES = ["lr=log:1e-4,1e-2", "mixup_alpha=choice:0", "mixup_alpha=choice:0|0.5", "wd=log:-1,1", "bogus=log:1,2", "lr"]
+SPACES = ["lr=log:1e-4,1e-2", "mixup_alpha=choice:0", "mixup_alpha=choice:0|0.5", "wd=log:-1,1", "bogus=log:1,2", "lr",
+          "momentum=uniform:0.5,0.9", "ns_steps=uniform:2,4"]  # fmt: skip
 
 # (base argv, {flag: values}); "{tmp}" is the example's own folder.
 COMMANDS = {
     "models": (["models"], {"--image-size": SIZES, "--json": None, "--import": ["{tmp}/missing.py", "no.such.module"]}),
+    "optimizers": (["optimizers"], {"--json": None, "--import": ["{tmp}/missing.py", "no.such.module"]}),
     "train": (
         ["train", "--dry-run", "--results", "{tmp}/deep/er/results"],
         {
             "--model": ["vit_c_1gf", "regnety_1gf", "vit_x", ""],
-            "--optim": ["adamw", "sgd", "lion"],
+            "--optim": ["adamw", "sgd", "muon", "adam"],
             "--lr": FLOATS,
             "--wd": FLOATS,
             "--epochs": COUNTS,
@@ -52,7 +54,7 @@ COMMANDS = {
         ["sweep", "--dry-run", "--results", "{tmp}/deep/er/results"],
         {
             "--model": ["vit_c_1gf", "vit_x"],
-            "--optim": ["adamw", "sgd", "lion"],
+            "--optim": ["adamw", "sgd", "muon", "adam"],
             "--trials": COUNTS,
             "--epochs": COUNTS,
             "--seed": SEEDS,
@@ -79,7 +81,7 @@ COMMANDS = {
             "--figure": ["2", "3", "4", "5", "7", "x"],
             "--preset": ["smoke", "small", "laptop", "huge"],
             "--models": ["vit_c_1gf,regnety_1gf", "vit_x", ""],
-            "--optims": ["adamw", "sgd,adamw", "lion"],
+            "--optims": ["adamw", "sgd,adamw", "lion", "adam"],
             "--epochs": ["1,2", "0,1", "x", "3"],
             "--trials": COUNTS,
             "--seed": SEEDS,

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from cli import main
-from stability import recipe
+from stability import optimizers
 from stability.data import load_synthetic
 from stability.population import Population, train_population
 from stability.trainer import TrainConfig, initial_model, train
@@ -72,7 +72,11 @@ def test_fused_optimizers_take_the_same_step():
         models = [initial_model(TrainConfig(**{**CUDA, "optim": optim}), DATA, torch.device("cuda")) for _ in "ab"]
         models[1].load_state_dict(models[0].state_dict())
         fused = (True, False)
-        opts = [recipe.make_optimizer(m, optim, 1e-3, 0.05, fused=f) for m, f in zip(models, fused, strict=True)]
+        schedule = optimizers.Schedule(0, 1)
+        opts = [
+            optimizers.build(optim, m, lr=1e-3, wd=0.05, schedule=schedule, values={}, fused=f)
+            for m, f in zip(models, fused, strict=True)
+        ]
         x = DATA.train_x[:64].cuda().float() / 255
         for model, opt in zip(models, opts, strict=True):
             model(x).square().mean().backward()

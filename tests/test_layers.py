@@ -20,7 +20,7 @@ ALLOWED = {
     "analysis": {"store"},
     "benchmarks": {"models", "stability", "store", "sweeps"},
     "cli": {"models", "stability", "store", "sweeps", "analysis", "benchmarks"},
-    "examples": {"models"},
+    "examples": {"models", "stability"},  # a user's files register models, data and optimizers
 }
 
 

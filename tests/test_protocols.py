@@ -123,7 +123,7 @@ def test_protocol_labels_name_the_data_size_preset_and_seed():
     [
         (experiments.training_length_deltas, ["model", "optimizer", "epochs"]),
         (experiments.error_vs_epochs, ["model", "optimizer", "epochs"]),
-        (experiments.optimizer_gaps, ["model", "epochs"]),
+        (experiments.optimizer_gaps, ["model", "optimizer", "epochs"]),
     ],
 )
 def test_each_protocols_table_equals_the_one_of_its_own_rows(table, keys):
@@ -238,7 +238,8 @@ def test_make_figures_writes_one_figure_per_protocol(tmp_path):
     }
     assert any(n.startswith("figure 2: the store holds its runs under 2 protocols") for n in report["notes"])
     gaps = pd.read_csv(tmp_path / "out" / "optimizer_gaps.csv")
-    assert set(gaps["protocol"]) == {label(SMOKE), label(SMALL)} and len(gaps) == 2 * 3 * 4
+    assert set(gaps["protocol"]) == {label(SMOKE), label(SMALL)}
+    assert len(gaps) == 2 * 3 * 4 * 2  # protocols x models x lengths x optimizers
     deltas = pd.read_csv(tmp_path / "out" / "training_length_deltas.csv")
     assert set(deltas["protocol"]) == {label(SMOKE), label(SMALL)}
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import models
-from stability import recipe
+from stability import optimizers, recipe
 
 
 def test_lr_scales_linearly_with_batch():
@@ -58,7 +58,7 @@ def test_warmup_is_five_epochs_from_fifty():
 
 def test_weight_decay_split_vit():
     model = models.create("vit_c_1gf", image_size=32, patch_size=4, num_classes=10)
-    decay, no_decay = recipe.decay_split(model)
+    decay, no_decay = optimizers.decay_split(model)
     blocks = range(len(model.blocks))
     expected_decay = {
         "cls_token",
@@ -101,7 +101,7 @@ def test_weight_decay_split_vit():
 
 def test_weight_decay_split_regnety():
     model = models.create("regnety_1gf", image_size=32, num_classes=10)
-    decay, no_decay = recipe.decay_split(model)
+    decay, no_decay = optimizers.decay_split(model)
     names = dict(model.named_parameters())
     convs = {n for n in names if n.endswith("conv.weight")}
     se = {n for n in names if ".se." in n}
@@ -114,7 +114,7 @@ def test_weight_decay_split_regnety():
 @pytest.mark.parametrize("optim", ["sgd", "adamw"])
 def test_optimizer_groups_and_hyperparameters(optim):
     model = models.create("vit_p_1gf", image_size=16, patch_size=4, num_classes=10)
-    opt = recipe.make_optimizer(model, optim, 0.5, 0.01)
+    opt = optimizers.build(optim, model, lr=0.5, wd=0.01, schedule=optimizers.Schedule(0, 1), values={})
     assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
     if optim == "sgd":
         assert opt.defaults["momentum"] == 0.9 and opt.defaults["nesterov"]

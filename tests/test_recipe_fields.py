@@ -21,13 +21,15 @@ def test_defaults_stay_out_of_the_identity_and_set_fields_enter_it():
     tuned = replace(BASE, label_smoothing=0.2, ema=False)
     assert tuned.identity() == {**BASE.identity(), "label_smoothing": 0.2, "ema": False}
     assert replace(BASE, imports=("x.py",)).identity() == BASE.identity()
+    # an optimizer hyperparameter enters under its own name, as the recipe field it was before
+    assert replace(BASE, optim_args=(("momentum", 0.5),)).identity() == {**BASE.identity(), "momentum": 0.5}
 
 
 def test_optimizer_fields_reach_the_optimizer():
-    cfg = replace(BASE, momentum=0.5).resolved()
+    cfg = replace(BASE, optim_args=(("momentum", 0.5),)).resolved()
     run = Run(cfg, load_data(cfg), torch.device("cpu"))
     assert run.optimizer.param_groups[0]["momentum"] == 0.5
-    cfg = replace(BASE, optim="adamw", lr=1e-3, beta2=0.95).resolved()
+    cfg = replace(BASE, optim="adamw", lr=1e-3, optim_args=(("beta2", 0.95),)).resolved()
     run = Run(cfg, load_data(cfg), torch.device("cpu"))
     assert run.optimizer.param_groups[0]["betas"] == (0.9, 0.95)
 
@@ -53,8 +55,11 @@ def test_without_ema_the_reported_error_is_the_raw_models():
 
 def test_a_population_trains_its_members_with_the_sampled_momentum_as_alone():
     """Members with momentum 0.5 match their separate runs as the default members do."""
-    cfgs = [replace(BASE, momentum=0.5, epochs=1, lr=lr, trial_id=f"p{i}") for i, lr in enumerate((0.2, 0.6))]
+    cfgs = [
+        replace(BASE, optim_args=(("momentum", 0.5),), epochs=1, lr=lr, trial_id=f"p{i}")
+        for i, lr in enumerate((0.2, 0.6))
+    ]
     together = [r.row["train_loss"] for r in train_population(cfgs)]
     alone = [train(c).row["train_loss"] for c in cfgs]
     assert together == pytest.approx(alone, rel=1e-4)
-    assert together != pytest.approx([train(replace(c, momentum=None)).row["train_loss"] for c in cfgs], rel=1e-4)
+    assert together != pytest.approx([train(replace(c, optim_args=())).row["train_loss"] for c in cfgs], rel=1e-4)

@@ -105,7 +105,8 @@ def test_defaults_follow_the_registered_family_never_the_name():
 
     try:
         assert optimum("vit_mine", "Mine", "adamw") is None and interval("Mine", "sgd") is None
-        with pytest.raises(UserError, match=r"vit_mine \(family Mine\) has no Table 4 optimum: give its --lr and --wd"):
+        no_default = r"vit_mine \(family Mine\) has no Table 4 optimum or adamw interval: give its --lr and --wd"
+        with pytest.raises(UserError, match=no_default):
             TrainConfig("vit_mine", "adamw", dataset="synthetic").resolved()
         cfg = TrainConfig("vit_mine", "adamw", lr=1e-3, wd=0.1, dataset="synthetic").resolved()
         assert (cfg.lr, cfg.wd) == (1e-3, 0.1)

@@ -65,7 +65,7 @@ SWEEP = [
 ]
 BAD_INPUTS = {
     "unknown model": (["sweep", "--model", "vit_x", "--optim", "sgd"], "unknown model"),
-    "unknown optimizer": (["sweep", "--model", "vit_c_1gf", "--optim", "lamb"], "invalid choice"),
+    "unknown optimizer": (["sweep", "--model", "vit_c_1gf", "--optim", "lamb"], "unknown optimizer 'lamb'"),
     "unknown dataset": ([*SWEEP, "--dataset", "mnist3d"], "unknown dataset"),
     "unknown preset": ([*SWEEP, "--preset", "huge"], "unknown preset"),
     "non-numeric range": ([*SWEEP, "--lr-range", "a,b"], "--lr-range must be two numbers"),

@@ -176,10 +176,10 @@ def test_an_unknown_family_must_be_given_lr_and_wd():
 def test_a_row_maps_to_the_trainers_config_with_its_sampled_fields():
     space = parse_space_flags(["momentum=uniform:0.5,0.95", "ema=choice:false"])
     row = plan.edf_manifest("s", "vit_c_1gf", "sgd", SMOKE, trials=1, seed=0, space=space).iloc[0].to_dict()
-    fields = schema.config_fields(row)
-    assert fields["optim"] == "sgd" and fields["ema"] is False and 0.5 <= fields["momentum"] <= 0.95
+    fields = schema.config_fields(row, ["momentum"])
+    assert fields["optim"] == "sgd" and fields["ema"] is False and 0.5 <= dict(fields["optim_args"])["momentum"] <= 0.95
     assert "label_smoothing" not in fields
-    failed = schema.failed_row(row, "boom", "now")
+    failed = schema.failed_row(row, "boom", "now", ["momentum"])
     assert failed["momentum"] == row["momentum"] and failed["status"] == "failed"
     assert set(schema.PLAN) - {"noise_of"} <= set(failed)
     assert isinstance(pd.DataFrame([failed]), pd.DataFrame)

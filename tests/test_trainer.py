@@ -158,7 +158,7 @@ def test_train_command_writes_store(tmp_path, capsys):
     ("argv", "message"),
     [
         (["--model", "vit_nope", "--optim", "sgd"], "unknown model"),
-        (["--model", "vit_c_1gf", "--optim", "lamb"], "invalid choice"),
+        (["--model", "vit_c_1gf", "--optim", "lamb"], "unknown optimizer 'lamb'"),
         (["--model", "vit_c_1gf", "--optim", "sgd", "--dataset", "mnist3d"], "unknown dataset"),
         (["--model", "vit_c_1gf", "--optim", "sgd", "--lr", "-1"], "lr must be a number > 0"),
         (["--model", "vit_c_1gf", "--optim", "sgd", "--epochs", "0"], "epochs must be an integer >= 1"),
