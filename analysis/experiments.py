@@ -38,7 +38,7 @@ def panel_sizes(present) -> list[str]:
     return nano + (SIZES if present & set(SIZES) or not nano else [])
 
 
-EDF_SAMPLERS = ("random", "sobol")
+EDF_SAMPLERS = ("random", "sobol", "imported")  # imported: a sweep run elsewhere (`stability import`)
 
 
 GRID_SAMPLER = "fixed"  # the sampler column of grid rows (one fixed (lr, wd) per point)
@@ -49,6 +49,17 @@ def noise_rows(trials: pd.DataFrame) -> pd.Series:
     if "noise_of" not in trials:
         return pd.Series(False, index=trials.index)
     return trials["noise_of"].notna()
+
+
+def scored(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with ``metric_value`` (the outcome in its metric's units, a diverged trial at the
+    metric's diverged value) and ``metric_score`` (the same with lower better), from the rows' one
+    metric (``store.schema.Metric``): what EDFs, bests and comparisons are computed on. Derived
+    from the metric's own column each time, so scoring scored rows changes nothing."""
+    if not len(rows):
+        return rows.assign(metric_value=pd.Series(dtype=float), metric_score=pd.Series(dtype=float))
+    metric = schema.metric_of_frame(rows)
+    return rows.assign(metric_value=schema.metric_values(rows, metric), metric_score=schema.scores(rows, metric))
 
 
 def usable(trials: pd.DataFrame) -> pd.DataFrame:
@@ -142,10 +153,11 @@ def failed_protocols(trials: pd.DataFrame) -> dict[str, int]:
     return {str(p): int(n) for p, n in failed.groupby("protocol").size().items() if p not in done}
 
 
-def edf_protocols(trials: pd.DataFrame, optim: str) -> list[str]:
-    """The protocols of the EDF sets of one optimizer (Figure 4: AdamW, 5: SGD), sorted: each
-    protocol's sweeps are drawn in a figure of their own."""
-    sets = [g for g in edf_sets(trials).values() if g["optimizer"].iloc[0] == optim]
+def edf_protocols(trials: pd.DataFrame, optim: str, *, paper: bool = False) -> list[str]:
+    """The protocols of the EDF sets of one optimizer, sorted: each protocol's sweeps are drawn in a
+    figure of their own (a protocol has one metric). ``paper``: only those that measure top-1 error,
+    which the paper's Figures 4 (AdamW) and 5 (SGD) draw."""
+    sets = [g for g in (top1_sets if paper else edf_sets)(trials).values() if g["optimizer"].iloc[0] == optim]
     return sorted(set().union(*(set(schema.protocol_labels(g)) for g in sets)))
 
 
@@ -253,11 +265,18 @@ def edf_rows(trials: pd.DataFrame) -> pd.DataFrame:
 def edf_sets(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The usable trials of each EDF sweep, keyed by sweep: a sweep is one protocol (model,
     optimizer, epochs, data, image size, seed, space), so two sweeps of one model at two presets
-    stay apart. Grid and noise rows are left out, and so are failed trials (``failed_counts``)."""
+    stay apart. Grid and noise rows are left out, and so are failed trials (``failed_counts``).
+    Each set is ``scored`` in its own metric."""
     t = usable(edf_rows(trials))
     if t.empty:
         return {}
-    return {sweep: g for sweep, g in t.groupby("sweep") if len(g) > 1}
+    return {sweep: scored(g) for sweep, g in t.groupby("sweep") if len(g) > 1}
+
+
+def top1_sets(trials: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The EDF sets that measure top-1 error: what the paper's Figures 4 and 5 draw (a sweep of
+    another metric is drawn in the comparison figure and the report)."""
+    return {k: g for k, g in edf_sets(trials).items() if schema.metric_of_frame(g) == schema.TOP1_ERR}
 
 
 def failed_counts(trials: pd.DataFrame) -> dict[str, int]:
@@ -281,7 +300,7 @@ def noise_floors(trials: pd.DataFrame) -> pd.DataFrame:
     if t.empty or not noise_rows(t).any():
         return pd.DataFrame(columns=["sweep", "seeds", "noise_mean", "noise_std", "noise_range"])
     for sweep, g in t[noise_rows(t)].groupby("noise_of"):
-        err = g["top1_err"].astype(float)
+        err = schema.metric_values(g)
         rows.append(
             {
                 "sweep": sweep,
@@ -295,9 +314,10 @@ def noise_floors(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """One row per EDF sweep: its protocol, n, failed (left out), diverged (counted at 100), best
-    error, each summary with its bootstrap interval, and the seed-noise floor where `stability
-    noise` measured one."""
+    """One row per EDF sweep: its protocol, n, failed (left out), diverged (counted at the metric's
+    diverged value: 100 for top-1 error), its best (``best_err``: the best value of the sweep's
+    ``metric``, top-1 error for the built-in trainer), each summary of the distances to that best
+    with its bootstrap interval, and the seed-noise floor where `stability noise` measured one."""
     rows = []
     floors = noise_floors(trials).set_index("sweep")
     failed = failed_counts(trials)
@@ -308,16 +328,18 @@ def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int 
             "model": g["model"].iloc[0],
             "family": g["family"].iloc[0],
             "optimizer": g["optimizer"].iloc[0],
-            "epochs": int(g["epochs"].iloc[0]),
+            "epochs": int(g["epochs"].iloc[0]) if pd.notna(g["epochs"].iloc[0]) else None,  # unknown: imported
             "n": len(g),
             "failed": failed.get(sweep, 0),
             "diverged": int((g["status"] == "diverged").sum()),
-            "best_err": g["top1_err"].min(),
+            "best_err": g["metric_value"].iloc[int(np.argmin(g["metric_score"].to_numpy()))],
         }
-        for name, (est, lo, hi) in stats.summary_intervals(g["top1_err"], n_resamples=n_resamples, seed=seed).items():
+        summaries = stats.summary_intervals(g["metric_score"], n_resamples=n_resamples, seed=seed)
+        for name, (est, lo, hi) in summaries.items():
             row[name], row[f"{name}_lo"], row[f"{name}_hi"] = est, lo, hi
         if sweep in floors.index:
             row.update(floors.loc[sweep, ["noise_std", "noise_range"]].to_dict())
+        row["metric"] = schema.metric_of_frame(g).name
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -398,7 +420,7 @@ def comparisons(
     out.insert(out.columns.get_loc("p_value") + 1, "p_holm", stats.holm(out["p_value"]))
     out["in_words"] = [
         in_words(*named(r.a, r.b, r.model_a, r.model_b), (r.effect_diff, r.effect_lo, r.effect_hi), r.noise_std,
-                 noise_source(r.a, r.b, floors), r.p_holm, effect=r.effect, paired=r.paired)
+                 noise_source(r.a, r.b, floors), r.p_holm, effect=r.effect, paired=r.paired, unit=unit_of(r.metric))
         for r in out.itertuples()
     ]  # fmt: skip
     return out
@@ -413,8 +435,8 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, floors: dic
                  test_resamples: int) -> dict:  # fmt: skip
     """One row of ``comparisons``: the test, the summaries' differences and the noise floor."""
     paired = same_draws(ga, gb)
-    ea = ga.sort_values("index")["top1_err"] if paired else ga["top1_err"]
-    eb = gb.sort_values("index")["top1_err"] if paired else gb["top1_err"]
+    ea = ga.sort_values("index")["metric_score"] if paired else ga["metric_score"]
+    eb = gb.sort_values("index")["metric_score"] if paired else gb["metric_score"]
     row = {
         "a": a,
         "b": b,
@@ -422,6 +444,7 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, floors: dic
         "model_b": gb["model"].iloc[0],
         "protocol": schema.protocol_labels(ga).iloc[0],
         "optimizer": ga["optimizer"].iloc[0],
+        "metric": schema.metric_of_frame(ga).name,
         "paired": paired,
         **stats.compare(ea, eb, paired=paired, n_resamples=test_resamples, seed=seed),
     }
@@ -434,6 +457,11 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, floors: dic
     row["noise_std"] = noise
     row["beyond_noise"] = bool(abs(row["effect_diff"]) > noise) if np.isfinite(noise) else None
     return row
+
+
+def unit_of(metric: str) -> str:
+    """What distances of a metric are counted in, in words: points of top-1 error, else the metric's own units."""
+    return "points" if metric == schema.TOP1_ERR.name else f"(in {metric})"
 
 
 def noise_source(a: str, b: str, floors: dict) -> str:
@@ -454,21 +482,24 @@ def in_words(
     *,
     effect: str = "median_delta",
     paired: bool = False,
+    unit: str = "points",
 ) -> str:
     """E.g. "vit_c_4gf's mean delta over the same draws is lower than vit_p_4gf's by 2.10 points,
     95% CI [1.20, 3.00] (Holm-adjusted p = 0.004); seed noise of the difference ≈ 0.60 points
     (from both sweeps' noise runs): exceeded". ``effect`` names the summary of ``diff``, which
-    must be the one the p-value's test is on (``stats.TESTED``), so that the sentence is one claim."""
+    must be the one the p-value's test is on (``stats.TESTED``), so that the sentence is one claim.
+    ``unit``: what a distance is counted in (points of top-1 error; another metric's own units)."""
     d, lo, hi = diff
     way = "lower" if d < 0 else "higher"
     what = effect.replace("_", " ") + (" over the same draws" if paired else "")
-    text = f"{a}'s {what} is {way} than {b}'s by {abs(d):.2f} points, 95% CI [{lo:.2f}, {hi:.2f}]"
+    f = ".2f" if unit == "points" else ".3g"  # points of error as the paper writes them; other units as they come
+    text = f"{a}'s {what} is {way} than {b}'s by {abs(d):{f}} {unit}, 95% CI [{lo:{f}}, {hi:{f}}]"
     if lo <= 0 <= hi:
         text += " (the interval includes 0)"
     if np.isfinite(p_holm):
         text += f" (Holm-adjusted p = {p_holm:.3g})"
     if np.isfinite(noise):
         said = f" ({source})" if source else ""
-        text += f"; seed noise of the difference ≈ {noise:.2f} points{said}: "
+        text += f"; seed noise of the difference ≈ {noise:{f}} {unit}{said}: "
         text += "exceeded" if abs(d) > noise else "not exceeded"
     return text

@@ -77,11 +77,32 @@ def _two_rows(top: int, bottom: int, height: float):
 
 def edf_range(sets: dict[str, pd.DataFrame]) -> np.ndarray:
     """The EDF panels' x grid: the paper's 0-20 points where some delta reaches 20, else up to the
-    largest delta (rounded up to a whole point), so that no panel is mostly empty axis."""
-    finite = [d[np.isfinite(d)] for d in (stats.deltas(g["top1_err"]) for g in sets.values() if len(g))]
+    largest delta (rounded up to a whole point), so that no panel is mostly empty axis. Another
+    metric than top-1 error has no paper axis: up to its largest finite distance to the best."""
+    finite = [d[np.isfinite(d)] for d in (stats.deltas(g["metric_score"]) for g in sets.values() if len(g))]
     largest = max((float(d.max()) for d in finite if d.size), default=EDF_MAX)
+    if not _top1(sets):
+        return np.linspace(0.0, largest * 1.05 if largest > 0 else 1.0, 201)
     top = min(EDF_MAX, max(1.0, math.ceil(largest + 0.5)))
     return np.linspace(0.0, top, 201)
+
+
+def sets_metric(sets: dict[str, pd.DataFrame]) -> schema.Metric:
+    """The one metric of the sets drawn in a panel (a protocol has one; ``schema.metric_of_frame``)."""
+    return schema.metric_of_frame(pd.concat(list(sets.values()))) if sets else schema.TOP1_ERR
+
+
+def _top1(sets: dict[str, pd.DataFrame]) -> bool:
+    return sets_metric(sets) == schema.TOP1_ERR
+
+
+def delta_label(metric: schema.Metric) -> str:
+    """The EDF axis: the distance of a trial to its sweep's best, in the metric's direction."""
+    return "Δ top-1 error (points)" if metric == schema.TOP1_ERR else f"distance to the best {metric.name}"
+
+
+def edf_title(metric: schema.Metric) -> str:
+    return "EDF of Δ top-1 error" if metric == schema.TOP1_ERR else f"EDF of the distance to the best {metric.name}"
 
 
 def _log_axis(ax) -> None:
@@ -222,7 +243,7 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, col
     (and each sweep's seed-noise floor where measured). ``colors``: the store's (``store_colors``),
     for a frame that holds part of it (one protocol), so that a sweep keeps its colour."""
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
-    every = experiments.edf_sets(trials)
+    every = experiments.top1_sets(trials)
     sets = {k: v for k, v in every.items() if v["optimizer"].iloc[0] == optim}
     size_of = {k: experiments.SIZE_OF.get(v["model"].iloc[0]) for k, v in sets.items()}
     colors = colors or store_colors(trials)
@@ -241,9 +262,9 @@ def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, col
             continue
         _optimum_scatter(ax, four, values, colors, optim_markers([optim])[optim])
         ax.set_xlabel(name)
-        ax.set_ylabel("top-1 error (%)")
+        ax.set_ylabel(sets_metric(four).label)
     for ax, size in zip(lower, panels, strict=True):
-        ax.set_title(f"{size}: EDF of Δ top-1 error")
+        ax.set_title(f"{size}: {edf_title(sets_metric(sets))}")
         chosen = {k: v for k, v in sets.items() if size_of[k] == size}
         if not chosen:
             _empty(ax, f"{size} {optim_name(optim)} sweeps")
@@ -264,8 +285,8 @@ def _optimum_scatter(ax, sets: dict[str, pd.DataFrame], values, colors: dict[str
     """Each sweep's error against one hyperparameter, with a bar at its best trial, on a log axis."""
     for sweep, g in sorted(sets.items()):
         color, v = colors[sweep], values(g)
-        ax.scatter(v, g["top1_err"], s=9, color=color, marker=marker, label=_set_label(sweep, g, sets), alpha=0.8)
-        ax.axvline(v.loc[g["top1_err"].idxmin()], color=color, linewidth=1.0, alpha=0.8)
+        ax.scatter(v, g["metric_value"], s=9, color=color, marker=marker, label=_set_label(sweep, g, sets), alpha=0.8)
+        ax.axvline(v.loc[g["metric_score"].idxmin()], color=color, linewidth=1.0, alpha=0.8)
     _log_axis(ax)
 
 
@@ -335,11 +356,11 @@ def _edf_curves(
     grid = edf_range(sets) if grid is None else grid
     for sweep, g in sorted(sets.items()):
         color = colors[sweep]
-        lo, hi = stats.edf_band(g["top1_err"], grid, n_resamples=n_resamples)
+        lo, hi = stats.edf_band(g["metric_score"], grid, n_resamples=n_resamples)
         ax.fill_between(grid, lo, hi, color=color, alpha=0.2, step="post", linewidth=0)
         ax.step(
             grid,
-            stats.edf_at(g["top1_err"], grid),
+            stats.edf_at(g["metric_score"], grid),
             where="post",
             color=color,
             label=_counted_label(sweep, g, sets, failed or {}),
@@ -348,7 +369,7 @@ def _edf_curves(
             ax.axvline(floors[sweep], color=color, linestyle=":", linewidth=1.0)
     ax.set_xlim(0, grid[-1])
     ax.set_ylim(0, 1)
-    ax.set_xlabel("Δ top-1 error (points)")
+    ax.set_xlabel(delta_label(sets_metric(sets)))
     ax.set_ylabel("cumulative fraction")
     ax.legend(frameon=False, loc="lower right")
 
@@ -367,7 +388,7 @@ def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, co
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     fig, axes = _axes(1, height=3.0)
     ax = axes[0][0]
-    ax.set_title(f"{optim_name(optim)}: EDF of Δ top-1 error per sweep")
+    ax.set_title(f"{optim_name(optim)}: {edf_title(sets_metric(sets))} per sweep")
     if sets:
         _edf_curves(ax, sets, floors, n_resamples, colors, experiments.failed_counts(trials))
     else:
@@ -385,18 +406,24 @@ def figure_expected_best(trials: pd.DataFrame, optim: str, *, colors: dict[str, 
     failed = experiments.failed_counts(trials)
     fig, axes = _axes(1, height=3.0)
     ax = axes[0][0]
-    ax.set_title(f"{optim_name(optim)}: expected best top-1 error of k random trials")
+    metric = sets_metric(sets)
+    best = "top-1 error" if metric == schema.TOP1_ERR else metric.name
+    ax.set_title(f"{optim_name(optim)}: expected best {best} of k random trials")
     if not sets:
         _empty(ax, f"{optim_name(optim)} sweeps")
     for sweep, g in sorted(sets.items()):
-        curve = stats.expected_best(g["top1_err"], range(1, len(g) + 1))
-        color = colors[sweep]
-        ax.plot(curve["k"], curve["mean"], color=color, label=_counted_label(sweep, g, sets, failed))
-        ax.fill_between(curve["k"], curve["mean"] - curve["std"], curve["mean"] + curve["std"], color=color, alpha=0.2)
+        # a metric whose diverged trials count as infinite: without replacement, whose best of k is
+        # finite once k exceeds the diverged trials (with replacement it never is); those k are drawn
+        finite = bool(np.isfinite(g["metric_score"]).all())
+        curve = stats.expected_best(g["metric_score"], range(1, len(g) + 1), replace=finite)
+        curve = curve[np.isfinite(curve["mean"])]
+        mean, color = metric.sign * curve["mean"], colors[sweep]  # back in the metric's own direction
+        ax.plot(curve["k"], mean, color=color, label=_counted_label(sweep, g, sets, failed))
+        ax.fill_between(curve["k"], mean - curve["std"], mean + curve["std"], color=color, alpha=0.2)
     if sets:
         _log_axis(ax)
         ax.set_xlabel("trials k")
-        ax.set_ylabel("expected best top-1 error (%)")
+        ax.set_ylabel(f"expected best {metric.label}")
         ax.legend(frameon=False, loc="upper right")
     fig.tight_layout()
     return fig
@@ -409,21 +436,23 @@ def _dimension_values(g: pd.DataFrame, name: str, kind: str) -> pd.Series:
 
 @plt.rc_context(STYLE)
 def figure_dimensions(g: pd.DataFrame):
-    """One sweep: top-1 error against every sampled dimension (log axis where sampled log), with
-    a bar at the best trial; diverged trials at 100."""
+    """One sweep: its metric against every sampled dimension (log axis where sampled log), with
+    a bar at the best trial; diverged trials at the metric's diverged value (100 for top-1 error)."""
     from analysis.importance import sweep_space
 
+    g = experiments.scored(g)
+    metric = schema.metric_of_frame(g)
     varied, fixed = varied_dimensions({g["sweep"].iloc[0]: g})
     space = {name: dim for name, dim in sweep_space(g).items() if name in varied}
     fig, axes = _axes(max(1, len(space)), height=2.2, width=max(COLUMN_WIDTH, DIMENSION_PANEL_WIDTH * len(space)))
     color = COLORS.get(g["family"].iloc[0])
-    best = g.loc[g["top1_err"].astype(float).idxmin()]
+    best = g.loc[g["metric_score"].idxmin()]
     if not space:
         _empty(axes[0][0], "dimension sampled at more than one value")
     for ax, (name, dim) in zip(axes[0], space.items(), strict=False):
         ax.scatter(
             _dimension_values(g, name, dim[0]),
-            g["top1_err"],
+            g["metric_value"],
             s=9,
             color=color,
             marker=optim_markers([best["optimizer"]])[best["optimizer"]],
@@ -434,8 +463,9 @@ def figure_dimensions(g: pd.DataFrame):
         if dim[0] == "log":
             _log_axis(ax)
         ax.set_xlabel(name)
-        ax.set_ylabel("top-1 error (%)")
-    fig.suptitle(f"{g['sweep'].iloc[0]}: error against each sampled dimension", fontsize=9)
+        ax.set_ylabel(metric.label)
+    what = "error" if metric == schema.TOP1_ERR else metric.name
+    fig.suptitle(f"{g['sweep'].iloc[0]}: {what} against each sampled dimension", fontsize=9)
     fig.tight_layout()
     if fixed:
         fig.text(0.01, 0.0, fixed_note(fixed), fontsize=7, color="0.3", va="top")
@@ -471,29 +501,31 @@ EDF_PANEL_WIDTH, DIMENSION_PANEL_WIDTH = 3.4, 2.0  # inches: the EDF keeps its s
 
 @plt.rc_context(STYLE)
 def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: dict[str, tuple] | None = None):
-    """Any store's EDF sweeps compared, no paper layout: a row per optimizer with the EDFs of
-    delta error per sweep (bootstrap bands, one x range for all rows), then top-1 error against
+    """Any store's EDF sweeps compared, no paper layout: a row per optimizer (and metric, where the
+    store's sweeps measure several) with the EDFs of the distance to each sweep's best (bootstrap
+    bands, one x range for the rows of a metric), then the metric against
     every dimension the sweeps vary, all sweeps of the row overlaid in their colours (log axis
     where the space samples log). Dimensions sampled at one value are named in a line below.
     ``colors``: as in ``figure_edf``."""
     sets = experiments.edf_sets(trials)
-    optims = optimizer_order({g["optimizer"].iloc[0] for g in sets.values()}) or ["adamw"]
+    rows = comparison_rows(sets)
     kinds, fixed = varied_dimensions(sets)
     colors = colors or store_colors(trials)
     failed = experiments.failed_counts(trials)
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
     widths = [EDF_PANEL_WIDTH] + [DIMENSION_PANEL_WIDTH] * len(kinds)
     fig, axes = plt.subplots(
-        len(optims),
+        len(rows),
         len(widths),
-        figsize=(sum(widths), 2.4 * len(optims)),
+        figsize=(sum(widths), 2.4 * len(rows)),
         squeeze=False,
         gridspec_kw={"width_ratios": widths},
     )
-    grid = edf_range(sets)
-    for row, optim in zip(axes, optims, strict=True):
-        chosen = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim}
-        row[0].set_title(f"{optim_name(optim)}: EDF of Δ top-1 error")
+    grids = {m: edf_range({k: v for k, v in sets.items() if sets_metric({k: v}) == m}) for m, _ in rows}
+    for row, (metric, optim) in zip(axes, rows, strict=True):
+        chosen = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim and sets_metric({k: v}) == metric}
+        grid = grids[metric]
+        row[0].set_title(f"{optim_name(optim)}: {edf_title(metric)}")
         if not chosen:
             _empty(row[0], "EDF sweeps")
             continue
@@ -502,16 +534,26 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: 
         for ax, (name, kind) in zip(row[1:], kinds.items(), strict=True):
             for sweep, g in sorted(chosen.items()):
                 if name in g and g[name].notna().any():
-                    ax.scatter(_dimension_values(g, name, kind), g["top1_err"], s=9, color=colors[sweep], alpha=0.8)
+                    ax.scatter(_dimension_values(g, name, kind), g["metric_value"], s=9, color=colors[sweep], alpha=0.8)
             if kind == "log":
                 _log_axis(ax)
             ax.set_xlabel(name)
-            ax.set_ylabel("top-1 error (%)")
+            ax.set_ylabel(metric.label)
     fig.tight_layout()
     if fixed:
         fig.text(0.01, 0.0, fixed_note(fixed), fontsize=7, color="0.3", va="top")
     _sweep_legend(fig, axes)
     return fig
+
+
+def comparison_rows(sets: dict[str, pd.DataFrame]) -> list[tuple[schema.Metric, str]]:
+    """The comparison figure's rows: one per (metric, optimizer) of the sets, top-1 error first and
+    then by the metric's name, each metric's optimizers AdamW and SGD first (a row never holds two
+    metrics: their distances do not compare)."""
+    pairs = {(schema.metric_of_frame(g), g["optimizer"].iloc[0]) for g in sets.values()}
+    metrics = sorted({m for m, _ in pairs}, key=lambda m: (m != schema.TOP1_ERR, m.name))
+    rows = [(m, o) for m in metrics for o in optimizer_order({o for n, o in pairs if n == m})]
+    return rows or [(schema.TOP1_ERR, "adamw")]
 
 
 def _sweep_legend(fig, axes) -> None:

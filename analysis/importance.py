@@ -9,12 +9,12 @@ the EDFs.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pandas as pd
 
-from analysis.experiments import usable
+from analysis.experiments import scored, usable
+from store.space import stored_space
 
 EVALUATORS = ("ped-anova", "fanova")
 
@@ -26,9 +26,7 @@ def sweep_space(trials: pd.DataFrame) -> dict[str, list]:
     Stores written before the space was recorded: lr and wd, log-uniform over what was
     drawn (their Table 4 sampling was log-uniform).
     """
-    if "space" in trials and trials["space"].notna().any():
-        return dict(json.loads(trials["space"].dropna().iloc[0]))
-    return {p: ["log", float(trials[p].min()), float(trials[p].max())] for p in ("lr", "wd") if p in trials}
+    return {name: dim.to_json() for name, dim in stored_space(trials).items()}
 
 
 def distribution(dim: list, drawn: pd.Series):
@@ -55,7 +53,9 @@ def param_value(dim: list, value):
 def importance(
     trials: pd.DataFrame, *, params: list[str] | None = None, evaluator: str = "ped-anova", seed: int = 0
 ) -> dict[str, float]:
-    """Each sampled parameter's importance for the top-1 error of one sweep (normalized to sum 1).
+    """Each sampled parameter's importance for the metric of one sweep (top-1 error for the
+    built-in trainer; the study minimizes its ``metric_score``, the metric with lower better), normalized
+    to sum 1; trials without a finite score (a diverged trial of a loss) are left out.
 
     ``evaluator``: "ped-anova" (Optuna's PED-ANOVA, its default) or "fanova".
     """
@@ -63,7 +63,7 @@ def importance(
 
     if evaluator not in EVALUATORS:
         raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {evaluator!r}")
-    rows = usable(trials)
+    rows = scored(usable(trials))
     if "sweep" in rows and rows["sweep"].nunique() > 1:
         raise ValueError("importance is computed per sweep; pass the rows of one sweep")
     space = sweep_space(rows)
@@ -73,8 +73,8 @@ def importance(
     study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
     for r in rows.itertuples():
         values = {n: param_value(space[n], getattr(r, n)) for n in names}
-        if math.isfinite(r.top1_err):
-            study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=r.top1_err))
+        if math.isfinite(r.metric_score):
+            study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=r.metric_score))
     if evaluator == "fanova":
         chosen = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     else:

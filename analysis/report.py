@@ -37,7 +37,7 @@ def missing_parts(trials: pd.DataFrame, figure: str, protocol: str | None = None
     if figure == "compare":
         return [] if experiments.edf_sets(trials) else ["EDF sweeps"]
     optim = "adamw" if figure == "4" else "sgd"
-    every = experiments.edf_sets(trials).values()
+    every = experiments.top1_sets(trials).values()
     have = {experiments.SIZE_OF.get(g["model"].iloc[0]) for g in every if g["optimizer"].iloc[0] == optim}
     panels = experiments.panel_sizes({experiments.SIZE_OF.get(g["model"].iloc[0]) for g in every})
     return [f"{s} {optim} EDF sweeps" for s in panels if s not in have]
@@ -72,7 +72,7 @@ def figure_protocols(trials: pd.DataFrame, figure: str) -> list[str]:
     if figure in ("2", "3"):
         return experiments.grid_protocols(trials)
     if figure in OPTIM_OF:
-        return experiments.edf_protocols(trials, OPTIM_OF[figure])
+        return experiments.edf_protocols(trials, OPTIM_OF[figure], paper=True)
     return []
 
 

@@ -137,9 +137,11 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
             section(
                 "Stability summary",
                 "<p>Per EDF sweep: the share of trials within 1/2/4/8 points of the best, the median and mean "
-                "delta, the area under the EDF up to 10 points, each with a 95% bootstrap interval; "
+                "delta, the area under the EDF up to 10 points, each with a 95% bootstrap interval (distances "
+                "in the sweep's <code>metric</code>: points of top-1 error for the built-in trainer); "
+                "<code>best_err</code>: the sweep's best value of its metric; "
                 "<code>failed</code>: trials left out (infrastructure faults), <code>diverged</code>: trials counted "
-                "at error 100; "
+                "at the metric's diverged value (error 100 for top-1 error); "
                 "<code>noise_std</code>/<code>noise_range</code>: the spread of the best (lr, wd) across "
                 "seeds, where <code>stability noise</code> measured it.</p>",
                 table(summary),
@@ -149,8 +151,9 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         mine = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim}
         name = figs.optim_name(optim)
         parts = [
-            "<p>EDFs of Δ top-1 error with 95% bootstrap bands (dotted: seed-noise floors), then the expected "
-            "best error of k random trials (Dodge et al. 2019) with one standard deviation.</p>",
+            "<p>EDFs of Δ top-1 error (another metric: the distance to the best in its direction) with 95% "
+            "bootstrap bands (dotted: seed-noise floors), then the expected best of k random trials (Dodge et "
+            "al. 2019) with one standard deviation.</p>",
             *optimizer_parts(trials, optim, n_resamples, colors),
         ]
         parts += [sweep_parts(sweep, g, failed.get(sweep, 0)) for sweep, g in sorted(mine.items())]

@@ -1,13 +1,17 @@
 """EDFs of delta top-1 error, stability summaries, bootstrap bands and permutation tests.
 
 DESIGN section 7: with d_i = err_i - min_j err_j, F(x) = (1/n) #{i : d_i <= x}; diverged
-trials count in n with error 100. Uncertainty comes from scipy's bootstrap (the baseline is
-re-estimated inside every resample, since it is itself a statistic of the sample); tests are
-scipy's permutation tests (paired where two sweeps tried the same draws), Holm-adjusted.
+trials count in n with error 100. Every function takes outcomes with lower better: top-1
+errors, or any metric's scores (``store.schema.scores``: negated where higher is better,
+diverged trials at the metric's diverged value, which may be infinite). Uncertainty comes
+from scipy's bootstrap (the baseline is re-estimated inside every resample, since it is itself
+a statistic of the sample); tests are scipy's permutation tests (paired where two sweeps tried
+the same draws), Holm-adjusted.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,7 +32,8 @@ def as_errors(errors: Sequence[float] | np.ndarray) -> np.ndarray:
 def deltas(errors: Sequence[float] | np.ndarray, baseline: float | None = None) -> np.ndarray:
     """Delta top-1 error against the best trial of the set (or a given baseline)."""
     arr = as_errors(errors)
-    return arr - (arr.min() if baseline is None else baseline)
+    d = arr - (arr.min() if baseline is None else baseline)
+    return np.where(np.isnan(d), np.inf, d)  # inf - inf: a diverged trial where none has a finite value
 
 
 def edf(errors: Sequence[float] | np.ndarray, baseline: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +236,8 @@ def expected_best(errors, ks: Sequence[int], *, replace: bool = True) -> pd.Data
     Dodge et al. 2019 ("Show Your Work"): with the errors sorted ascending, the best of k
     draws is the i-th smallest with probability ((n-i+1)/n)^k - ((n-i)/n)^k when drawn with
     replacement (their estimator), or C(n-i, k-1) / C(n, k) without (the unbiased one, k <= n).
-    Diverged trials count with error 100, as in the EDF.
+    Diverged trials count with error 100, as in the EDF (with an infinite diverged value, the
+    best of k is infinite wherever all k draws can be diverged trials).
     """
     x = np.sort(as_errors(errors))
     n, rows = x.size, []
@@ -245,8 +251,9 @@ def expected_best(errors, ks: Sequence[int], *, replace: bool = True) -> pd.Data
             log_p = special.gammaln(n - rank + 1) - special.gammaln(k) - special.gammaln(n - rank - k + 2)
             log_p -= special.gammaln(n + 1) - special.gammaln(k + 1) - special.gammaln(n - k + 1)
             p = np.where(n - rank >= k - 1, np.exp(log_p), 0.0)
-        mean = float(p @ x)
-        var = max(0.0, float(p @ (x - mean) ** 2))
+        drawn = p > 0  # a trial that cannot be the best of k adds nothing, even at an infinite error
+        mean = float(p[drawn] @ x[drawn])
+        var = max(0.0, float(p[drawn] @ (x[drawn] - mean) ** 2)) if np.isfinite(mean) else math.nan
         rows.append({"k": int(k), "mean": mean, "std": var**0.5})
     return pd.DataFrame(rows, columns=["k", "mean", "std"])
 

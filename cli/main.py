@@ -52,10 +52,15 @@ def build_parser() -> Parser:
     add_execution_flags(p)
 
     p = sub.add_parser("sweep", help="an EDF sweep: N (lr, wd) pairs of one model and optimizer on Ray Tune")
-    add_model_flags(p)
+    add_model_flags(p, required=False)
+    p.add_argument(
+        "--trainer",
+        help="sweep a registered trainable (your own training function, from --import) instead of a model and "
+        "optimizer; its hyperparameters are sampled with --space (docs/experiments.md)",
+    )
     add_sweep_flags(p)
     p.add_argument("--trials", type=int, help="trials drawn (default 64; the laptop preset's 32)")
-    p.add_argument("--name", help="sweep name (default: MODEL-OPTIM-PRESET)")
+    p.add_argument("--name", help="sweep name (default: MODEL-OPTIM-PRESET; a trainable's: its name)")
     p.add_argument(
         "--sampler",
         default="random",
@@ -150,6 +155,10 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("status", help="planned / done / diverged / failed / remaining per sweep")
     p.add_argument("--results", default="results")
+
+    from cli import external  # its parsers only; the readers load when the command runs
+
+    external.add_parsers(sub, number)
     return parser
 
 
@@ -221,10 +230,10 @@ def add_data_dir_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", type=absolute_path, help="where the dataset lives (default: see docs/stability.md)")
 
 
-def add_model_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True)
+def add_model_flags(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("--model", required=required)
     p.add_argument(
-        "--optim", required=True, help="a registered optimizer: adamw, sgd, ... (see `stability optimizers`)"
+        "--optim", required=required, help="a registered optimizer: adamw, sgd, ... (see `stability optimizers`)"
     )
     add_data_dir_flag(p)
     p.add_argument("--seed", type=seed, default=0)
@@ -332,6 +341,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from benchmarks import report
 
         return report.main(args)
+    if args.command in ("import", "export"):
+        from cli import external
+
+        return external.import_(args) if args.command == "import" else external.export(args)
     if args.command == "status":
         from cli import sweeps as commands
         from store import Store

@@ -2,7 +2,9 @@
 with its comparison figure.
 
 A study is one EDF sweep per (model, optimizer), all drawn from one space at one scale, named
-``<study>-<model>-<optimizer>``. Paths in the file (imports, data_dir) are relative to the file.
+``<study>-<model>-<optimizer>``; or, with ``trainer`` (a registered trainable, or a list of
+them), one sweep per trainable over its own hyperparameters, named ``<study>-<trainer>``. Paths
+in the file (imports, data_dir) are relative to the file.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ from sweeps import cluster, plan
 from sweeps.space import SAMPLERS, Space, read_toml, space_from_table
 
 SCALE_KEYS = ("dataset", "epochs", "image_size", "patch_size", "batch_size")
-KEYS = {"name", "imports", "models", "optimizers", "trials", "seed", "sampler", "preset", "data_dir", "space"}
+KEYS = {"name", "imports", "models", "optimizers", "trainer", "trials", "seed", "sampler", "preset", "data_dir"}
+KEYS |= {"space"}
+# What a study of trainables leaves to them: the built-in trainer's models, optimizers and data.
+NOT_FOR_TRAINABLES = ("models", "optimizers", "preset", "data_dir", "dataset", "image_size", "patch_size", "batch_size")
 KEYS |= set(SCALE_KEYS)
 
 
@@ -39,6 +44,7 @@ class Study:
     space: Space
     imports: list[str] = field(default_factory=list)
     data_dir: str | None = None
+    trainers: list[str] = field(default_factory=list)  # registered trainables; then no models or optimizers
 
 
 def typed(doc: dict, key: str, kind, where: str, default=None):
@@ -76,9 +82,10 @@ def read_study(path: str | Path) -> Study:
     scale = {k: typed(doc, k, str if k == "dataset" else int, where) for k in SCALE_KEYS}
     imports = [beside(p) for p in strings(doc, "imports", where)]
     load_imports(imports)  # before the space is read: an imported optimizer brings its hyperparameters
+    trainers = trainers_of(doc, where)
     return Study(
         name=check_name(typed(doc, "name", str, where, path.stem), "study name"),
-        models=strings(doc, "models", where, required=True),
+        models=[] if trainers else strings(doc, "models", where, required=True),
         optimizers=optimizers,
         trials=typed(doc, "trials", int, where),
         seed=typed(doc, "seed", int, where, 0),
@@ -88,10 +95,35 @@ def read_study(path: str | Path) -> Study:
         space=space_from_table(doc.get("space", {}), where),
         imports=imports,
         data_dir=str((here / data_dir).resolve()) if data_dir else None,
+        trainers=trainers,
     )
 
 
-def plan_study(study: Study, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
+def trainers_of(doc: dict, where: str) -> list[str]:
+    """``trainer = "NAME"`` or a list of names: registered trainables, with none of the built-in
+    trainer's keys beside them."""
+    value = doc.get("trainer", [])
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(v, str) for v in names):
+        raise UserError(f"{where}: trainer must be a name or a list of names of registered trainables")
+    clash = [k for k in NOT_FOR_TRAINABLES if k in doc]
+    if names and clash:
+        raise UserError(f"{where}: a study of trainables has no {', '.join(clash)}: the trainable brings its own")
+    for name in names:
+        plan.check_trainer(name)
+    return names
+
+
+def plan_study(study: Study, gpu: bool) -> tuple[plan.Scale | None, dict[str, pd.DataFrame]]:
+    """The study's scale (None for trainables) and its sweeps' manifests."""
+    if study.trainers:
+        return None, {
+            f"{study.name}-{t}": plan.trainable_manifest(
+                f"{study.name}-{t}", t, trials=study.trials or 64, seed=study.seed, epochs=study.scale.get("epochs"),
+                sampler=study.sampler, space=study.space, imports=study.imports,
+            )
+            for t in study.trainers
+        }  # fmt: skip
     scale = plan.choose_scale(study.preset, gpu, **study.scale)
     for m in study.models:
         if m not in models.names():
@@ -120,12 +152,18 @@ def describe(study: Study, scale: plan.Scale, sweeps: dict[str, pd.DataFrame]) -
     def space(manifest: pd.DataFrame) -> str:
         return ", ".join(f"{k}={dim}" for k, dim in space_from_json(manifest["space"].iloc[0]).items())
 
-    lines = [
-        f"study {study.name}: {len(study.models)} model(s) x {len(study.optimizers)} optimizer(s), "
-        f"{plan.preset_trials(scale.preset, study.trials)} trials each, {study.sampler} sampler, seed {study.seed}",
-        f"scale: {scale.dataset}, {scale.image_size} px / patch {scale.patch_size}, {scale.epochs} epoch(s), "
-        f"batch {scale.batch_size} (preset {scale.preset})",
-    ]
+    if scale is None:
+        lines = [
+            f"study {study.name}: {len(study.trainers)} trainable(s), {study.trials or 64} trials each, "
+            f"{study.sampler} sampler, seed {study.seed}"
+        ]
+    else:
+        lines = [
+            f"study {study.name}: {len(study.models)} model(s) x {len(study.optimizers)} optimizer(s), "
+            f"{plan.preset_trials(scale.preset, study.trials)} trials each, {study.sampler} sampler, seed {study.seed}",
+            f"scale: {scale.dataset}, {scale.image_size} px / patch {scale.patch_size}, {scale.epochs} epoch(s), "
+            f"batch {scale.batch_size} (preset {scale.preset})",
+        ]
     lines += [f"  {name:44} {len(m):>4} trials  {space(m)}" for name, m in sweeps.items()]
     return "\n".join(lines)
 
@@ -137,7 +175,7 @@ def run(args) -> int:
         args.data_dir = study.data_dir
     scale, sweeps = plan_study(study, gpu=False)  # every check that needs no cluster, first
     commands.resources_from(args, commands.NO_CLUSTER)
-    if args.dry_run and study.preset is not None:
+    if args.dry_run and (study.preset is not None or study.trainers):  # nothing the cluster decides
         print(describe(study, scale, sweeps))
         return 0
     with cluster.connect(args.address, args.imports) as info:

@@ -46,7 +46,12 @@ def space_from(args) -> Space:
     return space
 
 
-def plan_sweep(args, gpu: bool) -> tuple[plan.Scale, str, pd.DataFrame]:
+def plan_sweep(args, gpu: bool) -> tuple[plan.Scale | None, str, pd.DataFrame]:
+    """The sweep's scale (None for a trainable, which brings its own data), name and manifest."""
+    if args.trainer:
+        return None, *plan_trainable(args)
+    if not (args.model and args.optim):
+        raise UserError("a sweep needs --model and --optim (the built-in trainer), or --trainer NAME (your own)")
     scale = scale_from(args, gpu, epochs=args.epochs)
     name = args.name or f"{args.model}-{args.optim}-{scale.preset}"
     manifest = plan.edf_manifest(
@@ -63,6 +68,32 @@ def plan_sweep(args, gpu: bool) -> tuple[plan.Scale, str, pd.DataFrame]:
     return scale, name, manifest
 
 
+# Flags of the built-in trainer's data and model that a trainable's sweep does not take.
+NOT_FOR_TRAINABLES = ("model", "optim", "preset", "dataset", "batch_size", "image_size", "patch_size", "lr_range",
+                      "wd_range", "workers", "gpus_per_worker", "data_dir", "pack", "compile")  # fmt: skip
+
+
+def plan_trainable(args) -> tuple[str, pd.DataFrame]:
+    """A sweep of a registered trainable (``--trainer``): its space over the trainable's own
+    hyperparameters, its epochs (default: the trainable's)."""
+    given = [f"--{k.replace('_', '-')}" for k in NOT_FOR_TRAINABLES if getattr(args, k, None)]
+    given += ["--accumulate"] if getattr(args, "accumulate", 1) != 1 else []
+    if given:
+        raise UserError(f"--trainer sweeps its own training function: {', '.join(given)} do(es) not apply")
+    name = args.name or args.trainer
+    manifest = plan.trainable_manifest(
+        name,
+        args.trainer,
+        trials=args.trials or 64,
+        seed=args.seed,
+        epochs=args.epochs,
+        sampler=args.sampler,
+        space=space_from(args),
+        imports=args.imports,
+    )
+    return name, manifest
+
+
 # Planning for a cluster without GPUs runs every check of the flags that needs no cluster, so a
 # mistyped flag is refused at once, before Ray starts.
 NO_CLUSTER = cluster.ClusterInfo("(none)", 0, 0.0, 0.0)
@@ -74,13 +105,15 @@ def sweep(args) -> int:
     if args.dry_run:
         from sweeps.grid import describe
 
-        announce(scale, args.preset is not None, False)
+        if scale is not None:
+            announce(scale, args.preset is not None, False)
         print(describe({name: manifest}))
         return 0
     with cluster.connect(args.address, args.imports) as info:
         print(info.describe(), flush=True)
         scale, name, manifest = plan_sweep(args, gpu=info.gpus > 0)
-        announce(scale, args.preset is not None, info.gpus > 0)
+        if scale is not None:
+            announce(scale, args.preset is not None, info.gpus > 0)
         run_sweeps(args, info, scale, {name: manifest})
     return 0
 
@@ -144,20 +177,20 @@ def noise(args) -> int:
     manifest = store.read_manifest(args.sweep)
     if manifest is None:
         raise UserError(f"no sweep {args.sweep!r} in {store.root}; see `stability status`")
+    if (manifest["sampler"] == "imported").any() if "sampler" in manifest else False:
+        raise UserError(f"sweep {args.sweep!r} was imported (`stability import`): it has no trainer here to re-run")
     trials, _ = store.read_trials(args.sweep)
     ok = trials[trials["status"] == "ok"]
     if ok.empty:
         raise UserError(f"sweep {args.sweep!r} has no finished trial yet; run it first")
-    best_id = ok.loc[ok["top1_err"].astype(float).idxmin(), "trial_id"]
+    best_id = ok.loc[schema.scores(ok).idxmin(), "trial_id"]
     best = manifest.set_index("trial_id").loc[best_id].to_dict() | {"trial_id": best_id}
     load_imports(schema.imports_of(best))  # its optimizer's hyperparameters are columns to carry over
     sweeps = {f"{args.sweep}-noise": plan.noise_manifest(args.sweep, best, args.seeds)}
     resources_from(args, NO_CLUSTER)
-    scale = plan.scale_of(best)
-    print(
-        f"noise floor of {args.sweep}: its best trial {best_id} (lr={best['lr']:.3g} wd={best['wd']:.3g}) "
-        f"under {args.seeds} other seeds"
-    )
+    scale = None if schema.present(best.get("trainer")) else plan.scale_of(best)
+    drawn = engine.drawn(best)
+    print(f"noise floor of {args.sweep}: its best trial {best_id} ({drawn}) under {args.seeds} other seeds")
     if args.dry_run:
         return 0
     imports = schema.imports_of(best)
@@ -168,13 +201,15 @@ def noise(args) -> int:
 
 
 def run_sweeps(
-    args, info: cluster.ClusterInfo, scale: plan.Scale, sweeps: dict[str, pd.DataFrame], imports=None
+    args, info: cluster.ClusterInfo, scale: plan.Scale | None, sweeps: dict[str, pd.DataFrame], imports=None
 ) -> None:
-    """Check everything a user can fail, then lock the sweeps and run them one after another."""
+    """Check everything a user can fail, then lock the sweeps and run them one after another.
+    ``scale``: the built-in trainer's data; None for a trainable's sweeps (it brings its own)."""
     store, resources = Store(args.results), resources_from(args, info)
     store.check_writable()
     imports = args.imports if imports is None else imports
-    engine.preflight(scale, resources, remote=bool(args.address), imports=tuple(imports))
+    trainers = sorted({t for m in sweeps.values() if "trainer" in m for t in m["trainer"].dropna()})
+    engine.preflight(scale, resources, remote=bool(args.address), imports=tuple(imports), trainers=trainers)
     placement = engine.place(resources, store, remote=bool(args.address))
     if placement.gpu_memory is not None:
         print(f"GPU memory per trial: {placement.gpu_memory / 2**30:.1f} GiB (packs are sized to it)", flush=True)
@@ -234,7 +269,7 @@ def summarize(store: Store, sweep: str) -> dict:
     trials, bad = store.read_trials(sweep)
     counts = trials["status"].value_counts()
     ok = trials[trials["status"] == "ok"]
-    best = ok.loc[ok["top1_err"].idxmin()] if not ok.empty else None
+    best = ok.loc[schema.scores(ok).idxmin()] if not ok.empty else None
     return {
         "sweep": sweep,
         "planned": len(manifest),
@@ -243,10 +278,18 @@ def summarize(store: Store, sweep: str) -> dict:
         "failed": int(counts.get("failed", 0)),
         "remaining": len(manifest) - len(trials),
         "unreadable": [str(p) for p in bad],
-        "best": None
-        if best is None
-        else f"{best['trial_id']} err {best['top1_err']:.2f}% lr={best['lr']:.3g} wd={best['wd']:.3g}",
+        "imported": bool("sampler" in manifest and (manifest["sampler"] == "imported").any()),
+        "best": None if best is None else best_line(best.to_dict()),
     }
+
+
+def best_line(best: dict) -> str:
+    """A sweep's best trial in `status`: its id, its outcome in the sweep's metric, lr and wd."""
+    metric = schema.metric_of(best)
+    if metric == schema.TOP1_ERR:
+        return f"{best['trial_id']} err {best['top1_err']:.2f}% lr={best['lr']:.3g} wd={best['wd']:.3g}"
+    drawn = " ".join(f"{k}={best[k]:.3g}" for k in ("lr", "wd") if schema.present(best.get(k)))
+    return f"{best['trial_id']} {metric.name} {best[metric.name]:.4g} {drawn}".rstrip()
 
 
 def print_status(store: Store, sweeps: list[str] | None = None) -> int:
@@ -258,7 +301,10 @@ def print_status(store: Store, sweeps: list[str] | None = None) -> int:
     retries = []
     for name in names:
         s = summarize(store, name)
-        if s["failed"]:
+        if s["failed"] and s["imported"]:
+            retries.append(f"{name}: {s['failed']} trial(s) imported as failed (failed, pruned or unfinished at the "
+                           "source); nothing here re-runs them")  # fmt: skip
+        elif s["failed"]:
             command = store.read_command(name) or "the command that ran it"
             retries.append(f"{name}: {s['failed']} failed trial(s), kept with their checkpoints; retry: {command}")
         print(

@@ -33,7 +33,7 @@ LR_SCALINGS = ("linear", "sqrt", "none")
 POPULATION_RULES = ("sgd", "adamw")
 
 
-def _number(v) -> bool:
+def finite_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -50,13 +50,13 @@ class Hyperparameter:
 
 def unit(default: float) -> Hyperparameter:
     """A coefficient in [0, 1): momentum, a beta."""
-    return Hyperparameter(default, "a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1)
+    return Hyperparameter(default, "a number in [0, 1)", lambda v: finite_number(v) and 0 <= v < 1)
 
 
 def count(default: int, low: int = 1) -> Hyperparameter:
     """An integer >= ``low``: Newton-Schulz steps."""
     return Hyperparameter(
-        default, f"an integer >= {low}", lambda v: _number(v) and v >= low and float(v).is_integer(), int
+        default, f"an integer >= {low}", lambda v: finite_number(v) and v >= low and float(v).is_integer(), int
     )
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from store.errors import UserError
-from store.schema import CURVE, NULLABLE
+from store.schema import CURVE, NULLABLE, TOP1_ERR, metric_of
 
 NAME_RULE = "one path component of letters, digits, '.', '_' and '-' (not '.' or '..')"
 SAFE_NAME = re.compile(r"[A-Za-z0-9._-]+")
@@ -89,6 +89,14 @@ def read_trial_files(paths: list[Path]) -> tuple[pd.DataFrame, list[Path]]:
             bad.append(path)
     empty = pd.DataFrame(columns=["trial_id", "status", "top1_err"])
     return (pd.concat(frames, ignore_index=True) if frames else empty), bad
+
+
+def curve_columns(row: dict, curve: list[dict]) -> list[str]:
+    """The built-in trainer's curve columns (``schema.CURVE``); for any other metric, the epoch
+    and whatever the trial reported, in the order first reported."""
+    if metric_of(row) == TOP1_ERR:
+        return CURVE
+    return ["epoch", *(k for k in dict.fromkeys(k for point in curve for k in point) if k != "epoch")]
 
 
 def trial_frame(row: dict) -> pd.DataFrame:
@@ -151,7 +159,7 @@ class Store:
 
     def write_trial(self, sweep: str, row: dict, curve: list[dict]) -> None:
         trial_id = row["trial_id"]
-        points = pd.DataFrame(curve, columns=CURVE)
+        points = pd.DataFrame(curve, columns=curve_columns(row, curve))
         points.insert(0, "trial_id", trial_id)
         points.insert(0, "sweep", sweep)
         write_parquet_atomic(points, self.curve_path(sweep, trial_id))

@@ -15,9 +15,94 @@ import hashlib
 import json
 import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a sweep measures: the trial-row column that holds the outcome, which way is better,
+    and the value a diverged trial counts as (the built-in trainer's top-1 error: 100, as the
+    paper counts it; a loss: +inf, never within any distance of the best)."""
+
+    name: str = "top1_err"
+    direction: str = "minimize"  # or "maximize"
+    diverged: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.direction not in DIRECTIONS:
+            raise ValueError(f"a metric's direction is one of {', '.join(DIRECTIONS)}, got {self.direction!r}")
+        if math.isnan(self.diverged) or self.diverged == -self.sign * math.inf:
+            raise ValueError(f"{self.name}: a diverged trial cannot count as {self.diverged} (the best there is)")
+
+    @property
+    def sign(self) -> float:
+        """+1 where lower is better, -1 where higher is."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
+    @property
+    def label(self) -> str:
+        """The metric in an axis label or a caption."""
+        return "top-1 error (%)" if self == TOP1_ERR else self.name
+
+    def columns(self) -> dict:
+        """The metric as a row's ``METRIC_COLUMNS``."""
+        return {"metric": self.name, "metric_direction": self.direction, "metric_diverged": float(self.diverged)}
+
+
+DIRECTIONS = ("minimize", "maximize")
+METRIC_COLUMNS = ["metric", "metric_direction", "metric_diverged"]
+TOP1_ERR = Metric()
+
+
+def worst(direction: str) -> float:
+    """A diverged trial's default value: never within any distance of the best."""
+    return math.inf if direction == "minimize" else -math.inf
+
+
+def metric_of(row) -> Metric:
+    """The metric of a row (a dict or a Series); a row without one (every store written before
+    metrics were named, and the built-in trainer's rows) measures top-1 error."""
+    name = row.get("metric") if hasattr(row, "get") else None
+    if not isinstance(name, str) or not name:
+        return TOP1_ERR
+    direction = row.get("metric_direction")
+    direction = direction if isinstance(direction, str) else "minimize"
+    diverged = row.get("metric_diverged")
+    return Metric(name, direction, float(diverged) if present(diverged) else worst(direction))
+
+
+def metric_of_frame(frame: pd.DataFrame) -> Metric:
+    """The one metric of a set of rows (a sweep, a comparison); a ValueError if they measure two."""
+    if not len(frame) or "metric" not in frame:
+        return TOP1_ERR
+    found = {metric_of(r) for r in frame[[c for c in METRIC_COLUMNS if c in frame]].to_dict("records")}
+    if len(found) > 1:
+        raise ValueError(f"rows measure more than one metric: {', '.join(sorted(m.name for m in found))}")
+    return found.pop() if found else TOP1_ERR
+
+
+def metric_values(frame: pd.DataFrame, metric: Metric | None = None) -> pd.Series:
+    """Each row's outcome in the metric's own units: a diverged trial, and one that produced no
+    value, counts as the metric's diverged value."""
+    metric = metric or metric_of_frame(frame)
+    values = (
+        pd.to_numeric(frame[metric.name], errors="coerce")
+        if metric.name in frame
+        else pd.Series(np.nan, index=frame.index)
+    )
+    diverged = frame["status"].eq("diverged") if "status" in frame else False
+    return values.where(~(values.isna() | diverged), metric.diverged).astype(float)
+
+
+def scores(frame: pd.DataFrame, metric: Metric | None = None) -> pd.Series:
+    """Each row's outcome with lower better (the metric's values, negated where higher is
+    better): what EDFs, bests and comparisons are computed on, whatever the direction."""
+    metric = metric or metric_of_frame(frame)
+    return metric.sign * metric_values(frame, metric)
+
 
 # What defines a trial, in the manifest's column order (compared by ``same_definition``).
 IDENTITY = [
@@ -52,8 +137,10 @@ RECIPE: dict[str, type] = {
 SWEEPABLE: dict[str, type] = {"lr": float, "wd": float, "epochs": int, "batch_size": int, **RECIPE}
 # Planned columns every trial row repeats from its manifest row, so that analysis needs only
 # trial rows: how it was drawn, at which preset, the sweep's space (JSON), the sweep whose best a
-# seed-noise trial re-trains, and the user modules (JSON list) imported before the model is built.
-CARRIED = ["sampler", "preset", "space", "noise_of", "imports"]
+# seed-noise trial re-trains, the user modules (JSON list) imported before the model is built,
+# the registered trainable that trains it (missing: the built-in trainer), where an imported
+# sweep came from, and the sweep's metric (``Metric``; missing: top-1 error).
+CARRIED = ["sampler", "preset", "space", "noise_of", "imports", "trainer", "source", *METRIC_COLUMNS]
 PLAN = ["sweep", *IDENTITY[:4], "family", *IDENTITY[4:], *CARRIED]
 # The outcome of a trial, written when it ends.
 OUTCOME = [
@@ -92,8 +179,16 @@ NULLABLE = {
     "imports": "string",
     "lr_scaling": "string",
     "param_groups": "string",
+    "trainer": "string",
+    "source": "string",
+    "metric": "string",
+    "metric_direction": "string",
+    "metric_diverged": "float64",
 }
 CURVE = ["epoch", "lr", "train_loss", "top1_err", "top1_err_raw", "wall_s"]
+# Columns analysis adds to a table of trial rows (``analysis.experiments``): a hyperparameter or a
+# metric may not be named after them, nor after any column above.
+DERIVED = ["size", "protocol", "metric_value", "metric_score"]
 # Names that differ between a row and the trainer's config.
 CONFIG_NAME = {"optimizer": "optim"}
 
@@ -113,7 +208,10 @@ def run_identity(columns, hyperparameters=()) -> list[str]:
 
 
 def present(value) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
+    """Whether a row's value is there: not None, NaN or pandas' NA."""
+    if value is None or value is pd.NA:
+        return False
+    return not (isinstance(value, float) and math.isnan(value))
 
 
 def config_fields(row: dict, hyperparameters=()) -> dict:
@@ -128,11 +226,11 @@ def config_fields(row: dict, hyperparameters=()) -> dict:
         if k in row and present(row[k]):
             out[k] = kind(row[k])
     out["imports"] = tuple(imports_of(row))
-    out["optim_args"] = tuple(sorted((k, _value(row[k])) for k in hyperparameters if k in row and present(row[k])))
+    out["optim_args"] = tuple(sorted((k, plain(row[k])) for k in hyperparameters if k in row and present(row[k])))
     return out
 
 
-def _value(v):
+def plain(v):
     """A stored value as plain Python (a parquet column gives numpy scalars)."""
     return v.item() if isinstance(v, np.generic) else v
 
@@ -158,11 +256,12 @@ def carried(row: dict) -> dict:
 def failed_row(row: dict, error: str, now: str, hyperparameters=()) -> dict:
     """The record of a trial that raised on every attempt: its plan and a failed outcome."""
     planned = {k: row[k] for k in [*PLAN, *sampled_columns(row, hyperparameters)] if k in row}
+    metric = metric_of(row)
+    value = {"top1_err": 100.0, "top1_err_raw": 100.0} if metric == TOP1_ERR else {metric.name: math.nan}
     return {
         **planned,
         "status": "failed",
-        "top1_err": 100.0,
-        "top1_err_raw": 100.0,
+        **value,
         "train_loss": float("nan"),
         "diverged_epoch": None,
         "completed_epochs": None,
@@ -183,7 +282,7 @@ def imports_of(row: dict) -> list[str]:
 # the seed, every recipe field a run set, and the search space a sweep drew from. Model,
 # optimizer, epochs, lr and wd are left out: they are what a curve, a gap or an EDF varies.
 PROTOCOL = ["dataset", "image_size", "patch_size", "batch_size", "preset", "seed"]
-PROTOCOL_FIELDS = [*PROTOCOL, *RECIPE, "space"]
+PROTOCOL_FIELDS = [*PROTOCOL, *RECIPE, "space", *METRIC_COLUMNS]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -214,10 +313,18 @@ def _protocol_fields(row: dict) -> dict:
     The lr and wd intervals are not part of it, only how they are drawn (log-uniform, ...): they
     are each model's search range, as Table 4 gives one per family (the paper's Figures 4-5
     compare ViTs and RegNetY over their own intervals; the laptop preset centres one on each
-    model's optimum). Every other dimension is, whole."""
+    model's optimum). Every other dimension is, whole.
+
+    A sweep's metric is part of it where it is not the built-in top-1 error (so that the keys of
+    stores written before metrics were named stay as they were)."""
     space = row.get("space")
     space = json.loads(space) if isinstance(space, str) and space else None
-    fields = {k: _canonical(row.get(k)) for k in PROTOCOL_FIELDS if k != "space" and k not in (space or {})}
+    skip = {"space", *METRIC_COLUMNS, *(space or {})}
+    fields = {k: _canonical(row.get(k)) for k in PROTOCOL_FIELDS if k not in skip}
+    metric = metric_of(row)
+    if metric != TOP1_ERR:
+        diverged = _canonical(metric.diverged) if math.isfinite(metric.diverged) else str(metric.diverged)
+        fields["metric"] = [metric.name, metric.direction, diverged]
     if space is not None:
         fields["space"] = {k: v[:1] if k in PER_MEMBER else v for k, v in space.items()}
     return {k: v for k, v in fields.items() if v is not None}

@@ -97,3 +97,19 @@ def space_to_json(space: dict[str, Dimension]) -> str:
 
 def space_from_json(text: str) -> dict[str, Dimension]:
     return {name: from_json(value) for name, value in json.loads(text).items()}
+
+
+def stored_space(rows) -> dict[str, Dimension]:
+    """The space a sweep's rows (a DataFrame) were drawn from: the ``space`` column it stored; for
+    stores written before the space was recorded, lr and wd over what was drawn (log-uniform, as
+    Table 4 samples them; uniform where a value is not positive)."""
+    stored = rows["space"].dropna() if "space" in rows else []
+    if len(stored):
+        return space_from_json(stored.iloc[0])
+    space = {}
+    for name in ("lr", "wd"):
+        values = rows[name].astype(float).dropna() if name in rows else []
+        if len(values):
+            low, high = float(values.min()), float(values.max())
+            space[name] = Dimension("log" if low > 0 else "uniform", low, high)
+    return space

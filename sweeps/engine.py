@@ -29,11 +29,10 @@ from pathlib import Path
 import pandas as pd
 
 from stability.errors import UserError
-from stability.optimizers import hyperparameter_names
 from store import Store, schema
 from sweeps import cluster, faults, lock
 from sweeps.guard import Guard, guarded
-from sweeps.plan import default_pack, definition_differences, packs
+from sweeps.plan import default_pack, definition_differences, hyperparameter_names, packs
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,7 @@ def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print, 
     pending = manifest[~manifest["trial_id"].isin(final)]
     retried = pending[pending["trial_id"].isin(failed)]["trial_id"]
     if len(retried):
-        kept = sum((store.checkpoint_dir(sweep, i) / "last.pt").exists() for i in retried)
+        kept = sum(any(d.iterdir()) if (d := store.checkpoint_dir(sweep, i)).is_dir() else False for i in retried)
         log(
             f"sweep {sweep}: retrying {len(retried)} failed trial(s), {kept} from their last checkpoint "
             "(--no-retry-failed keeps them)"
@@ -190,12 +189,15 @@ def run_trial(
     def train_and_store(ids: list[str]) -> None:
         """Train ``ids`` together; a population that runs out of memory is split in two, down
         to single trials (a single trial out of memory fails, and Tune retries it)."""
-        cfgs = [trial_config(rows[i], sweep, resources, device, simulated) for i in ids]
         folders = [store.checkpoint_dir(sweep, i) for i in ids]
         on_epoch = faults.worker_death(ids, store.sweep_dir(sweep), guarded(tune.report, guard))
         on_epoch = faults.failure(ids, on_epoch)
         try:
-            results = train_pack(cfgs, folders, store.sweep_dir(sweep), resources, on_epoch, guard)
+            if schema.present(rows[ids[0]].get("trainer")):  # a registered trainable: one trial a pack
+                results = [train_trainable(rows[ids[0]], folders[0], device, on_epoch)]
+            else:
+                cfgs = [trial_config(rows[i], sweep, resources, device, simulated) for i in ids]
+                results = train_pack(cfgs, folders, store.sweep_dir(sweep), resources, on_epoch, guard)
         except Exception as e:
             if len(ids) == 1 or not isinstance(e, torch.OutOfMemoryError):
                 raise
@@ -231,6 +233,16 @@ def run_trial(
     if ids:
         train_and_store(ids)
     tune.report({"finished": True})
+
+
+def train_trainable(row: dict, folder: Path, device: str, on_epoch):
+    """One trial of a registered trainable (``stability.trainables``), after the row's user modules
+    (which register it) are imported in this process."""
+    from stability import trainables
+    from stability.trainer import load_imports
+
+    load_imports(schema.imports_of(row))
+    return trainables.run(row, folder, device=device, on_point=on_epoch)
 
 
 def failed_row(row: dict, sweep: str, error: str) -> dict:
@@ -283,15 +295,7 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
                 self._line(trial_id, "finished without a stored result; it runs again on the next resume")
                 return
             r, row = store.read_trial(sweep, trial_id), rows[trial_id]
-            sampled = "".join(
-                f" {k}={row[k]:.3g}" if isinstance(row[k], float) else f" {k}={row[k]}"
-                for k in schema.sampled_columns(row, hyperparameter_names())
-            )
-            self._line(
-                trial_id,
-                f"lr={row['lr']:.3g} wd={row['wd']:.3g}{sampled}  {r['status']}  "
-                f"err {r['top1_err']:.2f}% (raw {r['top1_err_raw']:.2f}%)",
-            )
+            self._line(trial_id, f"{drawn(row)}  {r['status']}  {outcome(r)}")
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             if "split" in result:
@@ -318,6 +322,21 @@ def make_callback(store: Store, sweep: str, rows: dict, total: int, done_before:
     return Progress(lease)
 
 
+def drawn(row: dict) -> str:
+    """A planned trial's drawn values in a progress line: lr, wd and every other sampled column."""
+    names = [k for k in ("lr", "wd") if schema.present(row.get(k))]
+    names += schema.sampled_columns(row, hyperparameter_names())
+    return " ".join(f"{k}={row[k]:.3g}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in names)
+
+
+def outcome(r: dict) -> str:
+    """A finished trial's outcome in a progress line, in its metric."""
+    metric = schema.metric_of(r)
+    if metric == schema.TOP1_ERR:
+        return f"err {r['top1_err']:.2f}% (raw {r['top1_err_raw']:.2f}%)"
+    return f"{metric.name} {r.get(metric.name, float('nan')):.4g}"
+
+
 def read_error(trial) -> str:
     path = getattr(trial, "error_file", None)
     if path and Path(path).exists():
@@ -335,26 +354,34 @@ def trial_driver_resources(resources: Resources) -> dict:
     return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
 
 
-def preflight(scale, resources: Resources, remote: bool = False, imports: tuple[str, ...] = ()) -> None:
+def preflight(
+    scale, resources: Resources, remote: bool = False, imports: tuple[str, ...] = (), trainers: list[str] = ()
+) -> None:
     """The data check, before any sweep of a command touches the store (``engine.place`` checks
     the cluster). ``remote``: checked by a task on the cluster, where trials read the data,
     since the driver (a laptop, a login node) need not have it; the task imports the user's
-    modules first, as a trial does, so a registered dataset is checked where it will load."""
+    modules first, as a trial does, so a registered dataset is checked where it will load.
+    ``scale`` None: a trainable's sweep (``trainers``), which brings its own data: only that the
+    cluster's processes register it is checked, on the cluster."""
+    from stability import trainables
     from stability.data import check_available
     from stability.trainer import load_imports
 
     if not remote:
-        check_available(scale.dataset, resources.data_dir, scale.image_size)
+        if scale is not None:
+            check_available(scale.dataset, resources.data_dir, scale.image_size)
         return
     import ray
 
     def check() -> str | None:
         try:
             load_imports(imports)
-            check_available(scale.dataset, resources.data_dir, scale.image_size)
+            if scale is not None:
+                check_available(scale.dataset, resources.data_dir, scale.image_size)
         except UserError as e:
             return str(e)
-        return None
+        missing = [t for t in trainers if t not in trainables.names()]
+        return f"trainable(s) {', '.join(missing)} not registered by --import {' '.join(imports)}" if missing else None
 
     problem = ray.get(ray.remote(check).options(num_cpus=0).remote())
     if problem:
@@ -390,7 +417,8 @@ def pack_size(resources: Resources, placement: Placement):
     """Trials per population for a pending row: ``--pack``, or what fits the trial's GPU memory."""
 
     def size_of(row: dict) -> int:
-        if resources.workers or resources.accumulate > 1 or not vectorized(row["optimizer"]):
+        trainable = schema.present(row.get("trainer"))
+        if trainable or resources.workers or resources.accumulate > 1 or not vectorized(row["optimizer"]):
             return 1
         return resources.pack or default_pack(placement.gpu_memory, row)
 

@@ -6,16 +6,23 @@ import json
 import math
 from dataclasses import dataclass, fields
 
+import numpy as np
 import pandas as pd
 
 import models
-from stability import optimizers
+from stability import optimizers, trainables
 from stability.data import dataset_names, is_streamed
 from stability.errors import UserError
-from stability.optimizers import hyperparameter_names
 from store import check_name, schema
 from store.space import space_to_json
-from sweeps.space import Space, complete_space, draw
+from sweeps.space import Space, check_trainable_space, complete_space, draw
+
+
+def hyperparameter_names() -> list[str]:
+    """Every registered optimizer's and trainable's hyperparameters: the store's columns that may
+    hold sampled values beyond the recipe's (``schema.sampled_columns``)."""
+    return sorted({*optimizers.hyperparameter_names(), *trainables.hyperparameter_names()} - {"lr", "wd"})
+
 
 # Scale presets. Every field can be overridden by its own flag.
 PRESETS: dict[str, dict] = {
@@ -209,6 +216,52 @@ def edf_manifest(
     return frame
 
 
+def check_trainer(name: str) -> trainables.Entry:
+    if name not in trainables.names():
+        known = ", ".join(trainables.names()) or "none (register one in a file given with --import)"
+        raise UserError(f"unknown trainable {name!r}; registered: {known}; see docs/experiments.md")
+    return trainables.entry(name)
+
+
+def trainable_manifest(
+    sweep: str,
+    trainer: str,
+    *,
+    trials: int,
+    seed: int,
+    epochs: int | None = None,
+    sampler: str = "random",
+    space: Space | None = None,
+    imports: list[str] | None = None,
+) -> pd.DataFrame:
+    """An EDF sweep of a registered trainable: ``trials`` points of ``space`` (over its own
+    hyperparameters, and epochs) drawn once, as ``edf_manifest`` draws them. Its rows name the
+    trainable (``trainer``), its metric, and its labels in the model, optimizer and dataset
+    columns; the data and image columns the built-in trainer's rows fill stay empty."""
+    spec = check_trainer(trainer)
+    if not space:
+        raise UserError(f"a sweep of trainable {trainer!r} needs a space: --space NAME=DIST over its hyperparameters")
+    check_trainable_space(space, trainer)
+    points = draw(dict(space), trials, seed, sampler)
+    stored = space_to_json(space)
+    length = spec.epochs if epochs is None else epochs
+    if length < 1:
+        raise UserError(f"--epochs must be at least 1, got {length}")
+    rows = []
+    for i, p in enumerate(points):
+        e = int(p.get("epochs", length))
+        rows.append({
+            "sweep": check_name(sweep, "sweep name"), "index": i, "trial_id": trial_id(trainer, spec.optimizer, e, i),
+            "model": trainer, "family": "trainable", "optimizer": spec.optimizer,
+            "lr": float(p.get("lr", math.nan)), "wd": float(p.get("wd", math.nan)), "epochs": e,
+            "dataset": spec.dataset, "image_size": None, "patch_size": None, "batch_size": None, "seed": seed,
+            "sampler": sampler, "preset": None, "imports": json.dumps(list(imports)) if imports else None,
+            "trainer": trainer, **spec.metric.columns(),
+            **{k: v for k, v in p.items() if k not in ("lr", "wd", "epochs")}, "space": stored,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def scale_of(row: dict) -> Scale:
     """The scale a manifest row was planned at."""
     return Scale(**{f.name: row[f.name] for f in fields(Scale)})
@@ -219,6 +272,8 @@ def noise_manifest(sweep: str, best: dict, seeds: int) -> pd.DataFrame:
     if seeds < 1:
         raise UserError(f"--seeds must be at least 1, got {seeds}")
     name = f"{sweep}-noise"
+    if schema.present(best.get("trainer")):
+        return _trainable_noise(name, sweep, best, seeds)
     scale = scale_of(best)
     rows = []
     for i in range(seeds):
@@ -237,6 +292,18 @@ def noise_manifest(sweep: str, best: dict, seeds: int) -> pd.DataFrame:
         )
         recipe = {k: best[k] for k in schema.sampled_columns(best, hyperparameter_names()) if schema.present(best[k])}
         rows.append({**row, **recipe, "trial_id": f"{row['trial_id']}-seed{seed}", "noise_of": sweep})
+    return pd.DataFrame(rows)
+
+
+def _trainable_noise(name: str, sweep: str, best: dict, seeds: int) -> pd.DataFrame:
+    """A trainable's best trial, as planned, under ``seeds`` other seeds."""
+    planned = {k: best[k] for k in [*schema.PLAN, *schema.sampled_columns(best, hyperparameter_names())] if k in best}
+    rows = []
+    for i in range(seeds):
+        seed = int(best["seed"]) + 1 + i
+        tid = trial_id(best["model"], best["optimizer"], int(best["epochs"]), i)
+        rows.append({**planned, "sweep": name, "index": i, "trial_id": f"{tid}-seed{seed}", "seed": seed,
+                     "sampler": "noise", "noise_of": sweep})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -273,7 +340,9 @@ def definition_differences(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     """The columns in which two manifests plan different trials (float columns compared to 12
     significant digits): every identity column and every sampled recipe column; empty if the
     same. A column one of them lacks differs (a grid planned before its warm-up was set)."""
-    columns = MANIFEST_IDENTITY + schema.sampled_columns(set(old.columns) | set(new.columns), hyperparameter_names())
+    either = set(old.columns) | set(new.columns)
+    columns = MANIFEST_IDENTITY + schema.sampled_columns(either, hyperparameter_names())
+    columns += [c for c in ("trainer", *schema.METRIC_COLUMNS) if c in either]  # a trainable's, and what it measures
     if len(old) != len(new):
         return ["number of trials"]
     a, b = old.reset_index(drop=True), new.reset_index(drop=True)
@@ -282,10 +351,11 @@ def definition_differences(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
         if col not in a or col not in b:
             differ.append(col)
         elif pd.api.types.is_float_dtype(a[col]) and pd.api.types.is_float_dtype(b[col]):
-            if not ((a[col] - b[col]).abs() <= 1e-12 * b[col].abs().clip(lower=1e-300)).all():
+            # NaN equals NaN here: a trainable's unsampled lr, wd; inf equals inf: a diverged value
+            if not np.isclose(a[col], b[col], rtol=1e-12, atol=0, equal_nan=True).all():
                 differ.append(col)
-        elif not (a[col].astype(str) == b[col].astype(str)).all():
-            differ.append(col)
+        elif not ((a[col].astype(str) == b[col].astype(str)) | (a[col].isna() & b[col].isna())).all():
+            differ.append(col)  # a missing value (a trainable's image size) reads back as None or NaN
     return differ
 
 

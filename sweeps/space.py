@@ -16,7 +16,7 @@ from pathlib import Path
 
 import optuna
 
-from stability import optimizers, recipe
+from stability import optimizers, recipe, trainables
 from stability.errors import UserError
 from store.schema import SWEEPABLE
 from store.space import Dimension, parse_dimension
@@ -41,10 +41,12 @@ def dimension(name: str, text: str, where: str) -> Dimension:
     """One checked dimension: a sweepable field, a valid DIST, values the field may take. An
     optimizer's hyperparameter is checked against the sweep's optimizer (``check_optimizer_space``)."""
     hyper = optimizers.hyperparameter_names()
-    if name not in SWEEPABLE and name not in hyper:
+    own = trainables.hyperparameter_names()
+    if name not in SWEEPABLE and name not in hyper and name not in own:
         raise UserError(
-            f"{where}: {name!r} cannot be swept; sweepable: {', '.join(SWEEPABLE)}, and the optimizers' "
+            f"{where}: {name!r} cannot be swept; sweepable: {', '.join(SWEEPABLE)}, the optimizers' "
             f"hyperparameters ({', '.join(hyper)}; see `stability optimizers`)"
+            + (f", and the trainables' ({', '.join(own)})" if own else "")
         )
     try:
         dim = parse_dimension(text)
@@ -107,20 +109,33 @@ def read_space_file(path: str | Path) -> Space:
 def check_optimizer_space(space: Space, optim: str) -> None:
     """Every dimension that is not a trial field is a hyperparameter of ``optim``, of its type,
     with both ends (every choice) values it may take."""
-    hyper = optimizers.entry(optim).hyperparameters
     for name, dim in space.items():
-        if name in SWEEPABLE:
-            continue
-        for value in dim.values():
-            value = int(value) if dim.kind == "int" else value
-            problem = optimizers.problem(optim, name, value)
-            if problem:
-                raise UserError(f"space: {problem}")
-        kind = hyper[name].kind
-        if kind is int and dim.kind in ("log", "uniform"):
-            raise UserError(f"space: {optim} {name} takes integers: use int:A,B or choice:a|b")
-        if kind is bool and dim.kind != "choice":
-            raise UserError(f"space: {optim} {name} is true or false: use choice:true|false")
+        if name not in SWEEPABLE:
+            check_registered(optimizers, optim, name, dim)
+
+
+def check_registered(registry, owner: str, name: str, dim: Dimension) -> None:
+    """A dimension over a hyperparameter of a registered optimizer or trainable (``registry``: its
+    module): both ends (every choice) pass the hyperparameter's rule, and the kind fits its type."""
+    for value in dim.values():
+        problem = registry.problem(owner, name, int(value) if dim.kind == "int" else value)
+        if problem:
+            raise UserError(f"space: {problem}")
+    kind = registry.entry(owner).hyperparameters[name].kind
+    if kind is int and dim.kind in ("log", "uniform"):
+        raise UserError(f"space: {owner} {name} takes integers: use int:A,B or choice:a|b")
+    if kind is bool and dim.kind != "choice":
+        raise UserError(f"space: {owner} {name} is true or false: use choice:true|false")
+
+
+def check_trainable_space(space: Space, trainer: str) -> None:
+    """Every dimension is a hyperparameter of the trainable (or its epochs), of its type, with both
+    ends (every choice) values its rule allows."""
+    for name, dim in space.items():
+        if name != "epochs":
+            check_registered(trainables, trainer, name, dim)
+        elif dim.kind in ("log", "uniform") or min(dim.values()) < 1:
+            raise UserError("space: epochs takes integers >= 1: use int:A,B or choice:a|b")
 
 
 def complete_space(space: Space, model: str, family: str, optim: str, default=None) -> Space:

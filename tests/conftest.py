@@ -92,6 +92,23 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def kill_driver_when(cmd: list[str], ready, what: str, timeout: float = 300) -> None:
+    """Start a sweep's driver (``cmd``), wait until ``ready()`` holds, then SIGKILL the driver only:
+    the Ray processes it started must not outlive it (its whole group is killed only if the wait
+    fails)."""
+    import os
+    import signal
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(ready, timeout, what)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def free_port() -> int:
     """A TCP port nothing listens on (for unreachable-address tests and test Ray heads)."""
     with socket.socket() as s:

@@ -73,6 +73,28 @@ COMMANDS = {
             "--gpus-per-trial": FLOATS,
             "--workers": COUNTS,
             "--no-retry-failed": None,
+            "--trainer": ["toy", "modadd", ""],
+        },
+    ),
+    "import": (
+        ["import", "--dry-run", "--results", "{tmp}/deep/er/results"],
+        {
+            "--csv": ["{tmp}/sweep.csv", "{tmp}/missing.csv", "{tmp}/broken.toml"],
+            "--optuna": ["sqlite:///{tmp}/missing.db", "{tmp}/missing.log", "{tmp}/sweep.csv"],
+            "--tune": ["{tmp}/empty", "{tmp}/nowhere"],
+            "--metric": ["loss", "nope", "lr", ""],
+            "--direction": ["minimize", "maximize", "up"],
+            "--mode": ["min", "max", "middle"],
+            "--param": ["lr:log", "wd", "nope", "lr:cube", "status"],
+            "--diverged": FLOATS,
+            "--name": NAMES,
+        },
+    ),
+    "export": (
+        ["export", "--results", "{tmp}/store"],
+        {
+            "--optuna": ["sqlite:///{tmp}/figures/studies.db", "{tmp}/figures/studies.log", "{tmp}/nowhere/x.log"],
+            "--sweep": ["s", "missing", "../s"],
         },
     ),
     "grid": (
@@ -136,6 +158,8 @@ REQUIRED = {
     "sweep": ("--model", "--optim"),
     "grid": ("--figure",),
     "figures": ("--results",),
+    "import": ("--csv",),
+    "export": ("--optuna",),
     "report": ("--results",),
 }
 
@@ -184,6 +208,7 @@ def world(tmp_path_factory) -> Path:
     (tmp / "study.toml").write_text(f'name = "fuzz"\n{study}')
     (tmp / "bad-name.toml").write_text(f'name = "../up"\n{study}')
     (tmp / "broken.toml").write_text("models = [\n")
+    (tmp / "sweep.csv").write_text("lr,wd,loss\n0.1,0.01,1.5\n0.01,0.1,0.7\n0.001,0.2,\n")
     return tmp
 
 

@@ -204,7 +204,15 @@ def test_recipe_fields_and_the_space_are_part_of_the_protocol():
     uniform = json.dumps({"lr": ["uniform", 1e-3, 1e-2], "wd": ["log", 1e-2, 1.0]})
     key = [schema.protocol_key(rows.assign(space=s)).iloc[0] for s in (table4, centred, uniform)]
     assert key[0] == key[1] != key[2]  # how lr is drawn is part of it, its interval is not
-    assert schema.protocol_columns(sampled.columns) == [*schema.PROTOCOL, "warmup_epochs", "space"]
+    named = [c for c in schema.METRIC_COLUMNS if c in sampled]  # where a frame has them
+    assert schema.protocol_columns(sampled.columns) == [*schema.PROTOCOL, "warmup_epochs", "space", *named]
+    trainable = rows.assign(trainer="modadd", metric="val_acc", metric_direction="maximize", metric_diverged=0.0)
+    key = schema.protocol_key(trainable).iloc[0]
+    assert key != schema.protocol_key(rows).iloc[0] and '"metric":["val_acc","maximize",0]' in key
+    assert (
+        schema.protocol_key(rows.assign(metric="top1_err", metric_direction="minimize", metric_diverged=100.0)).iloc[0]
+        == schema.protocol_key(rows).iloc[0]
+    )  # the built-in metric, named or not, is one protocol
 
 
 def test_labels_are_safe_in_file_names():

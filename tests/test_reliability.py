@@ -16,7 +16,7 @@ import pytest
 from cli import main
 from store import Store
 from sweeps import engine, faults, plan
-from tests.conftest import TINY_DATA, free_port, wait_for
+from tests.conftest import TINY_DATA, free_port, kill_driver_when, wait_for
 
 TINY = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA]
 
@@ -130,18 +130,11 @@ def test_driver_sigkill_then_resume_finishes_exactly_once(tmp_path):
     results = tmp_path / "results"
     cmd = sweep_cmd(results, "--trials", "6", "--epochs", "3", "--name", "crash")
     trials, ckpts = results / "crash" / "trials", results / "crash" / "checkpoints"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for(
-            lambda: len(list(trials.glob("*.parquet"))) >= 2 and any(ckpts.glob("*/last.pt")),
-            300,
-            "two finished trials and one checkpointed trial in flight",
-        )
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only: Ray's processes must not outlive it
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    kill_driver_when(
+        cmd,
+        lambda: len(list(trials.glob("*.parquet"))) >= 2 and any(ckpts.glob("*/last.pt")),
+        "two finished trials and one checkpointed trial in flight",
+    )
     time.sleep(3)
     finished = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in trials.glob("*.parquet")}
     in_flight = {p.parent.name for p in ckpts.glob("*/last.pt")}

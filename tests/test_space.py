@@ -181,5 +181,6 @@ def test_a_row_maps_to_the_trainers_config_with_its_sampled_fields():
     assert "label_smoothing" not in fields
     failed = schema.failed_row(row, "boom", "now", ["momentum"])
     assert failed["momentum"] == row["momentum"] and failed["status"] == "failed"
-    assert set(schema.PLAN) - {"noise_of"} <= set(failed)
+    # the built-in trainer's rows name no trainable and no source, and measure top-1 error by default
+    assert set(schema.PLAN) - {"noise_of", "trainer", "source", *schema.METRIC_COLUMNS} <= set(failed)
     assert isinstance(pd.DataFrame([failed]), pd.DataFrame)
