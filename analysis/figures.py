@@ -79,7 +79,8 @@ def edf_range(sets: dict[str, pd.DataFrame]) -> np.ndarray:
     """The EDF panels' x grid: the paper's 0-20 points where some delta reaches 20, else up to the
     largest delta (rounded up to a whole point), so that no panel is mostly empty axis. Another
     metric than top-1 error has no paper axis: up to its largest finite distance to the best."""
-    finite = [d[np.isfinite(d)] for d in (stats.deltas(g["metric_score"]) for g in sets.values() if len(g))]
+    scores = (experiments.scored(g)["metric_score"] for g in sets.values() if len(g))  # sets of any caller
+    finite = [d[np.isfinite(d)] for d in map(stats.deltas, scores)]
     largest = max((float(d.max()) for d in finite if d.size), default=EDF_MAX)
     if not _top1(sets):
         return np.linspace(0.0, largest * 1.05 if largest > 0 else 1.0, 201)

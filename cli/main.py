@@ -50,6 +50,7 @@ def build_parser() -> Parser:
     p.add_argument("--dry-run", action="store_true", help="check the run and print it; train nothing")
     add_import_flag(p)
     add_execution_flags(p)
+    add_log_flags(p)
 
     p = sub.add_parser("sweep", help="an EDF sweep: N (lr, wd) pairs of one model and optimizer on Ray Tune")
     add_model_flags(p, required=False)
@@ -270,6 +271,18 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
         "(default on a GPU below ImageNet scale: as many as fit, up to 16; else 1)",
     )
     add_execution_flags(p)
+    add_log_flags(p)
+
+
+def add_log_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--log",
+        action="append",
+        choices=["tensorboard", "mlflow"],
+        help="send each trial's curve and hyperparameters, as it trains, to TensorBoard event files under the "
+        "sweep or to an MLflow experiment per sweep (repeatable; the optional extras of the same names)",
+    )
+    p.add_argument("--mlflow-uri", help="with --log mlflow: a tracking URI (default: sqlite:///<sweep>/mlflow.db)")
 
 
 def add_execution_flags(p: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from store import Store, schema
 from store.space import Dimension
 from sweeps import cluster, engine, lock, plan
 from sweeps.space import Space, parse_range, parse_space_flags, read_space_file
+from sweeps.trackers import Trackers
 
 
 def announce(scale: plan.Scale, explicit: bool, gpu: bool) -> None:
@@ -216,6 +217,7 @@ def run_sweeps(
     command = retry_command(getattr(args, "command_line", None))
     with lock.hold([store.sweep_dir(name) for name in sweeps]) as lease:
         for name, manifest in sweeps.items():
+            resources.trackers.prepare(store.sweep_dir(name))
             engine.run(store, name, manifest, resources, placement, lease=lease, command=command)
     print_status(store, list(sweeps))
 
@@ -251,6 +253,7 @@ def resources_from(args, info: cluster.ClusterInfo) -> engine.Resources:
     if (workers or args.accumulate > 1) and args.pack not in (None, 1):
         raise UserError("--pack excludes --workers and --accumulate: populations are for trials smaller than a GPU")
     return engine.Resources(
+        trackers=trackers_from(args),
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=0.0 if workers else gpus,
         workers=workers,
@@ -262,6 +265,23 @@ def resources_from(args, info: cluster.ClusterInfo) -> engine.Resources:
         pack=args.pack,
         retry_failed=not args.no_retry_failed,
     )
+
+
+def trackers_from(args) -> Trackers:
+    """--log and --mlflow-uri, checked: each tracker's library is there (an optional extra), and
+    the run is not spread over Ray Train workers (whose curves these trackers do not reach)."""
+    import importlib.util
+
+    kinds = tuple(dict.fromkeys(getattr(args, "log", None) or ()))
+    library = {"tensorboard": "tensorboardX", "mlflow": "mlflow"}
+    for kind in kinds:
+        if importlib.util.find_spec(library[kind]) is None:
+            raise UserError(f"--log {kind} needs {library[kind]}: pip install 'edf-sweep-engine[{kind}]'")
+    if kinds and getattr(args, "workers", None):
+        raise UserError("--log does not reach trials spread over --workers yet; leave one of them out")
+    if getattr(args, "mlflow_uri", None) and "mlflow" not in kinds:
+        raise UserError("--mlflow-uri goes with --log mlflow")
+    return Trackers(kinds, getattr(args, "mlflow_uri", None))
 
 
 def summarize(store: Store, sweep: str) -> dict:

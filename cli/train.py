@@ -8,6 +8,7 @@ from stability.trainer import TrainConfig, train
 
 
 def run(cfg: TrainConfig, results: str, args) -> int:
+    from cli.sweeps import trackers_from
     from store import Store
     from sweeps import plan
 
@@ -25,10 +26,16 @@ def run(cfg: TrainConfig, results: str, args) -> int:
         f"{cfg.epochs} epochs of {cfg.dataset} at {cfg.image_size} px",
         flush=True,
     )
+    trackers = trackers_from(args)
     if args.dry_run:
         return 0
+    drawn = {"trial_id": cfg.trial_id, "model": cfg.model, "optimizer": cfg.optim, "lr": cfg.lr, "wd": cfg.wd,
+             "epochs": cfg.epochs, "batch_size": cfg.batch_size, "seed": cfg.seed}  # fmt: skip
+    log = trackers.open(store.sweep_dir(cfg.sweep), drawn) if trackers.kinds else None
 
     def progress(p: dict) -> None:
+        if log is not None:
+            log.log(p)
         print(
             f"epoch {p['epoch']:>3}/{cfg.epochs}  loss {p['train_loss']:.4f}  lr {p['lr']:.4g}  "
             f"err {p['top1_err']:.2f}% (raw {p['top1_err_raw']:.2f}%)  {p['images_per_s']:.0f} img/s",
@@ -42,6 +49,8 @@ def run(cfg: TrainConfig, results: str, args) -> int:
         result = train(cfg, checkpoint_dir=folder, on_epoch=progress, quarantine=store.quarantine_dir(cfg.sweep))
     store.write_trial(cfg.sweep, result.row, result.curve)
     row = result.row
+    if log is not None:
+        log.close(row["status"])
     print(
         f"{row['status']}: top-1 error {row['top1_err']:.2f}% (EMA), {row['top1_err_raw']:.2f}% (raw); "
         f"{store.trial_path(cfg.sweep, cfg.trial_id)}"

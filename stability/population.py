@@ -431,6 +431,9 @@ def record_epoch(pop: Population, losses: list[float], ema_err: list[float], raw
             pop.status[k], pop.diverged_epoch[k] = "diverged", pop.epoch
 
 
+MEMBER_POINTS = "_member_points"  # the key of a population's summary that holds its members' points
+
+
 def epoch_summary(pop: Population, train_seconds: float) -> dict:
     running = [k for k in range(pop.k) if pop.status[k] == "ok"]
     errors = [pop.curves[k][-1]["top1_err"] for k in running]
@@ -441,4 +444,11 @@ def epoch_summary(pop: Population, train_seconds: float) -> dict:
         "best_top1_err": min(errors) if errors else 100.0,
         "images_per_s": pop.k * pop.steps_per_epoch * pop.batch / train_seconds,
         "wall_s": pop.wall,
+        # each member's point of this epoch (one that diverged in it too), for trackers: taken out
+        # by ``sweeps.trackers.route`` before the summary goes anywhere else
+        MEMBER_POINTS: {
+            pop.cfgs[k].trial_id: pop.curves[k][-1]
+            for k in range(pop.k)
+            if pop.curves[k] and pop.curves[k][-1]["epoch"] == pop.epoch
+        },
     }

@@ -170,8 +170,9 @@ class Curve:
         self.start = time.perf_counter()
 
     def report(self, epoch: int, **values) -> None:
-        if not _number(epoch):
-            raise TypeError(f"report(epoch, ...): epoch must be a number, got {epoch!r}")
+        if not _number(epoch) or not float(epoch).is_integer():
+            raise TypeError(f"report(epoch, ...): epoch must be a whole number (an epoch or a step), got {epoch!r}")
+        epoch = int(epoch)
         point = {"epoch": epoch, **{k: _plain(v) for k, v in values.items()}}
         kept = [p for p in self.points if p["epoch"] < epoch]
         if not self.reported and kept:  # where this attempt took up the curve of an earlier one

@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from store import Store, schema
 from sweeps import cluster, faults, lock
 from sweeps.guard import Guard, guarded
 from sweeps.plan import default_pack, definition_differences, hyperparameter_names, packs
+from sweeps.trackers import Trackers, route
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Resources:
     accumulate: int = 1  # micro-batches per step (gradient accumulation)
     compile: bool = False  # torch.compile single trials' training steps
     retry_failed: bool = True  # a run re-runs the sweep's ``failed`` trials (--no-retry-failed: keep them)
+    trackers: Trackers = field(default_factory=Trackers)  # --log: where each trial's curve goes as it trains
 
     @property
     def gpus_per_task(self) -> float:
@@ -190,8 +192,13 @@ def run_trial(
         """Train ``ids`` together; a population that runs out of memory is split in two, down
         to single trials (a single trial out of memory fails, and Tune retries it)."""
         folders = [store.checkpoint_dir(sweep, i) for i in ids]
+        logs = (
+            {i: resources.trackers.open(store.sweep_dir(sweep), rows[i]) for i in ids}
+            if resources.trackers.kinds
+            else {}
+        )
         on_epoch = faults.worker_death(ids, store.sweep_dir(sweep), guarded(tune.report, guard))
-        on_epoch = faults.failure(ids, on_epoch)
+        on_epoch = route(faults.failure(ids, on_epoch), logs, ids[0])
         try:
             if schema.present(rows[ids[0]].get("trainer")):  # a registered trainable: one trial a pack
                 results = [train_trainable(rows[ids[0]], folders[0], device, on_epoch)]
@@ -199,6 +206,8 @@ def run_trial(
                 cfgs = [trial_config(rows[i], sweep, resources, device, simulated) for i in ids]
                 results = train_pack(cfgs, folders, store.sweep_dir(sweep), resources, on_epoch, guard)
         except Exception as e:
+            for log in logs.values():
+                log.close("failed")
             if len(ids) == 1 or not isinstance(e, torch.OutOfMemoryError):
                 raise
             why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -209,6 +218,8 @@ def run_trial(
                 if guard is not None:
                     guard.check()  # never write a result into a sweep another driver now runs
                 store.write_trial(sweep, result.row, result.curve)
+                if row["trial_id"] in logs:
+                    logs[row["trial_id"]].close(result.row["status"])
             return
         # Outside the except block, so that the failed population's tensors can be freed.
         gc.collect()
