@@ -199,12 +199,8 @@ def register(
     return decorate
 
 
-def entry(name: str) -> Entry:
-    return _REGISTRY.get(name)
-
-
-def names() -> list[str]:
-    return _REGISTRY.names()
+entry: Callable[[str], Entry] = _REGISTRY.get
+names: Callable[[], list[str]] = _REGISTRY.names
 
 
 def hyperparameter_names() -> list[str]:

@@ -74,6 +74,8 @@ COMMANDS = {
             "--workers": COUNTS,
             "--no-retry-failed": None,
             "--trainer": ["toy", "modadd", ""],
+            "--log": ["tensorboard", "mlflow", "wandb"],
+            "--mlflow-uri": ["file:///nowhere"],
         },
     ),
     "import": (
