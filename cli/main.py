@@ -160,6 +160,9 @@ def build_parser() -> Parser:
     from cli import external  # its parsers only; the readers load when the command runs
 
     external.add_parsers(sub, number)
+    from cli import slurm
+
+    slurm.add_parser(sub, at_least)
     return parser
 
 
@@ -255,6 +258,9 @@ def add_sweep_flags(p: argparse.ArgumentParser, epochs_type=int) -> None:
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """Where and how trials run: the cluster and each trial's resources."""
+    # `stability slurm` runs the commands that take these flags with check_only: every check that
+    # needs no cluster, then stop, before it submits them.
+    p.set_defaults(check_only=False)
     p.add_argument("--address", help="HOST:PORT of an existing Ray cluster (default: a local one on 127.0.0.1)")
     p.add_argument("--gpus-per-trial", type=number, help="may be fractional (default: 1 where the cluster has GPUs)")
     p.add_argument("--cpus-per-trial", type=number, default=1.0)
@@ -358,6 +364,10 @@ def dispatch(args: argparse.Namespace) -> int:
         from cli import external
 
         return external.import_(args) if args.command == "import" else external.export(args)
+    if args.command == "slurm":
+        from cli import slurm
+
+        return slurm.run(args)
     if args.command == "status":
         from cli import sweeps as commands
         from store import Store

@@ -175,6 +175,8 @@ def run(args) -> int:
         args.data_dir = study.data_dir
     scale, sweeps = plan_study(study, gpu=False)  # every check that needs no cluster, first
     commands.resources_from(args, commands.NO_CLUSTER)
+    if args.check_only:
+        return 0
     if args.dry_run and (study.preset is not None or study.trainers):  # nothing the cluster decides
         print(describe(study, scale, sweeps))
         return 0

@@ -103,6 +103,8 @@ NO_CLUSTER = cluster.ClusterInfo("(none)", 0, 0.0, 0.0)
 def sweep(args) -> int:
     scale, name, manifest = plan_sweep(args, gpu=False)
     resources_from(args, NO_CLUSTER)
+    if args.check_only:
+        return 0
     if args.dry_run:
         from sweeps.grid import describe
 
@@ -154,6 +156,8 @@ def grid(args) -> int:
 
     scale, sweeps = plan_figure(args, gpu=False)
     resources_from(args, NO_CLUSTER)
+    if args.check_only:
+        return 0
     if args.dry_run and args.preset is not None:
         announce(scale, True, False)
         print(describe(sweeps))
