@@ -18,6 +18,12 @@ from sweeps.trackers import Trackers
 def announce(scale: plan.Scale, explicit: bool, gpu: bool) -> None:
     why = "" if explicit else (" (the cluster has GPUs)" if gpu else " (the cluster has no GPU)")
     print(f"protocol: {scale.preset}{why}: {plan.PRESET_NOTES[scale.preset]}")
+    fields = ("dataset", "image_size", "patch_size", "epochs", "batch_size")
+    if any(getattr(scale, f) != plan.PRESETS[scale.preset][f] for f in fields):  # the note is the preset's
+        print(
+            f"  as your flags set it: {scale.dataset}, {scale.image_size} px / patch {scale.patch_size}, "
+            f"{scale.epochs} epoch(s), batch {scale.batch_size}"
+        )
     if scale.preset != "paper":
         print("the paper's protocol: add --preset paper --data-dir /path/to/imagenet (train/ and val/ class folders)")
 

@@ -126,7 +126,7 @@ trap 'rm -f "$RAY_AUTH_TOKEN_PATH"' EXIT
 
 requeue() {{  # USR1, {job.grace_s} s before the time limit
     if [ "$RUN" -ge {job.max_requeues} ]; then
-        echo "stability slurm: the time limit is near, and the job has run {job.max_requeues} times again already"
+        echo "stability slurm: the time limit is near; the job was restarted {job.max_requeues} times: not again"
     elif scontrol requeue "$SLURM_JOB_ID"; then
         echo "stability slurm: the time limit is near: job $SLURM_JOB_ID requeued itself; its sweep resumes"
     else

@@ -185,7 +185,7 @@ def test_usr1_before_the_time_limit_requeues_the_job_at_most_max_requeues_times(
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out  # the stand-in scontrol requeues nothing: the command ends
     assert ("scontrol requeue 77" in log.read_text()) is requeued, out
-    assert ("requeued itself" in out) is requeued and ("10 times again already" in out) is not requeued
+    assert ("requeued itself" in out) is requeued and ("restarted 10 times: not again" in out) is not requeued
     assert (f"run {restarts}" in out) and (("waiting 0 s" in out) is not requeued)
 
 

@@ -144,3 +144,15 @@ def test_status_counts_an_unfinished_sweep(tmp_path, capsys):
     assert s["best"].startswith(rows[0]["trial_id"])
     commands.print_status(store)
     assert "s " in capsys.readouterr().out
+
+
+def test_the_protocol_line_says_what_the_flags_changed_of_the_preset(capsys):
+    from cli import main
+
+    base = ["sweep", "--dry-run", "--model", "vit_c_1gf", "--optim", "adamw", "--trials", "2", "--preset", "smoke"]
+    assert main(base) == 0
+    assert "as your flags set it" not in capsys.readouterr().out
+    assert main([*base, "--dataset", "synthetic", "--batch-size", "64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("protocol: smoke: digits")  # the preset's own note
+    assert lines[1] == "  as your flags set it: synthetic, 8 px / patch 4, 1 epoch(s), batch 64"
