@@ -73,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
     from sweeps import slurm
 
     inner = inner_command(args.inner)
+    check_options(args)
     parsed = checked(inner)
     results = Path(parsed.results).resolve()
+    for path in (Path.cwd(), results):
+        if "\\" in str(path) or not str(path).isprintable():  # sbatch's #SBATCH reader mangles them
+            raise UserError(f"slurm: {str(path)!r} holds a backslash or a control character, which sbatch cannot take")
     job = slurm.SlurmJob(
         command=tuple(inner),
         python=sys.executable,
@@ -100,6 +104,49 @@ def run(args: argparse.Namespace) -> int:
         print(text, end="")
         return 0
     return submit(text, job)
+
+
+# The #SBATCH options the script itself sets and relies on: its output file, its requeue signal.
+OWNED = ("--output", "-o", "--open-mode", "--signal", "--chdir", "-D", "--requeue", "--no-requeue",
+         "--ntasks-per-node", "--job-name", "-J")  # fmt: skip
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Header values that would break the script, and a time limit too short for any run to train."""
+    given = [args.time, args.partition, args.account, *args.sbatch]
+    if any(value is not None and not value.isprintable() for value in given):
+        raise UserError("slurm: an option's value holds a control character (a newline?)")
+    for option in args.sbatch:
+        if not option.startswith("-"):
+            raise UserError(f"slurm: --sbatch takes an sbatch option such as --sbatch=--qos=high, got {option!r}")
+        if option.split("=")[0] in OWNED:
+            raise UserError(f"slurm: --sbatch={option}: the script sets {option.split('=')[0]} itself")
+    if args.time is not None:
+        least = args.grace + lock_wait_s() + 60
+        if time_limit_s(args.time) <= least:
+            raise UserError(
+                f"slurm: --time {args.time} leaves no time to train: a run needs more than --grace ({args.grace} s) "
+                f"+ a requeued run's wait ({lock_wait_s()} s) + a minute to start Ray, {least} s in all"
+            )
+
+
+def time_limit_s(text: str) -> float:
+    """Seconds of a time limit as sbatch takes it: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (or no limit)."""
+    if text.strip().lower() in ("unlimited", "infinite"):
+        return math.inf
+    days, _, clock = text.rpartition("-") if "-" in text else ("0", "", text)
+    parts = clock.split(":")
+    try:
+        numbers = [int(days)] + [int(part) for part in parts]
+    except ValueError:
+        raise UserError(f"slurm: --time {text!r}: use M, M:S, H:M:S, D-H, D-H:M or D-H:M:S") from None
+    if len(parts) > 3 or min(numbers) < 0:
+        raise UserError(f"slurm: --time {text!r}: use M, M:S, H:M:S, D-H, D-H:M or D-H:M:S")
+    if "-" in text:  # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = [*parts, "0", "0"][:3]
+        return numbers[0] * 86400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+    units = {1: (60,), 2: (60, 1), 3: (3600, 60, 1)}[len(parts)]
+    return sum(int(part) * unit for part, unit in zip(parts, units, strict=True))
 
 
 def inner_command(given: list[str]) -> list[str]:
@@ -179,8 +226,9 @@ def submit(text: str, job: SlurmJob) -> int:
     output. A refused job leaves no file and no folder behind."""
     if shutil.which("sbatch") is None:
         raise UserError("slurm: no sbatch here; run it on a machine of the Slurm cluster, or --print the script")
-    made = [p for p in (job.logs, *job.logs.parents) if not p.exists()]  # deepest first
+    made: list[Path] = []
     try:
+        made = [p for p in (job.logs, *job.logs.parents) if not p.exists()]  # deepest first
         job.logs.mkdir(parents=True, exist_ok=True)  # Slurm writes the job's output there: it must exist
         fd, name = tempfile.mkstemp(prefix=f".{job.job_name}-", suffix=".sbatch", dir=job.logs)
         with os.fdopen(fd, "w") as file:
@@ -195,7 +243,11 @@ def submit(text: str, job: SlurmJob) -> int:
         remove_folders(made)
         reason = (done.stderr.strip() or done.stdout.strip() or f"exit {done.returncode}").splitlines()[0]
         raise UserError(f"slurm: sbatch refused the job: {reason}")
-    job_id = done.stdout.strip().split(";")[0]
+    answer = done.stdout.strip().splitlines()[-1:] or [""]
+    job_id = answer[0].split(";")[0]
+    if not re.fullmatch(r"\d+(_\d+)?", job_id):  # a site's wrapper around sbatch may print more
+        print(f"submitted: sbatch said {done.stdout.strip()!r}; the script is kept as {pending}")
+        return 0
     kept = pending.rename(job.logs / f"{job.job_name}-{job_id}.sbatch")
     print(f"submitted job {job_id}: {kept}")
     print(f"its output: {job.logs / f'{job.job_name}-{job_id}.out'}")

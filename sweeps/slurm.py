@@ -80,8 +80,8 @@ def sbatch_lines(job: SlurmJob) -> list[str]:
 def ray_start_options(job: SlurmJob) -> list[str]:
     """What each node's Ray declares: the task's CPUs and the node's GPUs when asked for."""
     options = ["--include-dashboard=false"]
-    if job.cpus_per_task:
-        options.append(f"--num-cpus={job.cpus_per_task}")
+    # Ray counts every core of the node; the CPUs Slurm bound the task to are what nproc counts.
+    options.append(f"--num-cpus={job.cpus_per_task}" if job.cpus_per_task else '--num-cpus="$(nproc)"')
     if job.gpus_per_node:
         options.append(f"--num-gpus={job.gpus_per_node}")
     return options

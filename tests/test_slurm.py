@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import shutil
 import signal
@@ -91,6 +92,35 @@ def test_a_command_that_would_fail_is_refused_before_it_is_queued(inner, says, t
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        (["--time", "3"], "--time 3 leaves no time to train"),  # 180 s <= 120 + 70 + 60
+        (["--time", "2:30:00x"], "use M, M:S, H:M:S"),
+        (["--partition", "gpu\necho pwned"], "control character"),
+        (["--sbatch=qos=high"], "takes an sbatch option"),
+        (["--sbatch=--output=/elsewhere/%j.out"], "sets --output itself"),
+        (["--job-name", "../up"], "letters, digits"),
+    ],
+)
+def test_options_that_would_break_the_script_are_refused(options, says, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(["slurm", "--print", *options, "--", "sweep", *TINY])
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and says in lines[0], err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10", 600), ("10:30", 630), ("1:00:05", 3605), ("2-3", 183600), ("2-3:04", 183840), ("1-0:0:9", 86409)],
+)
+def test_time_limits_are_read_as_sbatch_reads_them(text, seconds):
+    from cli.slurm import time_limit_s
+
+    assert time_limit_s(text) == seconds
+    assert time_limit_s("UNLIMITED") == math.inf
+
+
 def test_without_sbatch_it_says_so_and_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no sbatch on it
@@ -123,7 +153,8 @@ def test_a_refused_submission_leaves_no_folder(tmp_path, monkeypatch):
 # and exits STUB_EXIT when it is the command.
 STUBS = {
     "srun": 'while [ "$1" != bash ]; do shift; done; exec "$@"',
-    "ray": 'echo "ray $1" >> "$STUB_LOG"; [ "$1" = symmetric-run ] || exit 0; [ -z "${STUB_RAY_FAILS:-}" ] || exit 0\n'
+    "ray": 'echo "ray $1 auth $RAY_AUTH_MODE $(stat -c %a "$RAY_AUTH_TOKEN_PATH")" >> "$STUB_LOG"\n'
+    '[ "$1" = symmetric-run ] || exit 0; [ -z "${STUB_RAY_FAILS:-}" ] || exit 0\n'
     'while [ "$1" != -- ]; do shift; done; shift; exec "$@"',
     "scontrol": 'echo "scontrol $*" >> "$STUB_LOG"',
     "hostname": '[ "$1" = --ip-address ] && echo 127.0.1.1 || echo "10.1.2.3 192.168.0.9"',
@@ -168,6 +199,7 @@ def test_the_job_exits_with_the_commands_status_and_fails_when_the_command_never
     assert process.returncode == code, out
     assert "Ray head 10.1.2.3:6379" in out  # the name's 127.0.1.1 skipped for the node's first IPv4
     ran = log.read_text()
+    assert "ray symmetric-run auth token 600" in ran  # Ray's token authentication, a token only its owner reads
     if "STUB_RAY_FAILS" in env:
         assert "command" not in ran and "the command did not finish (Ray did not start" in out
     else:
@@ -293,9 +325,9 @@ class Slurm:
             | {"SLURM_CONF": str(self.root / "d" / "slurm.conf"), "RAY_TMPDIR": str(self.root / "ray")}
         )
 
-    def run(self, argv: list[str], cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(self, argv: list[str], cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
         enter = ["nsenter", "-t", str(self.init), "--net", "--pid", "--mount", f"--wd={cwd or self.root}"]
-        return subprocess.run(enter + argv, env=self.env(), capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(enter + argv, env=env or self.env(), capture_output=True, text=True, timeout=180)
 
     def stability(self, argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
         return self.run([sys.executable, "-m", "cli", *argv], cwd=cwd)
@@ -373,11 +405,16 @@ def stored(store: Store, at_least: int, job_id: str, slurm: Slurm) -> pd.DataFra
 @pytest.mark.slow
 def test_a_sweep_job_requeued_by_its_time_signal_then_cancelled_and_submitted_again_finishes_once(slurm, tmp_path):
     # one trial at a time (a trial takes both CPUs), so that the signals land mid-sweep
-    sweep = ["sweep", *TINY, "--trials", "6", "--cpus-per-trial", "2", "--name", "long", "--results", "r"]
+    sweep = ["sweep", *TINY, "--trials", "8", "--cpus-per-trial", "2", "--name", "long", "--results", "r"]
     store = Store(tmp_path / "r")
     first = submitted(slurm.stability(["slurm", "--", *sweep], cwd=tmp_path))
-    # What Slurm sends --grace seconds before the time limit: USR1 to the batch shell.
     stored(store, 1, first, slurm)
+    # The job's Ray takes no connection without the run's token (Ray's token authentication).
+    no_token = {k: v for k, v in slurm.env().items() if not k.startswith("RAY_AUTH")}
+    client = "import ray\ntry:\n    ray.init(address='10.254.0.1:6379')\nexcept ConnectionError:\n    print('refused')"
+    assert slurm.run([sys.executable, "-c", client], env=no_token).stdout.strip().endswith("refused")
+    assert (slurm.job(first)["JobState"], slurm.job(first)["Restarts"]) == ("RUNNING", "0")  # its Ray was up
+    # What Slurm sends --grace seconds before the time limit: USR1 to the batch shell.
     slurm.run(["scancel", "--signal=USR1", "--batch", first])
     deadline = time.monotonic() + 120
     while slurm.job(first).get("Restarts") != "1" and time.monotonic() < deadline:
@@ -394,7 +431,7 @@ def test_a_sweep_job_requeued_by_its_time_signal_then_cancelled_and_submitted_ag
     slurm.run(["scancel", first])
     assert slurm.wait(first)["JobState"] == "CANCELLED"
     cancelled, _ = store.read_trials("long")
-    assert len(cancelled) < 6, "the job should have been cancelled mid-sweep"
+    assert len(cancelled) < 8, "the job should have been cancelled mid-sweep"
     deadline = time.monotonic() + 60  # the tasks' `ray stop` on SIGTERM
     while slurm.ray_processes() and time.monotonic() < deadline:
         time.sleep(1)
@@ -429,8 +466,10 @@ def test_a_command_that_fails_in_the_job_or_a_ray_that_never_starts_fails_the_jo
         "import os\nif os.environ.get('SLURM_JOB_ID'):\n    raise RuntimeError('no GPUs here after all')\n"
     )
     sweep = ["sweep", *TINY, "--trials", "2", "--results", "r", "--import", "fails_in_slurm.py"]
-    job = slurm.wait(submitted(slurm.stability(["slurm", "--", *sweep], cwd=tmp_path)))
+    job_id = submitted(slurm.stability(["slurm", "--", *sweep], cwd=tmp_path))
+    job = slurm.wait(job_id)
     assert (job["JobState"], job["ExitCode"]) == ("FAILED", "2:0")
+    assert "no GPUs here after all" in output_of(tmp_path / "r", job_id)
 
     # A port held by another process: `ray start` fails, symmetric-run still exits 0, and the job
     # fails because the command never wrote its status.
@@ -446,4 +485,5 @@ def test_a_command_that_fails_in_the_job_or_a_ray_that_never_starts_fails_the_jo
         holder.kill()
         holder.wait()
     assert (job["JobState"], job["ExitCode"]) == ("FAILED", "1:0")
-    assert "the command did not finish (Ray did not start" in output_of(tmp_path / "r", job_id)
+    out = output_of(tmp_path / "r", job_id)
+    assert "Failed to start Ray" in out and "the command did not finish (Ray did not start" in out
