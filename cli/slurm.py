@@ -132,7 +132,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def time_limit_s(text: str) -> float:
     """Seconds of a time limit as sbatch takes it: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S (or no limit)."""
-    if text.strip().lower() in ("unlimited", "infinite"):
+    if text.strip().lower() in ("unlimited", "infinite", "0"):  # sbatch: 0 is no limit too
         return math.inf
     days, _, clock = text.rpartition("-") if "-" in text else ("0", "", text)
     parts = clock.split(":")

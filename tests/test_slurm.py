@@ -118,7 +118,7 @@ def test_time_limits_are_read_as_sbatch_reads_them(text, seconds):
     from cli.slurm import time_limit_s
 
     assert time_limit_s(text) == seconds
-    assert time_limit_s("UNLIMITED") == math.inf
+    assert time_limit_s("UNLIMITED") == time_limit_s("0") == math.inf
 
 
 def test_without_sbatch_it_says_so_and_writes_nothing(tmp_path, monkeypatch):
