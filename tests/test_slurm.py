@@ -475,7 +475,7 @@ def test_a_command_that_fails_in_the_job_or_a_ray_that_never_starts_fails_the_jo
     # fails because the command never wrote its status.
     holder = subprocess.Popen(
         ["nsenter", "-t", str(slurm.init), "--net", sys.executable, "-c",
-         "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 6390)); s.listen(); time.sleep(600)"]
+         "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 6390)); s.listen(); time.sleep(600)"]
     )  # fmt: skip
     try:
         time.sleep(1)
