@@ -293,31 +293,40 @@ def counted(n: int, failed: int) -> str:
     return f"n={n}" + (f", {failed} failed left out" if failed else "")
 
 
+NOISE_COLUMNS = ["sweep", "seeds", "noise_mean", "noise_std", "noise_std_lo", "noise_std_hi", "noise_range"]
+
+
 def noise_floors(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per sweep with noise trials: the spread of the best (lr, wd)'s error across seeds."""
+    """Per sweep with noise trials: the spread of the best (lr, wd)'s error across seeds, with the
+    95% interval of its standard deviation (``stats.seed_noise_interval``; NaN from one seed)."""
     t = usable(trials)
     rows = []
     if t.empty or not noise_rows(t).any():
-        return pd.DataFrame(columns=["sweep", "seeds", "noise_mean", "noise_std", "noise_range"])
+        return pd.DataFrame(columns=NOISE_COLUMNS)
     for sweep, g in t[noise_rows(t)].groupby("noise_of"):
         err = schema.metric_values(g)
+        std = float(err.std(ddof=1)) if len(g) > 1 else float("nan")
+        low, high = stats.seed_noise_interval(std, len(g))
         rows.append(
             {
                 "sweep": sweep,
                 "seeds": len(g),
                 "noise_mean": float(err.mean()),
-                "noise_std": float(err.std(ddof=1)) if len(g) > 1 else float("nan"),
+                "noise_std": std,
+                "noise_std_lo": low,
+                "noise_std_hi": high,
                 "noise_range": float(err.max() - err.min()),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=NOISE_COLUMNS)
 
 
 def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per EDF sweep: its protocol, n, failed (left out), diverged (counted at the metric's
     diverged value: 100 for top-1 error), its best (``best_err``: the best value of the sweep's
     ``metric``, top-1 error for the built-in trainer), each summary of the distances to that best
-    with its bootstrap interval, and the seed-noise floor where `stability noise` measured one."""
+    with its interval (``stats.summary_intervals``), and the seed noise where `stability noise`
+    measured it (``seeds``, ``noise_std`` with its interval, ``noise_range``)."""
     rows = []
     floors = noise_floors(trials).set_index("sweep")
     failed = failed_counts(trials)
@@ -338,7 +347,9 @@ def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int 
         for name, (est, lo, hi) in summaries.items():
             row[name], row[f"{name}_lo"], row[f"{name}_hi"] = est, lo, hi
         if sweep in floors.index:
-            row.update(floors.loc[sweep, ["noise_std", "noise_range"]].to_dict())
+            row.update(
+                floors.loc[sweep, ["seeds", "noise_std", "noise_std_lo", "noise_std_hi", "noise_range"]].to_dict()
+            )
         row["metric"] = schema.metric_of_frame(g).name
         rows.append(row)
     return pd.DataFrame(rows)
@@ -393,37 +404,45 @@ def comparable(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return both["epochs"].nunique() <= 1 or _samples(both, "epochs")
 
 
-def comparisons(
-    trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int = 0, test_resamples: int = 9999
-) -> pd.DataFrame:
-    """Every pair of EDF sweeps of one protocol and optimizer (``comparable``): a permutation test
-    of their deltas (paired where both tried the same draws, ``stats.compare``) with its p-value
-    and the Holm-adjusted one (``p_holm``, across every pair of this table), each summary's
-    difference (first minus second) with a bootstrap interval, the seed noise of the difference
-    where measured, and the comparison in words.
+HOLM_FAMILY = ["protocol", "optimizer", "metric"]  # the pairs one EDF figure draws together
 
-    ``effect`` names the summary the test is on (mean delta where paired, median delta where
-    not) and ``effect_diff``/``effect_lo``/``effect_hi`` give its difference and interval: the
-    sentence reports that one quantity beside the test's p-value, so the two never disagree
-    about what differs."""
+
+def comparisons(trials: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Every pair of EDF sweeps of one protocol and optimizer (``comparable``): each summary's
+    difference (first minus second) with its interval and p-value, all from one resampling
+    (``stats.summary_differences``, paired where both tried the same draws), the seed-noise
+    floor of the tested difference where measured, and the comparison in words.
+
+    ``effect`` names the summary the test is on (the mean delta) and ``statistic``/``p_value`` and
+    ``effect_diff``/``effect_lo``/``effect_hi`` give its difference, p-value and interval, which
+    agree: p <= 0.05 exactly when the interval excludes 0. ``p_holm`` is Holm-adjusted within its
+    family (``holm_family``): the pairs of one protocol, optimizer and metric, which is the set of
+    sweeps one EDF figure draws and one claim of the paper (Figure 4 under AdamW, Figure 5 under
+    SGD) is about; a report holds several such families and adjusts each on its own."""
     sets = edf_sets(trials)
-    floors = noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
+    noise = noise_floors(trials).set_index("sweep")
     rows = []
     names = sorted(sets)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             if comparable(sets[a], sets[b]):
-                rows.append(compare_pair(a, b, sets[a], sets[b], floors, n_resamples, seed, test_resamples))
+                rows.append(compare_pair(a, b, sets[a], sets[b], noise, n_resamples, seed))
     if not rows:
         return pd.DataFrame()
     out = pd.DataFrame(rows)
-    out.insert(out.columns.get_loc("p_value") + 1, "p_holm", stats.holm(out["p_value"]))
-    out["in_words"] = [
-        in_words(*named(r.a, r.b, r.model_a, r.model_b), (r.effect_diff, r.effect_lo, r.effect_hi), r.noise_std,
-                 noise_source(r.a, r.b, floors), r.p_holm, effect=r.effect, paired=r.paired, unit=unit_of(r.metric))
-        for r in out.itertuples()
-    ]  # fmt: skip
+    families = out.groupby(HOLM_FAMILY, sort=False)
+    p_holm = families["p_value"].transform(lambda p: pd.Series(stats.holm(p), index=p.index))
+    out.insert(out.columns.get_loc("p_value") + 1, "p_holm", p_holm)
+    size = families["p_value"].transform("size")
+    names = [family_name(r.optimizer, r.protocol, m) for r, m in zip(out.itertuples(), size, strict=True)]
+    out.insert(out.columns.get_loc("p_holm") + 1, "holm_family", names)
+    out["in_words"] = [in_words(r) for r in out.itertuples()]
     return out
+
+
+def family_name(optimizer: str, protocol: str, pairs: int) -> str:
+    """A Holm family in words: "the 3 adamw pairs of protocol X"."""
+    return f"the {pairs} {optimizer} pair{'s' * (pairs != 1)} of protocol {protocol}"
 
 
 def named(a: str, b: str, model_a: str, model_b: str) -> tuple[str, str]:
@@ -431,12 +450,14 @@ def named(a: str, b: str, model_a: str, model_b: str) -> tuple[str, str]:
     return (model_a, model_b) if model_a != model_b else (a, b)
 
 
-def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, floors: dict, n_resamples: int, seed: int,
-                 test_resamples: int) -> dict:  # fmt: skip
-    """One row of ``comparisons``: the test, the summaries' differences and the noise floor."""
+def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, noise: pd.DataFrame, n_resamples: int,
+                 seed: int) -> dict:  # fmt: skip
+    """One row of ``comparisons``: the summaries' differences, the test and the noise floor."""
     paired = same_draws(ga, gb)
-    ea = ga.sort_values("index")["metric_score"] if paired else ga["metric_score"]
-    eb = gb.sort_values("index")["metric_score"] if paired else gb["metric_score"]
+    ga, gb = (ga.sort_values("index"), gb.sort_values("index")) if paired else (ga, gb)
+    ea, eb = ga["metric_score"].to_numpy(), gb["metric_score"].to_numpy()
+    diffs = stats.summary_differences(ea, eb, paired=paired, n_resamples=n_resamples, seed=seed)
+    tested = diffs[stats.EFFECT]
     row = {
         "a": a,
         "b": b,
@@ -446,17 +467,46 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, floors: dic
         "optimizer": ga["optimizer"].iloc[0],
         "metric": schema.metric_of_frame(ga).name,
         "paired": paired,
-        **stats.compare(ea, eb, paired=paired, n_resamples=test_resamples, seed=seed),
+        "test": stats.PAIRED_TEST if paired else stats.UNPAIRED_TEST,
+        "effect": stats.EFFECT,
+        "statistic": tested.estimate,
+        "p_value": tested.p_value,
     }
-    diffs = stats.compare_summaries(ea, eb, paired=paired, n_resamples=n_resamples, seed=seed)
-    for name, (d, lo, hi) in diffs.items():
-        row[f"{name}_diff"], row[f"{name}_lo"], row[f"{name}_hi"] = d, lo, hi
-    effect = row["effect"]  # the tested summary: its difference is the test's statistic
-    row["effect_diff"], row["effect_lo"], row["effect_hi"] = (row[f"{effect}_{k}"] for k in ("diff", "lo", "hi"))
-    noise = stats.difference_noise(floors.get(a, np.nan), floors.get(b, np.nan))
-    row["noise_std"] = noise
-    row["beyond_noise"] = bool(abs(row["effect_diff"]) > noise) if np.isfinite(noise) else None
+    for name, r in diffs.items():
+        row[f"{name}_diff"], row[f"{name}_lo"], row[f"{name}_hi"] = r.estimate, r.low, r.high
+    row["effect_diff"], row["effect_lo"], row["effect_hi"] = tested.estimate, tested.low, tested.high
+    row.update(pair_noise(a, b, ga, gb, ea, eb, noise, seed))
+    floor = row["noise_floor"]
+    row["beyond_noise"] = bool(abs(tested.estimate) > floor) if np.isfinite(floor) else None
     return row
+
+
+def pair_noise(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, ea: np.ndarray, eb: np.ndarray,
+               noise: pd.DataFrame, seed: int) -> dict:  # fmt: skip
+    """The seed-noise floor of a pair's tested difference (``stats.noise_floor``) with its interval,
+    the seeds behind it (``noise_seeds``) and where it comes from (``noise_source``); where one
+    sweep's noise was measured it stands for both; a sweep measured with one seed has none."""
+
+    def measured(sweep: str) -> tuple[float, float, float] | None:
+        if sweep not in noise.index or not np.isfinite(noise.loc[sweep, "noise_std"]):
+            return None
+        return tuple(float(noise.loc[sweep, k]) for k in ("noise_std", "noise_std_lo", "noise_std_hi"))
+
+    seeds = {s: int(noise.loc[s, "seeds"]) for s in (a, b) if s in noise.index}
+    na, nb = measured(a), measured(b)
+    out = {"noise_floor": np.nan, "noise_floor_lo": np.nan, "noise_floor_hi": np.nan, "noise_shift": np.nan,
+           "noise_seeds": " + ".join(f"{seeds[s]} ({s})" for s in sorted(seeds))}  # fmt: skip
+    if na is None and nb is None:
+        one = [s for s, k in seeds.items() if k == 1]
+        out["noise_source"] = f"{' and '.join(one)} measured with one seed: no spread" if one else ""
+        return out
+    out["noise_source"] = (
+        "both sweeps' noise runs" if na and nb else f"{a if na else b}'s noise runs, assumed for both sweeps"
+    )
+    floor = stats.noise_floor(ea, eb, na or nb, nb or na, fixed_a=(ga["status"] == "diverged").to_numpy(),
+                              fixed_b=(gb["status"] == "diverged").to_numpy(), seed=seed)  # fmt: skip
+    out.update(noise_floor=floor.floor, noise_floor_lo=floor.low, noise_floor_hi=floor.high, noise_shift=floor.shift)
+    return out
 
 
 def unit_of(metric: str) -> str:
@@ -464,42 +514,26 @@ def unit_of(metric: str) -> str:
     return "points" if metric == schema.TOP1_ERR.name else f"(in {metric})"
 
 
-def noise_source(a: str, b: str, floors: dict) -> str:
-    """Where the noise of a difference comes from, in words (the same whichever sweep is first)."""
-    measured = sorted(s for s in (a, b) if np.isfinite(floors.get(s, np.nan)))
-    if len(measured) == 2:
-        return "from both sweeps' noise runs"
-    return f"sqrt(2)×σ of {measured[0]}'s noise runs" if measured else ""
-
-
-def in_words(
-    a: str,
-    b: str,
-    diff: tuple[float, float, float],
-    noise: float,
-    source: str = "",
-    p_holm: float = float("nan"),
-    *,
-    effect: str = "median_delta",
-    paired: bool = False,
-    unit: str = "points",
-) -> str:
-    """E.g. "vit_c_4gf's mean delta over the same draws is lower than vit_p_4gf's by 2.10 points,
-    95% CI [1.20, 3.00] (Holm-adjusted p = 0.004); seed noise of the difference ≈ 0.60 points
-    (from both sweeps' noise runs): exceeded". ``effect`` names the summary of ``diff``, which
-    must be the one the p-value's test is on (``stats.TESTED``), so that the sentence is one claim.
-    ``unit``: what a distance is counted in (points of top-1 error; another metric's own units)."""
-    d, lo, hi = diff
-    way = "lower" if d < 0 else "higher"
-    what = effect.replace("_", " ") + (" over the same draws" if paired else "")
+def in_words(r) -> str:
+    """One comparison (a row of ``comparisons``) as one claim, e.g. "vit_c_4gf's mean delta over the
+    same draws is lower than vit_p_4gf's by 2.10 points, 95% CI [-3.00, -1.20], p = 0.002 (Holm over
+    the 3 adamw pairs of protocol X: 0.006); seed-noise floor of this difference 0.45 points (95% CI
+    0.24-2.8; 3 (a) + 3 (b) seeds, both sweeps' noise runs): exceeded". The interval and the p-value
+    are read off one resampling and agree; the floor is the spread of this very difference under
+    the measured seed noise. ``unit``: points of top-1 error, or another metric's own units."""
+    a, b = named(r.a, r.b, r.model_a, r.model_b)
+    unit = unit_of(r.metric)
     f = ".2f" if unit == "points" else ".3g"  # points of error as the paper writes them; other units as they come
-    text = f"{a}'s {what} is {way} than {b}'s by {abs(d):{f}} {unit}, 95% CI [{lo:{f}}, {hi:{f}}]"
-    if lo <= 0 <= hi:
-        text += " (the interval includes 0)"
-    if np.isfinite(p_holm):
-        text += f" (Holm-adjusted p = {p_holm:.3g})"
-    if np.isfinite(noise):
-        said = f" ({source})" if source else ""
-        text += f"; seed noise of the difference ≈ {noise:{f}} {unit}{said}: "
-        text += "exceeded" if abs(d) > noise else "not exceeded"
+    d, lo, hi = r.effect_diff, r.effect_lo, r.effect_hi
+    what = r.effect.replace("_", " ") + (" over the same draws" if r.paired else "")
+    text = f"{a}'s {what} is {'lower' if d < 0 else 'higher'} than {b}'s by {abs(d):{f}} {unit}, "
+    text += f"95% CI [{lo:{f}}, {hi:{f}}]"
+    if np.isfinite(r.p_value):
+        text += f", p = {r.p_value:.3g} (Holm over {r.holm_family}: {r.p_holm:.3g})"
+    if np.isfinite(r.noise_floor):
+        text += (f"; seed-noise floor of this difference {r.noise_floor:{f}} {unit} (95% CI {r.noise_floor_lo:{f}}-"
+                 f"{r.noise_floor_hi:{f}}; {r.noise_seeds} seeds, {r.noise_source}): ")  # fmt: skip
+        text += "exceeded" if abs(d) > r.noise_floor else "not exceeded"
+    elif r.noise_source:
+        text += f"; no seed-noise floor ({r.noise_source})"
     return text

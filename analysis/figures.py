@@ -22,6 +22,7 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.patches import Patch
 
 from analysis import experiments, stats
 from store import schema
@@ -57,6 +58,7 @@ def optim_markers(optims) -> dict[str, str]:
 
 
 COLUMN_WIDTH = 6.75  # inches: a two-column paper's full text width
+BAND_LABEL = "95% simultaneous band"
 EDF_MAX = 20.0  # the paper's EDF axis (points of top-1 error above a sweep's best)
 STYLE = {"font.size": 8, "axes.titlesize": 9, "axes.labelsize": 8, "legend.fontsize": 7, "lines.linewidth": 1.4}
 
@@ -349,10 +351,12 @@ def _edf_curves(
     failed: dict[str, int] | None = None,
     grid: np.ndarray | None = None,
 ) -> None:
-    """EDFs of delta error with bootstrap bands on ``grid`` (default: ``edf_range`` of ``sets``;
-    panels compared side by side pass one grid); a sweep's seed-noise floor (the standard
-    deviation of its best (lr, wd) across seeds) as a dotted line of its colour. The legend gives
-    each sweep's n and the failed trials its EDF leaves out."""
+    """EDFs of delta error with 95% simultaneous bands on ``grid`` (``stats.edf_band``: the whole
+    expected EDF lies inside its band, so two bands that do not overlap anywhere differ; default
+    grid: ``edf_range`` of ``sets``; panels compared side by side pass one grid); a sweep's
+    seed-noise floor (the standard deviation of its best (lr, wd) across seeds) as a dotted line of
+    its colour. The legend gives each sweep's n and the failed trials its EDF leaves out, and
+    names the band."""
     colors = colors or sweep_colors(sets)
     grid = edf_range(sets) if grid is None else grid
     for sweep, g in sorted(sets.items()):
@@ -372,7 +376,9 @@ def _edf_curves(
     ax.set_ylim(0, 1)
     ax.set_xlabel(delta_label(sets_metric(sets)))
     ax.set_ylabel("cumulative fraction")
-    ax.legend(frameon=False, loc="lower right")
+    handles, _ = ax.get_legend_handles_labels()
+    band = Patch(facecolor="0.5", alpha=0.2, linewidth=0, label=BAND_LABEL)
+    ax.legend(handles=[*handles, band], frameon=False, loc="lower right")
 
 
 def _optimizer_sets(trials: pd.DataFrame, optim: str) -> dict[str, pd.DataFrame]:
@@ -399,10 +405,13 @@ def figure_edfs(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, co
 
 
 @plt.rc_context(STYLE)
-def figure_expected_best(trials: pd.DataFrame, optim: str, *, colors: dict[str, tuple] | None = None):
-    """Expected best error of k random trials against k (Dodge et al. 2019), per sweep of one
-    optimizer, with one standard deviation shaded: how many trials a model needs. ``colors``: as
-    in ``figure_edf``."""
+def figure_expected_best(
+    trials: pd.DataFrame, optim: str, *, colors: dict[str, tuple] | None = None, replace: bool = False
+):
+    """Expected best error of k random trials against k, per sweep of one optimizer, with one
+    standard deviation shaded: how many trials a model needs. One estimator for every curve
+    (``stats.expected_best``): without replacement (unbiased) unless ``replace``; the axis says
+    which. ``colors``: as in ``figure_edf``."""
     sets, colors = _optimizer_sets(trials, optim), colors or store_colors(trials)
     failed = experiments.failed_counts(trials)
     fig, axes = _axes(1, height=3.0)
@@ -413,17 +422,16 @@ def figure_expected_best(trials: pd.DataFrame, optim: str, *, colors: dict[str, 
     if not sets:
         _empty(ax, f"{optim_name(optim)} sweeps")
     for sweep, g in sorted(sets.items()):
-        # a metric whose diverged trials count as infinite: without replacement, whose best of k is
-        # finite once k exceeds the diverged trials (with replacement it never is); those k are drawn
-        finite = bool(np.isfinite(g["metric_score"]).all())
-        curve = stats.expected_best(g["metric_score"], range(1, len(g) + 1), replace=finite)
+        # where diverged trials count as infinite, the best of k is infinite for small k (and for
+        # every k with replacement): only its finite points are drawn
+        curve = stats.expected_best(g["metric_score"], range(1, len(g) + 1), replace=replace)
         curve = curve[np.isfinite(curve["mean"])]
         mean, color = metric.sign * curve["mean"], colors[sweep]  # back in the metric's own direction
         ax.plot(curve["k"], mean, color=color, label=_counted_label(sweep, g, sets, failed))
         ax.fill_between(curve["k"], mean - curve["std"], mean + curve["std"], color=color, alpha=0.2)
     if sets:
         _log_axis(ax)
-        ax.set_xlabel("trials k")
+        ax.set_xlabel(f"trials k (drawn {stats.estimator_name(replace)})")
         ax.set_ylabel(f"expected best {metric.label}")
         ax.legend(frameon=False, loc="upper right")
     fig.tight_layout()

@@ -1,8 +1,9 @@
 """`stability report`: one self-contained HTML file of a results store, to share.
 
-Everything a reader needs beside the EDFs, per sweep set: bands and seed-noise floors,
-error against each sampled dimension, expected-best curves, importances, comparisons (tests
-named, p-values Holm-adjusted across the page), Figures 2-5 where the store holds their runs
+Everything a reader needs beside the EDFs, per sweep set: simultaneous bands and seed-noise
+floors, error against each sampled dimension, expected-best curves (one estimator, named),
+importances, comparisons (tests named, p-values Holm-adjusted within each named family: the
+pairs of one protocol and optimizer), Figures 2-5 where the store holds their runs
 (once per protocol), each sweep's protocol and its failed trials (left out, and counted), and
 what the store still lacks with the command that fills it. A sweep has one colour in every
 figure of the page (``figures.store_colors``). Figures are
@@ -22,7 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis import experiments
+from analysis import experiments, stats
 from analysis import figures as figs
 from analysis.importance import importance
 from analysis.report import HOW_TO, figure_protocols, missing_parts
@@ -100,7 +101,9 @@ def paper_figures(trials: pd.DataFrame, figure: str, n_resamples: int, colors: d
     return parts
 
 
-def optimizer_parts(trials: pd.DataFrame, optim: str, n_resamples: int, colors: dict[str, tuple]) -> list[str]:
+def optimizer_parts(
+    trials: pd.DataFrame, optim: str, n_resamples: int, colors: dict[str, tuple], replace: bool = False
+) -> list[str]:
     """The EDF and expected-best figures of one optimizer's sweeps: once per protocol of them, so
     that sweeps of two protocols never share a panel (headed by the protocol where several)."""
     held = experiments.edf_protocols(trials, optim)
@@ -108,12 +111,12 @@ def optimizer_parts(trials: pd.DataFrame, optim: str, n_resamples: int, colors: 
     for p in held:
         mine = experiments.of_protocol(trials, p)
         figures = [png(figs.figure_edfs(mine, optim, n_resamples=n_resamples, colors=colors)),
-                   png(figs.figure_expected_best(mine, optim, colors=colors))]  # fmt: skip
+                   png(figs.figure_expected_best(mine, optim, colors=colors, replace=replace))]  # fmt: skip
         parts += [section(f"Protocol {p}", *figures, level=3)] if len(held) > 1 else figures
     return parts
 
 
-def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str:
+def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replace: bool = False) -> str:
     sets = experiments.edf_sets(trials)
     body = [
         f"<h1>Stability report: {html.escape(str(results))}</h1>",
@@ -137,12 +140,14 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
             section(
                 "Stability summary",
                 "<p>Per EDF sweep: the share of trials within 1/2/4/8 points of the best, the median and mean "
-                "delta, the area under the EDF up to 10 points, each with a 95% bootstrap interval (distances "
-                "in the sweep's <code>metric</code>: points of top-1 error for the built-in trainer); "
+                "delta, the area under the EDF up to 10 points, each with a 95% interval for its expected value "
+                "at the sweep's size (the draws resampled, the best redrawn from the spread of the lowest trials; "
+                "distances in the sweep's <code>metric</code>: points of top-1 error for the built-in trainer); "
                 "<code>best_err</code>: the sweep's best value of its metric; "
                 "<code>failed</code>: trials left out (infrastructure faults), <code>diverged</code>: trials counted "
                 "at the metric's diverged value (error 100 for top-1 error); "
-                "<code>noise_std</code>/<code>noise_range</code>: the spread of the best (lr, wd) across "
+                "<code>seeds</code>, <code>noise_std</code> (with its 95% interval, <code>noise_std_lo</code>/"
+                "<code>noise_std_hi</code>) and <code>noise_range</code>: the spread of the best (lr, wd) across "
                 "seeds, where <code>stability noise</code> measured it.</p>",
                 table(summary),
             )
@@ -152,9 +157,10 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         name = figs.optim_name(optim)
         parts = [
             "<p>EDFs of Δ top-1 error (another metric: the distance to the best in its direction) with 95% "
-            "bootstrap bands (dotted: seed-noise floors), then the expected best of k random trials (Dodge et "
-            "al. 2019) with one standard deviation.</p>",
-            *optimizer_parts(trials, optim, n_resamples, colors),
+            "simultaneous bands (the whole expected EDF lies inside its band; dotted: seed-noise floors), then "
+            f"the expected best of k random trials, drawn {stats.estimator_name(replace)}, with one standard "
+            "deviation.</p>",
+            *optimizer_parts(trials, optim, n_resamples, colors, replace),
         ]
         parts += [sweep_parts(sweep, g, failed.get(sweep, 0)) for sweep, g in sorted(mine.items())]
         body.append(section(f"{name} sweeps", *parts))
@@ -163,13 +169,16 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
         words = "".join(f"<li>{html.escape(s)}</li>" for s in pairs["in_words"])
         shown = pairs.drop(columns=["in_words"])
         tests = ", ".join(sorted(set(pairs["test"])))
+        families = "; ".join(sorted(set(pairs["holm_family"])))
         said = (
-            f"<p>Pairs of sweeps of one protocol and optimizer. Tests: {html.escape(tests)}; "
-            f"<code>p_holm</code>: the p-values Holm-adjusted across this report's {len(pairs)} comparison(s). "
-            "Each sentence gives the difference its test is on (<code>effect</code>): the mean delta over the "
-            "same draws for a paired test, the median delta otherwise, with its 95% bootstrap interval. "
-            "The seed noise of a difference combines both sweeps' noise runs where both were measured, "
-            "else is sqrt(2) times the one measured.</p>"
+            f"<p>Pairs of sweeps of one protocol and optimizer. Tests: {html.escape(tests)}. Each tests equal "
+            "stability whatever the two sweeps' levels (no expected difference of mean deltas), and its p-value "
+            "and the 95% interval of each sentence are read off one resampling, so they agree. "
+            "<code>p_holm</code>: Holm-adjusted within each family of pairs drawn together in one figure "
+            f"(<code>holm_family</code>: {html.escape(families)}). The seed-noise floor is the spread of the "
+            "compared difference when every trial is re-run under the measured seed noise (with its 95% interval "
+            "and the seeds behind it); the noise is measured at each sweep's best only, so the floor assumes the "
+            "same noise at every draw.</p>"
         )
         body.append(section("Comparisons (same optimizer and protocol)", said, f"<ul>{words}</ul>", table(shown)))
     paper, lacking = [], []
@@ -189,14 +198,17 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000) -> str
     )
 
 
-def write_report(results: str | os.PathLike, out: str | os.PathLike, *, n_resamples: int = 1000) -> Path | None:
-    """Write the report; None when the store holds no trial."""
+def write_report(
+    results: str | os.PathLike, out: str | os.PathLike, *, n_resamples: int = 1000, replace: bool = False
+) -> Path | None:
+    """Write the report; None when the store holds no trial. ``replace``: expected-best curves drawn
+    with replacement (Dodge et al. 2019) instead of without (unbiased)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableResultWarning)  # `stability status` names them
         trials = load_trials(results)
     if trials.empty:
         return None
-    text = build(trials, str(results), n_resamples=n_resamples)
+    text = build(trials, str(results), n_resamples=n_resamples, replace=replace)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

@@ -1,24 +1,50 @@
-"""EDFs of delta top-1 error, stability summaries, bootstrap bands and permutation tests.
+"""EDFs of distances to the best, stability summaries, and the intervals, bands and tests on them.
 
-DESIGN section 7: with d_i = err_i - min_j err_j, F(x) = (1/n) #{i : d_i <= x}; diverged
-trials count in n with error 100. Every function takes outcomes with lower better: top-1
-errors, or any metric's scores (``store.schema.scores``: negated where higher is better,
-diverged trials at the metric's diverged value, which may be infinite). Uncertainty comes
-from scipy's bootstrap (the baseline is re-estimated inside every resample, since it is itself
-a statistic of the sample); tests are scipy's permutation tests (paired where two sweeps tried
-the same draws), Holm-adjusted.
+With d_i = err_i - min_j err_j, F(x) = (1/n) #{i : d_i <= x}; diverged trials count in n at the
+metric's diverged value (error 100 for top-1 error). Every function takes outcomes with lower
+better: top-1 errors, or any metric's scores (``store.schema.scores``).
+
+Every summary is measured from the sweep's best, which is itself a noisy statistic: the estimand
+of a summary is its expected value over re-runs of a sweep of the same size (new draws, new
+seeds). Its uncertainty comes from one resampling scheme, used for every interval, band and test
+(docs/analysis.md, "Statistics", says why and shows its calibration):
+
+- the draws are resampled with replacement (the same indices in both sweeps where they are
+  paired), for the part of each summary that is an average over draws;
+- the best is *not* taken from the resample (a resample keeps the sample's minimum only about
+  63% of the time and never goes below it, so its spread is far too small): it is the observed
+  best plus a fluctuation of the size of the best's sampling spread, estimated from the gaps
+  between the sweep's lowest trials (``best_spread``), with the skew of a minimum (Gumbel);
+- a fraction of trials carries one pseudo-trial, within or not with equal odds (in a pair, within
+  in one sweep and not in the other), so that a fraction at 0 or 1, or a pair with no discordant
+  draw, does not collapse to a zero-width interval (the resampling analogue of Agresti and
+  Coull's added trials).
+
+An interval is the resampled distribution centred on the estimate (the estimate is unbiased for
+its estimand, so the resamples' own bias is taken out); a p-value is read off the same resamples,
+so that p <= alpha exactly when the 1 - alpha interval excludes 0. scipy's ``bootstrap`` resamples data
+only, so it cannot redraw the baseline apart from the draws; this is written by hand for that.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import integrate, special, stats
+from scipy import special
+from scipy import stats as scipy_stats
 
 WITHIN = (1.0, 2.0, 4.0, 8.0)
+AUC_UP_TO = 10.0  # the area under the EDF is taken on [0, 10] points
+SENSITIVITY_CAP = 10.0
+SUMMARIES = ("within_1", "within_2", "within_4", "within_8", "median_delta", "mean_delta", "auc", "lr_sensitivity")
+COMPARED = ("within_1", "within_2", "within_4", "within_8", "median_delta", "mean_delta", "auc")
+FRACTIONS = {"within_1", "within_2", "within_4", "within_8"}
+EFFECT = "mean_delta"  # the summary whose difference a comparison tests: the area above each EDF
+CONFIDENCE = 0.95
 
 
 def as_errors(errors: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -27,6 +53,30 @@ def as_errors(errors: Sequence[float] | np.ndarray) -> np.ndarray:
     if arr.size == 0:
         raise ValueError("an EDF needs at least one trial")
     return np.where(np.isnan(arr), 100.0, arr)
+
+
+def largest_finite(errors: Sequence[float] | np.ndarray) -> float:
+    """The largest finite score: where an infinite score (a diverged trial of a metric whose
+    diverged value is infinite, such as a loss) is capped for means and medians, so that it counts
+    as at least as bad as the worst trial that trained; 0 where no score is finite."""
+    arr = as_errors(errors)
+    finite = arr[np.isfinite(arr)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+def finite_scores(errors: Sequence[float] | np.ndarray, cap: float | None = None) -> np.ndarray:
+    """Scores with every infinite one at ``cap`` (default ``largest_finite``): what means and
+    medians of distances are taken on. Fractions within k and EDFs keep the infinity (a diverged
+    trial is never near the best)."""
+    arr = as_errors(errors)
+    return np.where(np.isfinite(arr), arr, largest_finite(arr) if cap is None else cap)
+
+
+def best_of(errors: Sequence[float] | np.ndarray) -> float:
+    """The best (lowest) finite score; 0 where none is finite (every trial alike)."""
+    arr = as_errors(errors)
+    finite = arr[np.isfinite(arr)]
+    return float(finite.min()) if finite.size else 0.0
 
 
 def deltas(errors: Sequence[float] | np.ndarray, baseline: float | None = None) -> np.ndarray:
@@ -48,163 +98,221 @@ def edf_at(errors, grid: Sequence[float] | np.ndarray, baseline: float | None = 
     return np.searchsorted(x, np.asarray(grid, dtype=float), side="right") / x.size
 
 
-def _edf_stat(sample: np.ndarray, grid: np.ndarray, axis: int = -1) -> np.ndarray:
-    """F on the grid for (a batch of) resamples, each with its own best trial as baseline."""
-    d = sample - sample.min(axis=axis, keepdims=True)
-    out = (d[..., None] <= grid).mean(axis=-2)  # (resamples, grid) or (grid,)
-    return np.moveaxis(out, -1, 0)  # scipy wants the resample axis last
+def _summaries(x: np.ndarray, best: np.ndarray, pseudo: np.ndarray | None = None, cap: float = math.inf) -> np.ndarray:
+    """Every summary (``SUMMARIES`` order, last axis) of sets ``x`` (..., n) against baselines
+    ``best`` (...,); ``pseudo`` (...,): one more trial per fraction, within (1) or not (0);
+    ``cap``: where an infinite score counts in means and medians (``largest_finite``)."""
+    d = x - best[..., None]
+    capped = np.where(np.isinf(x), cap - best[..., None], d)
+    n = x.shape[-1]
+    counts = [np.count_nonzero(d <= k, axis=-1) for k in WITHIN]
+    fractions = [c / n if pseudo is None else (c + pseudo) / (n + 1) for c in counts]
+    auc = np.clip(1.0 - d / AUC_UP_TO, 0.0, 1.0).mean(axis=-1)  # the EDF's area on [0, 10], exactly
+    rest = [np.median(capped, axis=-1), capped.mean(axis=-1), auc, np.minimum(d, SENSITIVITY_CAP).mean(axis=-1)]
+    return np.stack([*fractions, *rest], axis=-1)
 
 
-def summarize(errors, *, auc_up_to: float = 10.0, cap: float = 10.0, baseline: float | None = None) -> dict:
+def summarize(errors, *, baseline: float | None = None) -> dict:
     """Stability summaries of one set of trials.
 
     within_k: fraction of trials within k points of the best; median_delta; mean_delta (the
-    area above the EDF: the expected excess error of a random draw over the best, what a paired
-    comparison tests); auc: the area under the EDF from 0 to ``auc_up_to``, divided by it (1 =
-    every trial as good as the best);
-    lr_sensitivity: mean over the trials of min(delta, cap), lower is more stable.
+    area above the EDF: the expected excess error of a random draw over the best, what a
+    comparison tests); auc: the area under the EDF from 0 to 10 points, divided by 10 (1 = every
+    trial as good as the best); lr_sensitivity: mean over the trials of min(delta, 10), lower is
+    more stable. An infinite score is never within k, and counts at the largest finite score in
+    the median and mean (``largest_finite``).
     """
-    d = deltas(errors, baseline)
-    grid = np.linspace(0.0, auc_up_to, 401)
-    out = {f"within_{k:g}": float(np.mean(d <= k)) for k in WITHIN}
-    out["median_delta"] = float(np.median(d))
-    out["mean_delta"] = float(np.mean(d))
-    out["auc"] = float(integrate.trapezoid(edf_at(errors, grid, baseline), grid) / auc_up_to)
-    out["lr_sensitivity"] = float(np.mean(np.minimum(d, cap)))
-    out["n"] = int(d.size)
+    x = as_errors(errors)
+    best = np.array(best_of(x) if baseline is None else baseline, dtype=float)
+    out = dict(zip(SUMMARIES, map(float, _summaries(x, best, cap=largest_finite(x))), strict=True))
+    out["n"] = int(x.size)
     return out
 
 
-def edf_band(
-    errors, grid: Sequence[float] | np.ndarray, *, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """A pointwise bootstrap confidence band (percentile) for the EDF on ``grid``."""
-    arr, grid = as_errors(errors), np.asarray(grid, dtype=float)
-    if arr.size < 2:
-        point = edf_at(arr, grid)
-        return point, point
-    res = stats.bootstrap(
-        (arr,),
-        lambda s, axis=-1: _edf_stat(s, grid, axis),
-        vectorized=True,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-    )
-    point = edf_at(arr, grid)
-    # the percentile interval of a step function can sit just off its own point estimate
-    return np.minimum(res.confidence_interval.low, point), np.maximum(res.confidence_interval.high, point)
+# E[x(k+1) - x(1)] / sd(best) for the k lowest gaps, measured on sweeps whose errors are a smooth
+# surface over the hyperparameters plus Gaussian seed noise (docs/analysis.md, "Statistics").
+SPREAD_DIVISOR = {1: 0.9, 2: 1.5, 3: 2.0}
+
+
+def best_spread(scores: Sequence[float] | np.ndarray) -> float:
+    """The standard deviation of a sweep's best over re-runs of the sweep, estimated from the
+    distance between its best and its fourth-best finite trial (its three lowest gaps). The best of
+    n noisy trials moves by about the gaps between the lowest trials; one gap alone is as noisy as
+    an exponential draw, three are steadier. Calibrated (``SPREAD_DIVISOR``) to be unbiased where
+    seed noise is Gaussian; it errs wide (conservative) for tails that thin out faster."""
+    x = np.sort(np.asarray(scores, dtype=float))
+    lowest = x[np.isfinite(x)][:4]
+    k = lowest.size - 1
+    return float((lowest[-1] - lowest[0]) / SPREAD_DIVISOR[k]) if k >= 1 else 0.0
+
+
+_GUMBEL_SD = math.pi / math.sqrt(6)
+
+
+def _baselines(x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` draws of the best: the observed best plus a fluctuation of ``best_spread``'s size,
+    with mean 0 and the long lower tail of a minimum (a standardized Gumbel, negated)."""
+    z = -(rng.gumbel(size=count) - np.euler_gamma) / _GUMBEL_SD
+    return best_of(x) + best_spread(x) * z
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its interval and the p-value of "the estimand is 0", read off one resampling."""
+
+    estimate: float
+    low: float
+    high: float
+    p_value: float
+
+
+def _read(estimate: np.ndarray, resampled: np.ndarray, confidence: float) -> list[Interval]:
+    """Intervals and two-sided p-values for each column of ``resampled`` (B, m).
+
+    With c the resampled values centred on their mean, the interval is the middle ``confidence``
+    of e + c (the resampled distribution moved onto the estimate e: its percentile interval, less
+    its bias), and the test of "estimand = t" has p(t) = min(1, 2 min(#{c <= t - e} + 1,
+    #{c >= t - e} + 1) / (B + 1)), so that the interval is exactly {t : p(t) > alpha}:
+    [e + c_(j+1), e + c_(B-j)] with j = floor(alpha (B + 1) / 2) - 1. Too few resamples to reject
+    at alpha give an infinite interval, never a short one.
+    """
+    b = resampled.shape[0]
+    centred = np.sort(resampled - resampled.mean(axis=0), axis=0)
+    j = math.floor((1 - confidence) * (b + 1) / 2 + 1e-9) - 1
+    out = []
+    for i, e in enumerate(estimate):
+        c = centred[:, i]
+        below, above = np.searchsorted(c, -e, side="right"), b - np.searchsorted(c, -e, side="left")
+        p = min(1.0, 2 * (int(min(above, below)) + 1) / (b + 1))
+        low, high = (float(e + c[j]), float(e + c[b - 1 - j])) if j >= 0 else (-math.inf, math.inf)
+        out.append(Interval(float(e), low, high, p))
+    return out
 
 
 def summary_intervals(
-    errors, *, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0, **summary_kw
+    errors, *, confidence: float = CONFIDENCE, n_resamples: int = 2000, seed: int = 0
 ) -> dict[str, tuple[float, float, float]]:
-    """Each summary with a percentile bootstrap interval: name -> (estimate, low, high)."""
-    arr = as_errors(errors)
-    names = [k for k in summarize(arr, **summary_kw) if k != "n"]
-
-    def stat(sample, axis=-1):
-        if sample.ndim == 1:
-            return np.array([summarize(sample, **summary_kw)[k] for k in names])
-        rows = [summarize(row, **summary_kw) for row in np.moveaxis(sample, axis, -1)]
-        return np.array([[r[k] for r in rows] for k in names])  # (summaries, resamples)
-
-    point = summarize(arr, **summary_kw)
-    estimates = np.array([point[k] for k in names])
-    return percentile_intervals((arr,), stat, estimates, names, vectorized=True, confidence=confidence,
-                                n_resamples=n_resamples, seed=seed)  # fmt: skip
-
-
-def percentile_intervals(
-    samples: tuple, statistic, point: np.ndarray, names, *, confidence: float, n_resamples: int, seed: int, **kw
-) -> dict[str, tuple[float, float, float]]:
-    """name -> (estimate, low, high) from scipy's percentile bootstrap of a vector-valued statistic.
-
-    The percentile interval of a step function can sit just off its own point estimate, so each
-    interval is widened to contain it; a sample of fewer than two has no spread to resample.
-    """
-    if min(len(s) for s in samples) < 2:
-        return {k: (float(v), float(v), float(v)) for k, v in zip(names, point, strict=True)}
-    res = stats.bootstrap(
-        samples,
-        statistic,
-        confidence_level=confidence,
-        n_resamples=n_resamples,
-        method="percentile",
-        random_state=np.random.default_rng(seed),
-        **kw,
-    )
-    lo, hi = res.confidence_interval
-    return {k: (float(point[i]), float(min(lo[i], point[i])), float(max(hi[i], point[i]))) for i, k in enumerate(names)}
+    """Each summary of one sweep with its interval: name -> (estimate, low, high) (module docstring)."""
+    x = as_errors(errors)
+    rng = np.random.default_rng(seed)
+    cap = largest_finite(x)
+    point = _summaries(x, np.array(best_of(x)), cap=cap)
+    if x.size < 2:  # nothing to resample: no interval
+        return {k: (float(v), -math.inf, math.inf) for k, v in zip(SUMMARIES, point, strict=True)}
+    sample = x[rng.integers(0, x.size, (n_resamples, x.size))]
+    resampled = _summaries(sample, _baselines(x, n_resamples, rng), rng.integers(0, 2, n_resamples), cap)
+    read = _read(point, resampled, confidence)
+    return {
+        k: (r.estimate, *_within_range(k, r.low, r.high, difference=False))
+        for k, r in zip(SUMMARIES, read, strict=True)
+    }
 
 
-PAIRED_TEST = "paired sign-flip permutation (difference of mean deltas over the same draws)"
-UNPAIRED_TEST = "permutation (difference of median deltas)"
-# The summary whose difference each test is on: what a comparison reports as its effect.
-TESTED = {True: "mean_delta", False: "median_delta"}
+def _within_range(name: str, low: float, high: float, *, difference: bool) -> tuple[float, float]:
+    """An interval cut to the values its summary can take: a fraction or an area in [0, 1] (a
+    difference of two in [-1, 1]); a distance to the best at least 0 (a difference: any)."""
+    if name in FRACTIONS or name == "auc":
+        bound = (-1.0 if difference else 0.0, 1.0)
+    else:
+        bound = (-math.inf if difference else 0.0, math.inf)
+    return max(low, bound[0]), min(high, bound[1])
 
 
-def _mean_delta_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Mean delta of a minus mean delta of b, each against its own set's best, re-found in every
-    permutation (the best is itself a statistic of the sample). Over paired draws it is also the
-    mean per-draw difference of deltas: the mean is linear."""
-    dx, dy = x - x.min(axis=axis, keepdims=True), y - y.min(axis=axis, keepdims=True)
-    return dx.mean(axis=axis) - dy.mean(axis=axis)
+def edf_band(
+    errors,
+    grid: Sequence[float] | np.ndarray,
+    *,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    simultaneous: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A band for the EDF on ``grid``: simultaneous (the whole expected EDF lies inside it with
+    ``confidence``: F(x) +- the quantile of the largest centred deviation over the grid, a
+    constant width) or pointwise (each x alone). Resampled as in the module
+    docstring; clipped to [0, 1]."""
+    x, grid = as_errors(errors), np.asarray(grid, dtype=float)
+    point = edf_at(errors, grid)
+    if x.size < 2 or not np.isfinite(x).any():  # nothing to resample, or no trial with a distance
+        return np.zeros_like(point), np.ones_like(point)
+    rng = np.random.default_rng(seed)
+    sample = x[rng.integers(0, x.size, (n_resamples, x.size))]
+    d = sample - _baselines(x[np.isfinite(x)], n_resamples, rng)[:, None]  # an infinite score stays beyond every x
+    pseudo = rng.integers(0, 2, n_resamples)
+    resampled = np.stack([np.count_nonzero(d <= t, axis=1) + pseudo for t in grid], axis=1) / (x.size + 1)
+    if simultaneous:
+        widest = np.abs(resampled - resampled.mean(axis=0)).max(axis=1)
+        half = float(np.quantile(widest, confidence, method="higher"))
+        return np.clip(point - half, 0, 1), np.clip(point + half, 0, 1)
+    read = _read(point, resampled, confidence)
+    return np.clip([r.low for r in read], 0, 1), np.clip([r.high for r in read], 0, 1)
 
 
-def _median_delta_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Median delta of a minus median delta of b, each against its own set's best."""
-    return np.median(x - x.min(axis=axis, keepdims=True), axis=axis) - np.median(
-        y - y.min(axis=axis, keepdims=True), axis=axis
-    )
+PAIRED_TEST = "paired bootstrap (the same draws resampled in both sweeps; each best redrawn from its lowest trials)"
+UNPAIRED_TEST = "bootstrap (each sweep resampled alone; each best redrawn from its lowest trials)"
 
 
-def compare(errors_a, errors_b, *, paired: bool = False, n_resamples: int = 9999, seed: int = 0) -> dict:
-    """Do two sweeps' deltas differ? A permutation test: {"test", "effect", "statistic", "p_value"}
-    (two-sided); ``effect`` names the summary whose difference a - b ``statistic`` is.
-
-    Deltas have heavy ties (0 at each best, many at 100 - best for diverged trials), which tests
-    built on continuous distributions (Kolmogorov-Smirnov, Wilcoxon's exact tables) do not allow
-    for; a permutation test is exact on whatever values there are. Each set's best is re-found
-    inside every permutation, as in the bootstrap.
-
-    ``paired`` (both sweeps tried the same draws, in the same order): a sign-flip test that swaps
-    the two errors of each draw (scipy's ``permutation_type="samples"``) on the difference of mean
-    deltas, which over paired draws equals the mean per-draw difference of deltas. A sign-flip
-    test is valid for any statistic; the mean is chosen because (1) it is a difference of two
-    per-sweep summaries (the mean delta, the area above each EDF), so the effect a comparison
-    reports with its bootstrap interval is the very quantity tested, read off each sweep's own
-    EDF; the median of per-draw differences is no such difference (median(x - y) is not
-    median(x) - median(y)); and (2) the median of per-draw differences sits at 0 whenever most
-    draws tie (both diverged, both at one error) and barely moves under flips, so its test has
-    almost no power. Wilcoxon's signed-rank test would need a choice of zero handling and a
-    normal approximation with ties. Otherwise: the two sets' trials are pooled and re-split
-    (``permutation_type="independent"``) on the difference of median deltas, the summary an
-    unpaired comparison reports. Exact (every permutation) where there are at most
-    ``n_resamples`` of them, else ``n_resamples`` random ones drawn from ``seed``; a set of one
-    trial has nothing to permute (p-value NaN).
-    """
+def summary_differences(
+    errors_a,
+    errors_b,
+    *,
+    paired: bool = False,
+    confidence: float = CONFIDENCE,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """Each compared summary's difference a - b with its interval and the p-value of "no
+    difference", all from one resampling (module docstring). Its null, for ``EFFECT``: both sweeps
+    have the same expected mean delta at their sizes, whatever their levels (a constant added to
+    every error changes no delta): equal stability, levels free. ``paired``: both tried the same
+    draws in the same order, and are resampled by the same indices. Infinite scores count at the
+    largest finite score of the two in means and medians, and are never within k."""
     a, b = as_errors(errors_a), as_errors(errors_b)
     if paired and a.size != b.size:
         raise ValueError(f"a paired comparison needs one error per draw in both sets, got {a.size} and {b.size}")
-    statistic = _mean_delta_difference if paired else _median_delta_difference
-    out = {"test": PAIRED_TEST if paired else UNPAIRED_TEST, "effect": TESTED[paired]}
-    if min(a.size, b.size) < 2:  # nothing to permute: no test
-        return {**out, "statistic": float(statistic(a, b)), "p_value": float("nan")}
-    res = stats.permutation_test(
-        (a, b),
-        statistic,
-        permutation_type="samples" if paired else "independent",
-        vectorized=True,
-        n_resamples=n_resamples,
-        rng=np.random.default_rng(seed),
+    cap = largest_finite(np.concatenate([a, b]))
+    keep = [SUMMARIES.index(k) for k in COMPARED]
+    point = (_summaries(a, np.array(best_of(a)), cap=cap) - _summaries(b, np.array(best_of(b)), cap=cap))[keep]
+    if min(a.size, b.size) < 2:  # nothing to resample: no interval, no test
+        return {k: Interval(float(v), -math.inf, math.inf, math.nan) for k, v in zip(COMPARED, point, strict=True)}
+    rng = np.random.default_rng(seed)
+    index_a = rng.integers(0, a.size, (n_resamples, a.size))
+    index_b = index_a if paired else rng.integers(0, b.size, (n_resamples, b.size))
+    pseudo_a = rng.integers(0, 2, n_resamples)
+    pseudo_b = 1 - pseudo_a if paired else rng.integers(0, 2, n_resamples)  # a pair: one discordant pseudo-draw
+    resampled = _summaries(a[index_a], _baselines(a, n_resamples, rng), pseudo_a, cap) - _summaries(
+        b[index_b], _baselines(b, n_resamples, rng), pseudo_b, cap
     )
-    return {**out, "statistic": float(res.statistic), "p_value": float(res.pvalue)}
+    read = _read(point, resampled[:, keep], confidence)
+    return {
+        k: Interval(r.estimate, *_within_range(k, r.low, r.high, difference=True), r.p_value)
+        for k, r in zip(COMPARED, read, strict=True)
+    }
+
+
+def compare_summaries(
+    errors_a, errors_b, *, paired: bool = False, confidence: float = CONFIDENCE, n_resamples: int = 2000, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
+    """Each summary's difference a - b with its interval: name -> (diff, low, high) (``summary_differences``)."""
+    got = summary_differences(errors_a, errors_b, paired=paired, confidence=confidence, n_resamples=n_resamples,
+                              seed=seed)  # fmt: skip
+    return {k: (r.estimate, r.low, r.high) for k, r in got.items()}
+
+
+def compare(errors_a, errors_b, *, paired: bool = False, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Are two sweeps equally stable? {"test", "effect", "statistic", "p_value", "low", "high"}:
+    the difference a - b of mean deltas (``EFFECT``, the area above each EDF), its 95% interval and
+    the two-sided p-value of "equal stability, levels free", read off one resampling, so that
+    p <= 0.05 exactly when the interval excludes 0 (``summary_differences``). Diverged trials are
+    data: an infinite score counts at the largest finite one, so every value is finite; a set of
+    one trial has nothing to resample (p-value NaN, an infinite interval)."""
+    r = summary_differences(errors_a, errors_b, paired=paired, n_resamples=n_resamples, seed=seed)[EFFECT]
+    test = PAIRED_TEST if paired else UNPAIRED_TEST
+    return {"test": test, "effect": EFFECT, "statistic": r.estimate, "p_value": r.p_value, "low": r.low, "high": r.high}
 
 
 def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment of p-values for the family-wise error of one report's comparisons.
+    """Holm's step-down adjustment of p-values for the family-wise error of one family of comparisons.
 
     Written here because scipy's ``false_discovery_control`` is Benjamini-Hochberg (false
     discovery rate, a weaker promise) and statsmodels is not a dependency. With the m finite
@@ -220,24 +328,77 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return out
 
 
-def difference_noise(noise_a: float, noise_b: float) -> float:
-    """The seed noise of a difference a - b from the seed-noise standard deviations of a and b:
-    sqrt(s_a^2 + s_b^2) (independent runs add variances); where one is measured, it stands for
-    both: sqrt(2) s; NaN where neither is. Symmetric in a and b."""
-    measured = [s for s in (noise_a, noise_b) if s is not None and np.isfinite(s)]
-    if not measured:
-        return float("nan")
-    return float(np.sqrt(sum(s**2 for s in measured) * (2 / len(measured))))
+def seed_noise_interval(std: float, seeds: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The interval of a seed-noise standard deviation measured from ``seeds`` runs (chi-square with
+    seeds - 1 degrees of freedom, for Gaussian noise): three seeds give about [0.52 s, 6.3 s]."""
+    if seeds < 2 or not np.isfinite(std):
+        return math.nan, math.nan
+    alpha, df = 1 - confidence, seeds - 1
+    chi = scipy_stats.chi2.ppf([1 - alpha / 2, alpha / 2], df)
+    low, high = std * np.sqrt(df / chi)
+    return float(low), float(high)
 
 
-def expected_best(errors, ks: Sequence[int], *, replace: bool = True) -> pd.DataFrame:
+@dataclass(frozen=True)
+class NoiseFloor:
+    """How far the compared difference moves when every trial is re-run under another seed."""
+
+    floor: float  # its standard deviation
+    low: float  # the floor at the low end of both seed-noise intervals
+    high: float  # ... at the high end
+    shift: float  # the mean change of the difference from seed noise alone (a noisier sweep's best is pulled down)
+
+
+def noise_floor(
+    errors_a,
+    errors_b,
+    noise_a: tuple[float, float, float],
+    noise_b: tuple[float, float, float],
+    *,
+    fixed_a=None,
+    fixed_b=None,
+    n_sims: int = 2000,
+    seed: int = 0,
+) -> NoiseFloor:
+    """The seed-noise floor of the difference of mean deltas: every trial's score plus Gaussian
+    noise of its sweep's measured standard deviation, the difference recomputed, ``n_sims`` times.
+    ``noise_*``: (std, low, high) of each sweep's seed noise (``seed_noise_interval``); ``fixed_*``:
+    trials that keep their score (diverged ones). The noise is measured at each sweep's best only:
+    the floor assumes the same noise at every draw."""
+    a, b = as_errors(errors_a), as_errors(errors_b)
+    cap = largest_finite(np.concatenate([a, b]))
+    rng = np.random.default_rng(seed)
+    za, zb = rng.standard_normal((n_sims, a.size)), rng.standard_normal((n_sims, b.size))
+    if fixed_a is not None:
+        za[:, np.asarray(fixed_a, dtype=bool)] = 0.0
+    if fixed_b is not None:
+        zb[:, np.asarray(fixed_b, dtype=bool)] = 0.0
+    at = SUMMARIES.index(EFFECT)
+
+    def moved(sa: float, sb: float) -> np.ndarray:
+        xa, xb = a + sa * za, b + sb * zb
+        return _summaries(xa, _finite_min(xa), cap=cap)[:, at] - _summaries(xb, _finite_min(xb), cap=cap)[:, at]
+
+    observed = _summaries(a, np.array(best_of(a)), cap=cap)[at] - _summaries(b, np.array(best_of(b)), cap=cap)[at]
+    diffs = moved(noise_a[0], noise_b[0])
+    low, high = (float(moved(noise_a[i], noise_b[i]).std()) for i in (1, 2))
+    return NoiseFloor(float(diffs.std()), low, high, float(diffs.mean() - observed))
+
+
+def _finite_min(x: np.ndarray) -> np.ndarray:
+    """Each row's best finite score (0 where a row has none, as ``best_of``)."""
+    best = np.where(np.isfinite(x), x, np.inf).min(axis=-1)
+    return np.where(np.isfinite(best), best, 0.0)
+
+
+def expected_best(errors, ks: Sequence[int], *, replace: bool = False) -> pd.DataFrame:
     """Expected best (lowest) error of k random trials of the set, and its standard deviation.
 
-    Dodge et al. 2019 ("Show Your Work"): with the errors sorted ascending, the best of k
-    draws is the i-th smallest with probability ((n-i+1)/n)^k - ((n-i)/n)^k when drawn with
-    replacement (their estimator), or C(n-i, k-1) / C(n, k) without (the unbiased one, k <= n).
-    Diverged trials count with error 100, as in the EDF (with an infinite diverged value, the
-    best of k is infinite wherever all k draws can be diverged trials).
+    With the errors sorted ascending, the best of k draws is the i-th smallest with probability
+    C(n-i, k-1) / C(n, k) without replacement (the default: unbiased for the best of k fresh
+    trials, k <= n; Tang et al. 2020), or ((n-i+1)/n)^k - ((n-i)/n)^k with replacement (Dodge et
+    al. 2019's estimator, biased). Diverged trials count at their score, as in the EDF (with an
+    infinite diverged value, the best of k is infinite wherever all k draws can be diverged trials).
     """
     x = np.sort(as_errors(errors))
     n, rows = x.size, []
@@ -258,23 +419,6 @@ def expected_best(errors, ks: Sequence[int], *, replace: bool = True) -> pd.Data
     return pd.DataFrame(rows, columns=["k", "mean", "std"])
 
 
-COMPARED = ("within_1", "within_2", "within_4", "within_8", "median_delta", "mean_delta", "auc")
-
-
-def compare_summaries(
-    errors_a, errors_b, *, paired: bool = False, confidence: float = 0.95, n_resamples: int = 1000, seed: int = 0
-) -> dict[str, tuple[float, float, float]]:
-    """Each summary's difference a - b with a percentile bootstrap interval: name -> (diff, low, high).
-
-    Both sets are resampled (each with its own best trial as baseline, as in
-    ``summary_intervals``); ``paired`` resamples the same indices of both, for two sweeps that
-    tried the same (lr, wd) draws in the same order.
-    """
-    a, b = as_errors(errors_a), as_errors(errors_b)
-
-    def diff(x, y):
-        sa, sb = summarize(x), summarize(y)
-        return np.array([sa[k] - sb[k] for k in COMPARED])
-
-    return percentile_intervals((a, b), diff, diff(a, b), COMPARED, paired=paired, vectorized=False,
-                                confidence=confidence, n_resamples=n_resamples, seed=seed)  # fmt: skip
+def estimator_name(replace: bool) -> str:
+    """How an expected-best curve was estimated, for captions."""
+    return "with replacement (Dodge et al. 2019, biased)" if replace else "without replacement (unbiased)"

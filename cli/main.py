@@ -121,6 +121,11 @@ def build_parser() -> Parser:
     p.add_argument("--results", default="results")
     p.add_argument("--out", default="report.html")
     p.add_argument("--resamples", type=RESAMPLES, default=1000, help="bootstrap resamples for bands and intervals")
+    p.add_argument(
+        "--with-replacement",
+        action="store_true",
+        help="expected best of k drawn with replacement (Dodge et al. 2019, biased) instead of without (unbiased)",
+    )
 
     p = sub.add_parser("figures", help="draw Figures 2-5 and the summary tables from a results store")
     p.add_argument("--results", default="results")
@@ -425,7 +430,7 @@ def write_report(args: argparse.Namespace) -> int:
 
     if not Path(args.results).is_dir():
         raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
-    written = share.write_report(args.results, args.out, n_resamples=args.resamples)
+    written = share.write_report(args.results, args.out, n_resamples=args.resamples, replace=args.with_replacement)
     if written is None:
         raise UserError(f"no trial results in {args.results!r}; run `stability sweep` first")
     print(f"wrote {written}")

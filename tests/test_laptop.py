@@ -190,7 +190,7 @@ def test_the_nano_zoo_s_sweeps_are_one_protocol_and_compare_pairwise():
     trials = pd.concat(frames, ignore_index=True)
     assert len({f["space"].iloc[0] for f in frames}) == 3  # each model's own centred interval...
     assert len(experiments.edf_protocols(trials, "adamw")) == 1  # ...under one protocol: one Figure 4
-    pairs = experiments.comparisons(trials, n_resamples=20, test_resamples=99)
+    pairs = experiments.comparisons(trials, n_resamples=99)
     assert len(pairs) == 3 and set(pairs["model_a"]) | set(pairs["model_b"]) == set(ZOO)
     # one seed draws every model's trial i at one position of its own interval: they pair by index
     assert pairs["paired"].all() and (pairs["effect"] == "mean_delta").all()

@@ -342,8 +342,10 @@ def figure_legends(fig) -> set[str]:
 
 
 def expected_legend(preset: str) -> set[str]:
-    """A protocol's Figure 4 legends: its models in the scatter row's, with their n in the EDF panel's."""
-    return {*EDF_MODELS[preset], *(f"{m} (n={EDF_TRIALS[preset]})" for m in EDF_MODELS[preset])}
+    """A protocol's Figure 4 legends: its models in the scatter row's, with their n in the EDF panel's
+    beside the band's name."""
+    models = EDF_MODELS[preset]
+    return {*models, *(f"{m} (n={EDF_TRIALS[preset]})" for m in models), figures.BAND_LABEL}
 
 
 def spy_saves(monkeypatch) -> dict[str, plt.Figure]:

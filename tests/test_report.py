@@ -76,9 +76,11 @@ def test_noise_of_a_sweep_that_is_not_there_is_a_user_error(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: no sweep 'nope'")
 
 
-def test_report_is_one_self_contained_page(store_with_noise, tmp_path, capsys):
+@pytest.mark.parametrize("replace", [False, True])
+def test_report_is_one_self_contained_page(store_with_noise, tmp_path, capsys, replace):
     out = tmp_path / "report.html"
-    assert main(["report", "--results", str(store_with_noise), "--out", str(out), "--resamples", "50"]) == 0
+    argv = ["report", "--results", str(store_with_noise), "--out", str(out), "--resamples", "50"]
+    assert main(argv + ["--with-replacement"] * replace) == 0
     assert capsys.readouterr().out.strip() == f"wrote {out}"
     page = Page()
     page.feed(out.read_text())
@@ -94,9 +96,11 @@ def test_report_is_one_self_contained_page(store_with_noise, tmp_path, capsys):
         assert image.size[0] > 100
     text = "".join(page.text)
     # the comparison, in words: the summary its test is on (the mean delta where the sweeps are paired)
-    assert re.search(r"vit_c_1gf's (mean delta over the same draws|median delta) is", text) and "95% CI [" in text
-    assert "(Holm-adjusted p = " in text and "Holm-adjusted across this report's 1 comparison(s)" in text
-    assert "permutation" in text  # the test is named
+    assert re.search(r"vit_c_1gf's mean delta( over the same draws)? is", text) and "95% CI [" in text
+    assert "(Holm over the 1 adamw pair of protocol " in text and "within each family of pairs" in text
+    assert "bootstrap (" in text  # the test is named
+    assert "simultaneous bands" in text
+    assert ("drawn with replacement (Dodge" if replace else "drawn without replacement (unbiased)") in text
     assert "3 trials drawn (diverged ones count with error 100)." in text  # per sweep, none failed
     assert "Figure 3 (protocol" not in text  # one protocol: one Figure 3, no label needed
     assert "stability grid --figure 2" in text  # what fills the missing figures

@@ -175,24 +175,41 @@ def test_comparisons_pair_by_index_only_on_the_same_draws_and_say_it_in_words():
             sweep_rows("p-small", "vit_p_1gf", fragile, preset="small", image_size=32),  # another protocol
         ]
     )
-    pairs = analysis.comparisons(trials, n_resamples=200).set_index(["a", "b"])
+    pairs = analysis.comparisons(trials, n_resamples=1999).set_index(["a", "b"])
     assert ("c", "p-small") not in pairs.index and len(pairs) == 3
     row = pairs.loc[("c", "p")]
     assert bool(row["paired"]) and not bool(pairs.loc[("c", "p-other-draws"), "paired"])
     assert row["median_delta_diff"] < 0 and row["median_delta_hi"] < 0  # ViT_C's deltas are smaller
-    expected = analysis.compare(stable, fragile, paired=True, n_resamples=9999, seed=0)
+    expected = analysis.compare(stable, fragile, paired=True, n_resamples=1999, seed=0)
     assert row["test"] == expected["test"] == stats.PAIRED_TEST
-    assert (row["statistic"], row["p_value"]) == pytest.approx((expected["statistic"], expected["p_value"]))
-    assert pairs.loc[("c", "p-other-draws"), "test"] == stats.UNPAIRED_TEST
-    assert list(pairs["p_holm"]) == pytest.approx(list(stats.holm(pairs["p_value"])))
-    assert row["p_value"] < 1e-3 and row["p_holm"] >= row["p_value"]
-    assert row["in_words"].startswith("vit_c_1gf's mean delta over the same draws is lower than vit_p_1gf's by ")
-    assert "95% CI [" in row["in_words"] and f"(Holm-adjusted p = {row['p_holm']:.3g})" in row["in_words"]
-    unpaired = pairs.loc[("c", "p-other-draws")]
-    assert unpaired["effect"] == "median_delta" and unpaired["statistic"] == pytest.approx(unpaired["effect_diff"])
-    assert unpaired["in_words"].startswith(
-        f"vit_c_1gf's median delta is lower than vit_p_1gf's by {abs(unpaired['statistic']):.2f}"
+    assert (row["statistic"], row["p_value"], row["effect_lo"], row["effect_hi"]) == pytest.approx(
+        (expected["statistic"], expected["p_value"], expected["low"], expected["high"])
     )
+    assert pairs.loc[("c", "p-other-draws"), "test"] == stats.UNPAIRED_TEST
+    assert list(pairs["p_holm"]) == pytest.approx(list(stats.holm(pairs["p_value"])))  # one family: one figure
+    assert set(pairs["holm_family"]) == {f"the 3 adamw pairs of protocol {row['protocol']}"}
+    assert row["p_value"] == pytest.approx(2 / 2000) and row["p_holm"] >= row["p_value"]  # beyond every resample
+    assert row["in_words"].startswith("vit_c_1gf's mean delta over the same draws is lower than vit_p_1gf's by ")
+    assert f"95% CI [{row['effect_lo']:.2f}, {row['effect_hi']:.2f}], p = {row['p_value']:.3g} " in row["in_words"]
+    assert f"(Holm over {row['holm_family']}: {row['p_holm']:.3g})" in row["in_words"]
+    unpaired = pairs.loc[("c", "p-other-draws")]
+    assert unpaired["effect"] == "mean_delta" and unpaired["statistic"] == pytest.approx(unpaired["effect_diff"])
+    assert unpaired["in_words"].startswith(
+        f"vit_c_1gf's mean delta is lower than vit_p_1gf's by {abs(unpaired['statistic']):.2f}"
+    )
+
+
+def test_each_optimizer_and_protocol_is_a_holm_family_of_its_own():
+    rng = np.random.default_rng(4)
+    errs = {m: 20 + rng.exponential(s, 16) for m, s in [("vit_c_1gf", 1.0), ("vit_p_1gf", 3.0), ("regnety_1gf", 2.0)]}
+    trials = pd.concat(
+        [sweep_rows(f"{m}-{o}", m, e + (o == "sgd"), optimizer=o) for o in ("adamw", "sgd") for m, e in errs.items()]
+    )
+    pairs = analysis.comparisons(trials, n_resamples=400)
+    assert len(pairs) == 6 and pairs["holm_family"].nunique() == 2
+    for optim, family in pairs.groupby("optimizer"):
+        assert list(family["p_holm"]) == pytest.approx(list(stats.holm(family["p_value"])))  # three pairs, not six
+        assert set(family["holm_family"]) == {f"the 3 {optim} pairs of protocol {family['protocol'].iloc[0]}"}
 
 
 def test_the_sentence_reports_the_quantity_its_test_is_on():
@@ -257,25 +274,40 @@ def noisy_store(names: dict[str, str], measured: list[str]) -> pd.DataFrame:
 
 @pytest.mark.parametrize("measured", [["stable"], ["fragile"], ["stable", "fragile"]])
 def test_noise_floor_of_a_difference_is_the_same_whichever_sweep_sorts_first(measured):
-    sd = {k: np.std(v, ddof=1) for k, v in NOISE.items()}
     seen = []
     for names in [{"stable": "a-sweep", "fragile": "z-sweep"}, {"stable": "z-sweep", "fragile": "a-sweep"}]:
         pairs = analysis.comparisons(noisy_store(names, measured), n_resamples=50)
         assert len(pairs) == 1
-        words = pairs["in_words"].iloc[0].split("seed noise of the difference")[1]
+        row = pairs.iloc[0]
+        words = row["in_words"].split("seed-noise floor of this difference")[1]
+        seeds = " + ".join(f"{len(NOISE[k])} ({names[k]})" for k in sorted(measured, key=lambda k: names[k]))
+        assert row["noise_seeds"] == seeds and f"; {seeds} seeds, " in words
         if len(measured) == 2:
-            assert "(from both sweeps' noise runs)" in words
+            assert "both sweeps' noise runs)" in words
         else:
-            assert f"(sqrt(2)×σ of {names[measured[0]]}'s noise runs)" in words
-        seen.append(pairs["noise_std"].iloc[0])
-    expected = np.hypot(sd["stable"], sd["fragile"]) if len(measured) == 2 else np.sqrt(2) * sd[measured[0]]
-    assert seen == pytest.approx([expected, expected])
+            assert f"{names[measured[0]]}'s noise runs, assumed for both sweeps)" in words
+        assert row["noise_floor_lo"] < row["noise_floor"] < row["noise_floor_hi"]
+        seen.append(row["noise_floor"])
+    assert seen[0] == pytest.approx(seen[1], rel=0.05)  # the same, up to the simulation's own noise
 
 
-def test_difference_noise_is_symmetric():
-    assert stats.difference_noise(3.0, 4.0) == stats.difference_noise(4.0, 3.0) == pytest.approx(5.0)
-    assert stats.difference_noise(np.nan, 2.0) == stats.difference_noise(2.0, np.nan) == pytest.approx(2 * np.sqrt(2))
-    assert np.isnan(stats.difference_noise(np.nan, np.nan))
+def test_noise_floor_equals_the_hand_computation_where_the_best_is_clear():
+    """Each sweep's best far below its other trials: re-seeding moves the mean delta by
+    mean(e) - e_best, whose variance is s^2 (n - 1) / n; the two sweeps' noises add."""
+    a, b = np.array([0.0, 50, 60, 70, 80]), np.array([0.0, 40, 45, 90])
+    floor = stats.noise_floor(a, b, (0.5, 0.3, 1.0), (0.8, 0.4, 2.0), n_sims=40_000)
+    expected = np.sqrt(0.5**2 * 4 / 5 + 0.8**2 * 3 / 4)
+    assert floor.floor == pytest.approx(expected, rel=0.02) and abs(floor.shift) < 0.02
+    assert floor.low == pytest.approx(np.sqrt(0.3**2 * 4 / 5 + 0.4**2 * 3 / 4), rel=0.02)
+    assert floor.high == pytest.approx(np.sqrt(1.0**2 * 4 / 5 + 2.0**2 * 3 / 4), rel=0.02)
+    kept = stats.noise_floor(a, b, (0.5, 0.3, 1.0), (0.8, 0.4, 2.0), fixed_a=[True] * 5, fixed_b=[True] * 4)
+    assert kept.floor == 0.0  # diverged trials keep their score
+
+
+def test_seed_noise_interval_equals_the_chi_square_computation():
+    low, high = stats.seed_noise_interval(1.0, 3)  # 2 degrees of freedom: chi2 quantiles 7.378 and 0.0506
+    assert (low, high) == pytest.approx((np.sqrt(2 / 7.3778), np.sqrt(2 / 0.050636)), rel=1e-4)
+    assert np.isnan(stats.seed_noise_interval(1.0, 1)).all()
 
 
 def test_summary_differences_of_a_set_with_itself_are_zero():
@@ -324,6 +356,7 @@ def test_the_report_counts_failed_trials_per_sweep_and_says_p_values_are_holm_ad
     page = share.build(trials, "results", n_resamples=20)
     assert "12 trials drawn (diverged ones count with error 100); 2 failed trial(s)" in page
     assert page.count("failed trial(s)") == 1  # only the sweep that has some
-    assert "Holm-adjusted across this report's 3 comparison(s)" in page
+    assert "Holm-adjusted within each family of pairs drawn together in one figure" in page
+    assert page.count("(Holm over the 3 adamw pairs of protocol ") == 3  # c-p, c-q, p-q: one family
     protocols = share.protocol_table(trials).set_index("sweep")  # the page's first table
     assert protocols.loc["p", ["trials", "failed"]].tolist() == [14, 2] and protocols.loc["c", "failed"] == 0
