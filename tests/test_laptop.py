@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -238,3 +239,20 @@ def test_the_grid_optimum_stays_between_the_best_points_neighbours(errors):
     best = int(table.min(axis=1).to_numpy().argmin())
     assert lrs[max(0, best - 1)] <= lr <= lrs[min(2, best + 1)]
     assert 1e-4 <= wd <= 1e-3
+
+
+README_CLAIMS = ("<!-- laptop claims: .venv/bin/python -m analysis.claims --results docs/laptop/store -->\n",
+                 "<!-- end of laptop claims -->")  # fmt: skip
+
+
+def test_the_readmes_laptop_tables_are_what_the_committed_store_says(capsys):
+    """Every number of the README's laptop section is recomputed from the committed store by the
+    one command the README names, and the README holds exactly what it prints."""
+    from analysis import claims
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    begin, end = README_CLAIMS
+    block = readme.split(begin, 1)[1].split(end, 1)[0]
+    assert claims.main(["--results", str(root / "docs" / "laptop" / "store")]) == 0
+    assert capsys.readouterr().out == block

@@ -360,3 +360,30 @@ def test_the_report_counts_failed_trials_per_sweep_and_says_p_values_are_holm_ad
     assert page.count("(Holm over the 3 adamw pairs of protocol ") == 3  # c-p, c-q, p-q: one family
     protocols = share.protocol_table(trials).set_index("sweep")  # the page's first table
     assert protocols.loc["p", ["trials", "failed"]].tolist() == [14, 2] and protocols.loc["c", "failed"] == 0
+
+
+def test_the_papers_claims_are_measured_from_the_sweeps_and_name_what_is_missing():
+    from analysis import claims
+
+    rng = np.random.default_rng(6)
+    u = rng.random(32)  # shared draws: the sweeps pair
+    errs = {
+        ("vit_p_nano", "adamw"): 30 + 40 * (u - 0.5) ** 2 * 4,
+        ("vit_c_nano", "adamw"): 25 + 10 * (u - 0.5) ** 2 * 4,
+        ("vit_p_nano", "sgd"): 33 + 40 * (u - 0.5) ** 2 * 4,
+        ("vit_c_nano", "sgd"): 25.5 + 10 * (u - 0.5) ** 2 * 4,
+    }
+    rows = [sweep_rows(f"{m}-{o}", m, e, optimizer=o) for (m, o), e in errs.items()]
+    noise = sweep_rows("vit_c_nano-adamw-noise", "vit_c_nano", [25.0, 25.4, 24.8], sampler="noise",
+                       noise_of="vit_c_nano-adamw")  # fmt: skip
+    table = claims.claims_table(pd.concat([*rows, noise]), n_resamples=400).set_index("the paper's claim")["measured"]
+    best = {k: float(v.min()) for k, v in errs.items()}
+    gap_p, gap_c = (best[(m, "sgd")] - best[(m, "adamw")] for m in ("vit_p_nano", "vit_c_nano"))
+    assert table.iloc[0] == "not in the store: run `stability grid --figure 2` and `--figure 3`"
+    assert table.iloc[1].startswith(f"yes: best SGD - best AdamW, vit_p_nano {gap_p:+.2f} (seed noise nan), ")
+    assert f"vit_c_nano {gap_c:+.2f}" in table.iloc[1]
+    steeper = table.iloc[2]
+    assert steeper.startswith("AdamW: yes (ViT_C - ViT_P mean Δ -") and "SGD: yes (" in steeper
+    assert "over the 1 adamw pair" in steeper and "over the 1 sgd pair" in steeper
+    c, p = best[("vit_c_nano", "adamw")], best[("vit_p_nano", "adamw")]
+    assert table.iloc[3].startswith(f"yes: best error of ViT_C vs ViT_P, AdamW {c:.2f}% vs {p:.2f}% (seed noise σ 0.31")
