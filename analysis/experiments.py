@@ -477,7 +477,7 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, noise: pd.D
     row["effect_diff"], row["effect_lo"], row["effect_hi"] = tested.estimate, tested.low, tested.high
     row.update(pair_noise(a, b, ga, gb, ea, eb, noise, seed))
     floor = row["noise_floor"]
-    row["beyond_noise"] = bool(abs(tested.estimate) > floor) if np.isfinite(floor) else None
+    row["beyond_noise"] = bool(abs(tested.estimate) > BEYOND_NOISE * floor) if np.isfinite(floor) else None
     return row
 
 
@@ -497,8 +497,9 @@ def pair_noise(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, ea: np.ndarra
     out = {"noise_floor": np.nan, "noise_floor_lo": np.nan, "noise_floor_hi": np.nan, "noise_shift": np.nan,
            "noise_seeds": " + ".join(f"{seeds[s]} ({s})" for s in sorted(seeds))}  # fmt: skip
     if na is None and nb is None:
-        one = [s for s, k in seeds.items() if k == 1]
-        out["noise_source"] = f"{' and '.join(one)} measured with one seed: no spread" if one else ""
+        why = {1: "measured with one seed: no spread"}
+        said = [f"{s} {why.get(k, 'has no finite spread (a seed diverged)')}" for s, k in sorted(seeds.items())]
+        out["noise_source"] = "; ".join(said)
         return out
     out["noise_source"] = (
         "both sweeps' noise runs" if na and nb else f"{a if na else b}'s noise runs, assumed for both sweeps"
@@ -507,6 +508,9 @@ def pair_noise(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, ea: np.ndarra
                               fixed_b=(gb["status"] == "diverged").to_numpy(), seed=seed)  # fmt: skip
     out.update(noise_floor=floor.floor, noise_floor_lo=floor.low, noise_floor_hi=floor.high, noise_shift=floor.shift)
     return out
+
+
+BEYOND_NOISE = 2.0  # a difference beyond twice its seed-noise floor is one that seed noise alone rarely makes
 
 
 def unit_of(metric: str) -> str:
@@ -518,22 +522,26 @@ def in_words(r) -> str:
     """One comparison (a row of ``comparisons``) as one claim, e.g. "vit_c_4gf's mean delta over the
     same draws is lower than vit_p_4gf's by 2.10 points, 95% CI [-3.00, -1.20], p = 0.002 (Holm over
     the 3 adamw pairs of protocol X: 0.006); seed-noise floor of this difference 0.45 points (95% CI
-    0.24-2.8; 3 (a) + 3 (b) seeds, both sweeps' noise runs): exceeded". The interval and the p-value
-    are read off one resampling and agree; the floor is the spread of this very difference under
-    the measured seed noise. ``unit``: points of top-1 error, or another metric's own units."""
+    0.24-2.80; 3 (a) + 3 (b) seeds, both sweeps' noise runs): twice the floor exceeded". The
+    interval and the p-value are read off one resampling and agree; the floor is the spread of this
+    very difference under the measured seed noise (``BEYOND_NOISE`` times it is what noise alone
+    rarely reaches). ``unit``: points of top-1 error, or another metric's own units."""
     a, b = named(r.a, r.b, r.model_a, r.model_b)
     unit = unit_of(r.metric)
     f = ".2f" if unit == "points" else ".3g"  # points of error as the paper writes them; other units as they come
     d, lo, hi = r.effect_diff, r.effect_lo, r.effect_hi
     what = r.effect.replace("_", " ") + (" over the same draws" if r.paired else "")
-    text = f"{a}'s {what} is {'lower' if d < 0 else 'higher'} than {b}'s by {abs(d):{f}} {unit}, "
+    if d == 0:
+        text = f"{a}'s {what} equals {b}'s, "
+    else:
+        text = f"{a}'s {what} is {'lower' if d < 0 else 'higher'} than {b}'s by {abs(d):{f}} {unit}, "
     text += f"95% CI [{lo:{f}}, {hi:{f}}]"
     if np.isfinite(r.p_value):
         text += f", p = {r.p_value:.3g} (Holm over {r.holm_family}: {r.p_holm:.3g})"
     if np.isfinite(r.noise_floor):
         text += (f"; seed-noise floor of this difference {r.noise_floor:{f}} {unit} (95% CI {r.noise_floor_lo:{f}}-"
                  f"{r.noise_floor_hi:{f}}; {r.noise_seeds} seeds, {r.noise_source}): ")  # fmt: skip
-        text += "exceeded" if abs(d) > r.noise_floor else "not exceeded"
+        text += f"twice the floor {'exceeded' if r.beyond_noise else 'not exceeded'}"
     elif r.noise_source:
         text += f"; no seed-noise floor ({r.noise_source})"
     return text

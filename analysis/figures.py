@@ -3,7 +3,7 @@
 One colour per family (ViT_P, ViT_C, RegNetY) in Figures 2 and 3; in every per-sweep panel one
 colour per sweep, the same in every figure of a store (``store_colors``: the family's where the
 model is the only one of its family in the store's EDF sweeps); AdamW up-triangles, SGD
-down-triangles; carried-forward points of diverged long runs dashed; EDF bootstrap bands
+down-triangles; carried-forward points of diverged long runs dashed; EDF 95% simultaneous bands
 shaded. Runs of two protocols are never joined into one curve, and every figure that leaves
 failed trials out says how many. Every function takes the trials table and returns a
 matplotlib Figure (drawing what the table holds); ``save`` writes it as PNG, PDF or SVG.
@@ -242,7 +242,7 @@ def edf_note(sets: dict[str, pd.DataFrame]) -> str:
 @plt.rc_context(STYLE)
 def figure_edf(trials: pd.DataFrame, optim: str, *, n_resamples: int = 1000, colors: dict[str, tuple] | None = None):
     """Figures 4 (AdamW) and 5 (SGD): error vs lr, wd and lr*wd for the 4GF models with a bar at
-    each model's best trial; below, EDFs of delta error per model size with bootstrap bands
+    each model's best trial; below, EDFs of delta error per model size with 95% simultaneous bands
     (and each sweep's seed-noise floor where measured). ``colors``: the store's (``store_colors``),
     for a frame that holds part of it (one protocol), so that a sweep keeps its colour."""
     floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"].to_dict()
@@ -511,7 +511,7 @@ EDF_PANEL_WIDTH, DIMENSION_PANEL_WIDTH = 3.4, 2.0  # inches: the EDF keeps its s
 @plt.rc_context(STYLE)
 def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: dict[str, tuple] | None = None):
     """Any store's EDF sweeps compared, no paper layout: a row per optimizer (and metric, where the
-    store's sweeps measure several) with the EDFs of the distance to each sweep's best (bootstrap
+    store's sweeps measure several) with the EDFs of the distance to each sweep's best (simultaneous
     bands, one x range for the rows of a metric), then the metric against
     every dimension the sweeps vary, all sweeps of the row overlaid in their colours (log axis
     where the space samples log). Dimensions sampled at one value are named in a line below.

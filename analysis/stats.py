@@ -55,21 +55,19 @@ def as_errors(errors: Sequence[float] | np.ndarray) -> np.ndarray:
     return np.where(np.isnan(arr), 100.0, arr)
 
 
-def largest_finite(errors: Sequence[float] | np.ndarray) -> float:
-    """The largest finite score: where an infinite score (a diverged trial of a metric whose
-    diverged value is infinite, such as a loss) is capped for means and medians, so that it counts
-    as at least as bad as the worst trial that trained; 0 where no score is finite."""
-    arr = as_errors(errors)
-    finite = arr[np.isfinite(arr)]
-    return float(finite.max()) if finite.size else 0.0
-
-
-def finite_scores(errors: Sequence[float] | np.ndarray, cap: float | None = None) -> np.ndarray:
-    """Scores with every infinite one at ``cap`` (default ``largest_finite``): what means and
-    medians of distances are taken on. Fractions within k and EDFs keep the infinity (a diverged
-    trial is never near the best)."""
-    arr = as_errors(errors)
-    return np.where(np.isfinite(arr), arr, largest_finite(arr) if cap is None else cap)
+def largest_distance(*sweeps: Sequence[float] | np.ndarray) -> float:
+    """The largest finite distance to its own best over one or more sweeps: where a trial with an
+    infinite score (a diverged trial of a metric whose diverged value is infinite, such as a loss)
+    counts in means and medians, so that it is at least as far from the best as the worst trial
+    that trained, in any of the sweeps compared. A distance, so a sweep shifted by a constant keeps
+    every verdict; 0 where no sweep has a finite score."""
+    out = 0.0
+    for errors in sweeps:
+        arr = as_errors(errors)
+        finite = arr[np.isfinite(arr)]
+        if finite.size:
+            out = max(out, float(finite.max() - finite.min()))
+    return out
 
 
 def best_of(errors: Sequence[float] | np.ndarray) -> float:
@@ -101,9 +99,9 @@ def edf_at(errors, grid: Sequence[float] | np.ndarray, baseline: float | None = 
 def _summaries(x: np.ndarray, best: np.ndarray, pseudo: np.ndarray | None = None, cap: float = math.inf) -> np.ndarray:
     """Every summary (``SUMMARIES`` order, last axis) of sets ``x`` (..., n) against baselines
     ``best`` (...,); ``pseudo`` (...,): one more trial per fraction, within (1) or not (0);
-    ``cap``: where an infinite score counts in means and medians (``largest_finite``)."""
+    ``cap``: the distance an infinite score counts at in means and medians (``largest_distance``)."""
     d = x - best[..., None]
-    capped = np.where(np.isinf(x), cap - best[..., None], d)
+    capped = np.where(np.isinf(x), cap, d)
     n = x.shape[-1]
     counts = [np.count_nonzero(d <= k, axis=-1) for k in WITHIN]
     fractions = [c / n if pseudo is None else (c + pseudo) / (n + 1) for c in counts]
@@ -119,12 +117,12 @@ def summarize(errors, *, baseline: float | None = None) -> dict:
     area above the EDF: the expected excess error of a random draw over the best, what a
     comparison tests); auc: the area under the EDF from 0 to 10 points, divided by 10 (1 = every
     trial as good as the best); lr_sensitivity: mean over the trials of min(delta, 10), lower is
-    more stable. An infinite score is never within k, and counts at the largest finite score in
-    the median and mean (``largest_finite``).
+    more stable. An infinite score is never within k, and counts at the largest finite distance in
+    the median and mean (``largest_distance``).
     """
     x = as_errors(errors)
     best = np.array(best_of(x) if baseline is None else baseline, dtype=float)
-    out = dict(zip(SUMMARIES, map(float, _summaries(x, best, cap=largest_finite(x))), strict=True))
+    out = dict(zip(SUMMARIES, map(float, _summaries(x, best, cap=largest_distance(x))), strict=True))
     out["n"] = int(x.size)
     return out
 
@@ -138,11 +136,13 @@ SPREAD_DIVISOR = {1: 1.2, 2: 1.75, 3: 2.2}
 
 def best_spread(scores: Sequence[float] | np.ndarray) -> float:
     """The standard deviation of a sweep's best over re-runs of the sweep, estimated from the
-    distance between its best and its fourth-best finite trial (its three lowest gaps). The best of
-    n noisy trials moves by about the gaps between the lowest trials; one gap alone is as noisy as
-    an exponential draw, three are steadier. Calibrated (``SPREAD_DIVISOR``) where seed noise is
-    Gaussian; it errs wide (conservative) where the lowest trials lie further apart than that."""
-    x = np.sort(np.asarray(scores, dtype=float))
+    distance between its best and its fourth-lowest distinct finite value (its three lowest gaps).
+    The best of n noisy trials moves by about the gaps between the lowest trials; one gap alone is
+    as noisy as an exponential draw, three are steadier. Distinct values, because errors counted
+    over a test set are quantized (0.05 points on 2,000 images) and tie at the best, where the best
+    still moves. Calibrated (``SPREAD_DIVISOR``) where seed noise is Gaussian; it errs wide
+    (conservative) where the lowest trials lie further apart than that."""
+    x = np.unique(np.asarray(scores, dtype=float))
     lowest = x[np.isfinite(x)][:4]
     k = lowest.size - 1
     return float((lowest[-1] - lowest[0]) / SPREAD_DIVISOR[k]) if k >= 1 else 0.0
@@ -194,7 +194,7 @@ def summary_intervals(
     """Each summary of one sweep with its interval: name -> (estimate, low, high) (module docstring)."""
     x = as_errors(errors)
     rng = np.random.default_rng(seed)
-    cap = largest_finite(x)
+    cap = largest_distance(x)
     point = _summaries(x, np.array(best_of(x)), cap=cap)
     if x.size < 2:  # nothing to resample: no interval
         return {k: (float(v), -math.inf, math.inf) for k, v in zip(SUMMARIES, point, strict=True)}
@@ -265,11 +265,11 @@ def summary_differences(
     have the same expected mean delta at their sizes, whatever their levels (a constant added to
     every error changes no delta): equal stability, levels free. ``paired``: both tried the same
     draws in the same order, and are resampled by the same indices. Infinite scores count at the
-    largest finite score of the two in means and medians, and are never within k."""
+    largest finite distance of the two in means and medians, and are never within k."""
     a, b = as_errors(errors_a), as_errors(errors_b)
     if paired and a.size != b.size:
         raise ValueError(f"a paired comparison needs one error per draw in both sets, got {a.size} and {b.size}")
-    cap = largest_finite(np.concatenate([a, b]))
+    cap = largest_distance(a, b)
     keep = [SUMMARIES.index(k) for k in COMPARED]
     point = (_summaries(a, np.array(best_of(a)), cap=cap) - _summaries(b, np.array(best_of(b)), cap=cap))[keep]
     if min(a.size, b.size) < 2:  # nothing to resample: no interval, no test
@@ -298,14 +298,19 @@ def compare_summaries(
     return {k: (r.estimate, r.low, r.high) for k, r in got.items()}
 
 
-def compare(errors_a, errors_b, *, paired: bool = False, n_resamples: int = 2000, seed: int = 0) -> dict:
+def compare(
+    errors_a, errors_b, *, paired: bool = False, confidence: float = CONFIDENCE, n_resamples: int = 2000, seed: int = 0
+) -> dict:
     """Are two sweeps equally stable? {"test", "effect", "statistic", "p_value", "low", "high"}:
     the difference a - b of mean deltas (``EFFECT``, the area above each EDF), its 95% interval and
     the two-sided p-value of "equal stability, levels free", read off one resampling, so that
     p <= 0.05 exactly when the interval excludes 0 (``summary_differences``). Diverged trials are
-    data: an infinite score counts at the largest finite one, so every value is finite; a set of
+    data: an infinite score counts at the largest finite distance, so every value is finite; a set of
     one trial has nothing to resample (p-value NaN, an infinite interval)."""
-    r = summary_differences(errors_a, errors_b, paired=paired, n_resamples=n_resamples, seed=seed)[EFFECT]
+    got = summary_differences(
+        errors_a, errors_b, paired=paired, confidence=confidence, n_resamples=n_resamples, seed=seed
+    )
+    r = got[EFFECT]
     test = PAIRED_TEST if paired else UNPAIRED_TEST
     return {"test": test, "effect": EFFECT, "statistic": r.estimate, "p_value": r.p_value, "low": r.low, "high": r.high}
 
@@ -365,7 +370,7 @@ def noise_floor(
     trials that keep their score (diverged ones). The noise is measured at each sweep's best only:
     the floor assumes the same noise at every draw."""
     a, b = as_errors(errors_a), as_errors(errors_b)
-    cap = largest_finite(np.concatenate([a, b]))
+    cap = largest_distance(a, b)
     rng = np.random.default_rng(seed)
     za, zb = rng.standard_normal((n_sims, a.size)), rng.standard_normal((n_sims, b.size))
     if fixed_a is not None:

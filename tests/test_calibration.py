@@ -70,7 +70,7 @@ def test_a_steeper_sweep_is_found_at_its_own_level_or_another(level):
     a, b = pairs(2, 400, STEEP, level, paired=True)
     assert rejection_rate(a, b, paired=True) >= 0.85
     a, b = pairs(3, 200, STEEP, level, paired=False)
-    assert rejection_rate(a, b, paired=False) >= 0.2  # unpaired: each sweep's draws add their own noise
+    assert rejection_rate(a, b, paired=False) >= 0.3  # unpaired: each sweep's draws add their own noise
 
 
 def test_identical_sweeps_with_one_diverged_trial_each_are_not_called_different():
@@ -86,7 +86,7 @@ def test_identical_sweeps_with_one_diverged_trial_each_are_not_called_different(
         p = np.array([g["p_value"] for g in got])
         assert np.isfinite(p).all() and np.isfinite([g["statistic"] for g in got]).all()
         assert np.isfinite([g["low"] for g in got]).all() and np.isfinite([g["high"] for g in got]).all()
-        assert np.mean(p >= ALPHA) >= 0.9
+        assert np.mean(p > ALPHA) >= 1 - upper(ALPHA, 200)  # a calibrated size, not only the 10% asked
 
 
 @pytest.mark.parametrize(("c_b", "level_b", "paired"), [(STABLE, 5.0, True), (STEEP, 5.0, True), (STEEP, 0.0, False)])
