@@ -431,7 +431,7 @@ def figure_expected_best(
         ax.fill_between(curve["k"], mean - curve["std"], mean + curve["std"], color=color, alpha=0.2)
     if sets:
         _log_axis(ax)
-        ax.set_xlabel(f"trials k (drawn {stats.estimator_name(replace)})")
+        ax.set_xlabel(f"trials k, drawn {stats.estimator_name(replace)}")
         ax.set_ylabel(f"expected best {metric.label}")
         ax.legend(frameon=False, loc="upper right")
     fig.tight_layout()
