@@ -104,9 +104,7 @@ def convergence(trials: pd.DataFrame, noise: float) -> str:
             )
             parts.append(f"{OPTIMIZERS.get(optim, optim)}, err(E) - err({longest}) of {pair[0]} vs {pair[1]}: {lines}")
         if parts:
-            said = "; ".join(parts)
-            ways = ", ".join(f"{verdicts.count(v)} {v}" for v in sorted(set(verdicts)))
-            return f"{summary_of(verdicts)} ({said}; single runs, per length: {ways}, seed noise σ {noise_text(noise)})"
+            return f"{convergence_verdict(verdicts, noise)} ({'; '.join(parts)}; {lengths(verdicts, noise)})"
     return "not in the store: run `stability grid --figure 2` and `--figure 3`"
 
 
@@ -114,6 +112,21 @@ def summary_of(verdicts: list[str]) -> str:
     """One verdict of several: the same where all agree, else "mixed"."""
     heads = {v.split(" (")[0] for v in verdicts}
     return heads.pop() if len(heads) == 1 else "mixed"
+
+
+def convergence_verdict(verdicts: list[str], noise: float) -> str:
+    return summary_of(verdicts) + ("" if np.isfinite(noise) else ", seed noise not measured")
+
+
+def lengths(verdicts: list[str], noise: float) -> str:
+    """How many of the shorter lengths favour ViT_C (beyond seed noise, where it was measured)."""
+    if not np.isfinite(noise):
+        lower = sum(v.startswith("yes") for v in verdicts)
+        return f"single runs; ViT_C's is lower at {lower} of {len(verdicts)} lengths"
+    return (
+        f"single runs; beyond twice the seed noise of a difference (2σ, σ {noise:.2f} from the sweeps' noise "
+        f"runs): ViT_C's lower at {verdicts.count('yes')}, higher at {verdicts.count('no')} of {len(verdicts)} lengths"
+    )
 
 
 def optimizer_gap(s: Sweeps) -> str:
