@@ -407,3 +407,24 @@ def test_a_claim_within_seed_noise_is_not_a_verdict():
     assert claims.verdict(-1.1, 0.5) == "no" and claims.verdict(0.1, np.nan) == "yes (seed noise not measured)"
     assert claims.summary_of(["yes", "yes (seed noise not measured)"]) == "yes"
     assert claims.summary_of(["yes", "within seed noise"]) == "mixed"
+
+
+def test_the_convergence_claim_compares_each_shorter_length_against_seed_noise():
+    from analysis import claims
+
+    epochs = [10, 20, 40, 80]
+    errs = {"vit_p_nano": [40.0, 33.0, 29.0, 27.0], "vit_c_nano": [33.0, 31.0, 26.5, 25.0]}  # deltas: 13/6/2 vs 8/6/1.5
+    grid = pd.concat(
+        [
+            sweep_rows("figure2-laptop", m, e, sampler="fixed", epochs=epochs, lrs=np.full(4, 1e-3))
+            for m, e in errs.items()
+        ]
+    )
+    said = claims.convergence(grid, noise=1.0)  # a difference of two deltas: 2 points of noise, 4 to count
+    assert said == (
+        "mixed (AdamW, err(E) - err(80) of vit_p_nano vs vit_c_nano: E=10: 13.00 vs 8.00, E=20: 6.00 vs 6.00, "
+        "E=40: 2.00 vs 1.50; single runs; beyond twice the seed noise of a difference (2σ, σ 1.00 from the sweeps' "
+        "noise runs): ViT_C's lower at 1, higher at 0 of 3 lengths)"
+    )
+    assert claims.convergence(grid, noise=np.nan).startswith("mixed, seed noise not measured (AdamW")
+    assert claims.convergence(grid, noise=np.nan).endswith("ViT_C's is lower at 2 of 3 lengths)")
