@@ -90,21 +90,21 @@ def convergence(trials: pd.DataFrame, noise: float) -> str:
         pair = vit_pair(set(mine["model"]))
         if pair is None:
             continue
-        parts, verdicts = [], []
+        parts, diffs = [], []
         for optim, g in mine[mine["model"].isin(pair)].groupby("optimizer"):
             by = {m: g[g["model"] == m].set_index("epochs") for m in pair}
             shared = sorted(set(by[pair[0]].index) & set(by[pair[1]].index))
             if not shared or by[pair[0]]["reference_epochs"].iloc[0] != by[pair[1]]["reference_epochs"].iloc[0]:
                 continue
-            diffs = [by[pair[0]].loc[e, "delta"] - by[pair[1]].loc[e, "delta"] for e in shared]
-            verdicts += [verdict(d, 2 * noise) for d in diffs]
+            diffs += [by[pair[0]].loc[e, "delta"] - by[pair[1]].loc[e, "delta"] for e in shared]
             longest = int(by[pair[0]]["reference_epochs"].iloc[0])
             lines = ", ".join(
                 f"E={e}: {by[pair[0]].loc[e, 'delta']:.2f} vs {by[pair[1]].loc[e, 'delta']:.2f}" for e in shared
             )
             parts.append(f"{OPTIMIZERS.get(optim, optim)}, err(E) - err({longest}) of {pair[0]} vs {pair[1]}: {lines}")
         if parts:
-            return f"{convergence_verdict(verdicts, noise)} ({'; '.join(parts)}; {lengths(verdicts, noise)})"
+            verdicts = [verdict(d, 2 * noise) for d in diffs]  # a difference of two single runs' deltas: 2σ
+            return f"{convergence_verdict(verdicts, noise)} ({'; '.join(parts)}; {lengths(diffs, noise)})"
     return "not in the store: run `stability grid --figure 2` and `--figure 3`"
 
 
@@ -118,14 +118,15 @@ def convergence_verdict(verdicts: list[str], noise: float) -> str:
     return summary_of(verdicts) + ("" if np.isfinite(noise) else ", seed noise not measured")
 
 
-def lengths(verdicts: list[str], noise: float) -> str:
-    """How many of the shorter lengths favour ViT_C (beyond seed noise, where it was measured)."""
+def lengths(diffs: list[float], noise: float) -> str:
+    """How many of the shorter lengths favour ViT_C, in all and beyond twice the seed noise of a
+    difference of two single runs' deltas (4σ, in points), where that noise was measured."""
+    lower = f"ViT_C's delta is lower at {sum(d > 0 for d in diffs)} of {len(diffs)} lengths"
     if not np.isfinite(noise):
-        lower = sum(v.startswith("yes") for v in verdicts)
-        return f"single runs; ViT_C's is lower at {lower} of {len(verdicts)} lengths"
+        return f"single runs; {lower}"
     return (
-        f"single runs; beyond twice the seed noise of a difference (2σ, σ {noise:.2f} from the sweeps' noise "
-        f"runs): ViT_C's lower at {verdicts.count('yes')}, higher at {verdicts.count('no')} of {len(verdicts)} lengths"
+        f"single runs; {lower}; beyond 4σ = {4 * noise:.2f} points (σ {noise:.2f}, the largest seed noise of the "
+        f"ViTs' sweeps) lower at {sum(d > 4 * noise for d in diffs)}, higher at {sum(d < -4 * noise for d in diffs)}"
     )
 
 
@@ -156,7 +157,7 @@ def steeper_edf(trials: pd.DataFrame, s: Sweeps, *, n_resamples: int, seed: int)
         d, lo, hi = sign * r.effect_diff, *sorted((sign * r.effect_lo, sign * r.effect_hi))
         said = "yes" if r.p_holm <= 0.05 and d < 0 else "no, the reverse" if r.p_holm <= 0.05 else "not significant"
         floor = (
-            f", seed-noise floor {r.noise_floor:.2f} [{r.noise_floor_lo:.2f}, {r.noise_floor_hi:.2f}]"
+            f", seed-noise floor {r.noise_floor:.2f} ({r.noise_floor_lo:.2f}-{r.noise_floor_hi:.2f})"
             if np.isfinite(r.noise_floor)
             else ", seed-noise floor not measured"
         )

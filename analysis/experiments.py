@@ -520,27 +520,26 @@ def unit_of(metric: str) -> str:
 
 def in_words(r) -> str:
     """One comparison (a row of ``comparisons``) as one claim, e.g. "vit_c_4gf's mean delta over the
-    same draws is lower than vit_p_4gf's by 2.10 points, 95% CI [-3.00, -1.20], p = 0.002 (Holm over
-    the 3 adamw pairs of protocol X: 0.006); seed-noise floor of this difference 0.45 points (95% CI
-    0.24-2.80; 3 (a) + 3 (b) seeds, both sweeps' noise runs): twice the floor exceeded". The
-    interval and the p-value are read off one resampling and agree; the floor is the spread of this
-    very difference under the measured seed noise (``BEYOND_NOISE`` times it is what noise alone
-    rarely reaches). ``unit``: points of top-1 error, or another metric's own units."""
+    same draws is lower than vit_p_4gf's: difference -2.10 points, 95% CI [-3.00, -1.20], p = 0.002
+    (Holm over the 3 adamw pairs of protocol X: 0.006); seed-noise floor of this difference 0.45
+    points (0.24-2.80 over the seed noise's 95% intervals; 3 (a) + 3 (b) seeds, both sweeps' noise
+    runs): twice the floor exceeded". The difference is first minus second; the interval and the
+    p-value are read off one resampling and agree; the floor is the spread of this very difference
+    under the measured seed noise (``BEYOND_NOISE`` times it is what noise alone rarely reaches).
+    ``unit``: points of top-1 error, or another metric's own units."""
     a, b = named(r.a, r.b, r.model_a, r.model_b)
     unit = unit_of(r.metric)
     f = ".2f" if unit == "points" else ".3g"  # points of error as the paper writes them; other units as they come
     d, lo, hi = r.effect_diff, r.effect_lo, r.effect_hi
     what = r.effect.replace("_", " ") + (" over the same draws" if r.paired else "")
-    if d == 0:
-        text = f"{a}'s {what} equals {b}'s, "
-    else:
-        text = f"{a}'s {what} is {'lower' if d < 0 else 'higher'} than {b}'s by {abs(d):{f}} {unit}, "
-    text += f"95% CI [{lo:{f}}, {hi:{f}}]"
+    head = f"equals {b}'s" if d == 0 else f"is {'lower' if d < 0 else 'higher'} than {b}'s"
+    text = f"{a}'s {what} {head}: difference {d:+{f}} {unit}, 95% CI [{lo:{f}}, {hi:{f}}]"
     if np.isfinite(r.p_value):
         text += f", p = {r.p_value:.3g} (Holm over {r.holm_family}: {r.p_holm:.3g})"
     if np.isfinite(r.noise_floor):
-        text += (f"; seed-noise floor of this difference {r.noise_floor:{f}} {unit} (95% CI {r.noise_floor_lo:{f}}-"
-                 f"{r.noise_floor_hi:{f}}; {r.noise_seeds} seeds, {r.noise_source}): ")  # fmt: skip
+        text += (f"; seed-noise floor of this difference {r.noise_floor:{f}} {unit} ({r.noise_floor_lo:{f}}-"
+                 f"{r.noise_floor_hi:{f}} over the seed noise's 95% intervals; {r.noise_seeds} seeds, "
+                 f"{r.noise_source}): ")  # fmt: skip
         text += f"twice the floor {'exceeded' if r.beyond_noise else 'not exceeded'}"
     elif r.noise_source:
         text += f"; no seed-noise floor ({r.noise_source})"

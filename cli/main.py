@@ -188,7 +188,7 @@ def at_least(minimum: int, at_most: int | None = None):
     return parse
 
 
-# A bootstrap holds every resample in memory at once (scipy's vectorized statistic): beyond
+# The resampling holds every resample in memory at once (analysis.stats, vectorized): beyond
 # this, a figure's bands would need more memory than a laptop has, for no visible gain.
 RESAMPLES = at_least(1, 100_000)
 

@@ -189,13 +189,15 @@ def test_comparisons_pair_by_index_only_on_the_same_draws_and_say_it_in_words():
     assert list(pairs["p_holm"]) == pytest.approx(list(stats.holm(pairs["p_value"])))  # one family: one figure
     assert set(pairs["holm_family"]) == {f"the 3 adamw pairs of protocol {row['protocol']}"}
     assert row["p_value"] == pytest.approx(2 / 2000) and row["p_holm"] >= row["p_value"]  # beyond every resample
-    assert row["in_words"].startswith("vit_c_1gf's mean delta over the same draws is lower than vit_p_1gf's by ")
+    assert row["in_words"].startswith(
+        f"vit_c_1gf's mean delta over the same draws is lower than vit_p_1gf's: difference {row['statistic']:+.2f} "
+    )
     assert f"95% CI [{row['effect_lo']:.2f}, {row['effect_hi']:.2f}], p = {row['p_value']:.3g} " in row["in_words"]
     assert f"(Holm over {row['holm_family']}: {row['p_holm']:.3g})" in row["in_words"]
     unpaired = pairs.loc[("c", "p-other-draws")]
     assert unpaired["effect"] == "mean_delta" and unpaired["statistic"] == pytest.approx(unpaired["effect_diff"])
     assert unpaired["in_words"].startswith(
-        f"vit_c_1gf's mean delta is lower than vit_p_1gf's by {abs(unpaired['statistic']):.2f}"
+        f"vit_c_1gf's mean delta is lower than vit_p_1gf's: difference {unpaired['statistic']:+.2f}"
     )
 
 
@@ -228,7 +230,7 @@ def test_the_sentence_reports_the_quantity_its_test_is_on():
     assert (row["effect_lo"], row["effect_hi"]) == (row["mean_delta_lo"], row["mean_delta_hi"])
     words = row["in_words"]
     assert words.startswith(
-        f"vit_p_1gf's mean delta over the same draws is lower than vit_c_1gf's by {abs(row['statistic']):.2f}"
+        f"vit_p_1gf's mean delta over the same draws is lower than vit_c_1gf's: difference {row['statistic']:+.2f}"
     )
     assert f"95% CI [{row['effect_lo']:.2f}, {row['effect_hi']:.2f}]" in words and "median" not in words
 
@@ -423,8 +425,8 @@ def test_the_convergence_claim_compares_each_shorter_length_against_seed_noise()
     said = claims.convergence(grid, noise=1.0)  # a difference of two deltas: 2 points of noise, 4 to count
     assert said == (
         "mixed (AdamW, err(E) - err(80) of vit_p_nano vs vit_c_nano: E=10: 13.00 vs 8.00, E=20: 6.00 vs 6.00, "
-        "E=40: 2.00 vs 1.50; single runs; beyond twice the seed noise of a difference (2σ, σ 1.00 from the sweeps' "
-        "noise runs): ViT_C's lower at 1, higher at 0 of 3 lengths)"
+        "E=40: 2.00 vs 1.50; single runs; ViT_C's delta is lower at 2 of 3 lengths; beyond 4σ = 4.00 points "
+        "(σ 1.00, the largest seed noise of the ViTs' sweeps) lower at 1, higher at 0)"
     )
     assert claims.convergence(grid, noise=np.nan).startswith("mixed, seed noise not measured (AdamW")
-    assert claims.convergence(grid, noise=np.nan).endswith("ViT_C's is lower at 2 of 3 lengths)")
+    assert claims.convergence(grid, noise=np.nan).endswith("ViT_C's delta is lower at 2 of 3 lengths)")
