@@ -58,11 +58,11 @@ class Sweeps:
     noise of that best (from the same sweep's noise runs)."""
 
     def __init__(self, trials: pd.DataFrame):
+        every = experiments.top1_sets(trials)
         self.sets = {}
-        for sweep, g in sorted(experiments.top1_sets(trials).items()):
+        for sweep, g in sorted(every.items()):
             self.sets.setdefault((g["model"].iloc[0], g["optimizer"].iloc[0]), sweep)
         floors = experiments.noise_floors(trials).set_index("sweep")["noise_std"]
-        every = experiments.top1_sets(trials)
         self.best = {k: float(every[s]["metric_value"].min()) for k, s in self.sets.items()}
         self.noise = {k: float(floors.get(s, np.nan)) for k, s in self.sets.items()}
         self.pair = vit_pair({m for m, _ in self.sets})

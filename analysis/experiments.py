@@ -434,8 +434,8 @@ def comparisons(trials: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0)
     p_holm = families["p_value"].transform(lambda p: pd.Series(stats.holm(p), index=p.index))
     out.insert(out.columns.get_loc("p_value") + 1, "p_holm", p_holm)
     size = families["p_value"].transform("size")
-    names = [family_name(r.optimizer, r.protocol, m) for r, m in zip(out.itertuples(), size, strict=True)]
-    out.insert(out.columns.get_loc("p_holm") + 1, "holm_family", names)
+    family = [family_name(r.optimizer, r.protocol, m) for r, m in zip(out.itertuples(), size, strict=True)]
+    out.insert(out.columns.get_loc("p_holm") + 1, "holm_family", family)
     out["in_words"] = [in_words(r) for r in out.itertuples()]
     return out
 

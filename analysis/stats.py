@@ -72,9 +72,7 @@ def largest_distance(*sweeps: Sequence[float] | np.ndarray) -> float:
 
 def best_of(errors: Sequence[float] | np.ndarray) -> float:
     """The best (lowest) finite score; 0 where none is finite (every trial alike)."""
-    arr = as_errors(errors)
-    finite = arr[np.isfinite(arr)]
-    return float(finite.min()) if finite.size else 0.0
+    return float(_finite_min(as_errors(errors)))
 
 
 def deltas(errors: Sequence[float] | np.ndarray, baseline: float | None = None) -> np.ndarray:

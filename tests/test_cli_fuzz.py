@@ -138,7 +138,11 @@ COMMANDS = {
     ),
     "report": (
         ["report", "--out", "{tmp}/report.html"],
-        {"--results": ["{tmp}/store", "{tmp}/empty", "{tmp}/nowhere"], "--resamples": COUNTS},
+        {
+            "--results": ["{tmp}/store", "{tmp}/empty", "{tmp}/nowhere"],
+            "--resamples": COUNTS,
+            "--with-replacement": None,
+        },
     ),
     "bench": (
         ["bench", "--dry-run", "--device", "cpu"],
