@@ -9,6 +9,7 @@ in the file (imports, data_dir) are relative to the file.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from stability.errors import UserError
 from stability.trainer import load_imports
 from store import check_name
 from store.space import space_from_json
-from sweeps import cluster, plan
+from sweeps import plan
 from sweeps.space import SAMPLERS, Space, read_toml, space_from_table
 
 SCALE_KEYS = ("dataset", "epochs", "image_size", "patch_size", "batch_size")
@@ -180,13 +181,13 @@ def run(args) -> int:
     if args.dry_run and (study.preset is not None or study.trainers):  # nothing the cluster decides
         print(describe(study, scale, sweeps))
         return 0
-    with cluster.connect(args.address, args.imports) as info:
-        print(info.describe(), flush=True)
-        scale, sweeps = plan_study(study, gpu=info.gpus > 0)
+
+    def show(scale: plan.Scale | None, sweeps: dict, gpu: bool) -> None:
         print(describe(study, scale, sweeps))
-        if args.dry_run:
-            return 0
-        commands.run_sweeps(args, info, scale, sweeps)
+
+    commands.launch(args, functools.partial(plan_study, study), show, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
     return draw(args, list(sweeps), study.name)
 
 

@@ -118,13 +118,56 @@ def sweep(args) -> int:
             announce(scale, args.preset is not None, False)
         print(describe({name: manifest}))
         return 0
-    with cluster.connect(args.address, args.imports) as info:
-        print(info.describe(), flush=True)
-        scale, name, manifest = plan_sweep(args, gpu=info.gpus > 0)
+
+    def plan_for(gpu: bool) -> tuple[plan.Scale | None, dict[str, pd.DataFrame]]:
+        scale, name, manifest = plan_sweep(args, gpu)
+        return scale, {name: manifest}
+
+    def show(scale: plan.Scale | None, sweeps: dict, gpu: bool) -> None:
         if scale is not None:
-            announce(scale, args.preset is not None, info.gpus > 0)
-        run_sweeps(args, info, scale, {name: manifest})
+            announce(scale, args.preset is not None, gpu)
+
+    launch(args, plan_for, show)
     return 0
+
+
+def launch(args, plan_for, show=None, imports: list[str] | None = None, dry_run: bool = False) -> bool:
+    """Join the cluster and run the sweeps that ``plan_for(gpu)`` plans for it (``gpu``: it has
+    GPUs); ``show`` prints the plan once the cluster is joined.
+
+    Without ``--address`` the cluster is a local Ray on this machine, whose GPUs are known
+    before it starts: every check that needs no cluster (the results root is writable, the data
+    is there and parses, each name is free or holds the same definition) runs first, and Ray
+    starts only when they pass and a trial is pending; the checks that read the store run again
+    under the driver's lock. With ``--address`` the data is checked on the cluster, the only
+    place that sees it. Returns False when nothing was pending (said, with the sweeps' status).
+    """
+    imports = args.imports if imports is None else imports
+    store = Store(args.results)
+    if not args.address:
+        gpu = cluster.local_gpus() > 0
+        scale, sweeps = plan_for(gpu)
+        if dry_run:
+            show(scale, sweeps, gpu)
+            return False
+        store.check_writable()
+        resources = resources_from(args, NO_CLUSTER)
+        engine.preflight(scale, resources, imports=tuple(imports))
+        if not engine.anything_pending(store, sweeps, resources.retry_failed):
+            for name, manifest in sweeps.items():
+                print(f"sweep {name}: all {len(manifest)} trials already have results; nothing to run")
+            print_status(store, list(sweeps))
+            return False
+    elif not dry_run:
+        store.check_writable()
+    with cluster.connect(args.address, imports) as info:
+        print(info.describe(), flush=True)
+        scale, sweeps = plan_for(info.gpus > 0)
+        if show is not None:
+            show(scale, sweeps, info.gpus > 0)
+        if not dry_run:
+            run_sweeps(args, info, scale, sweeps, imports)
+    return not dry_run
 
 
 def split_list(text: str | None, cast=str) -> list | None:
@@ -168,13 +211,12 @@ def grid(args) -> int:
         announce(scale, True, False)
         print(describe(sweeps))
         return 0
-    with cluster.connect(args.address, args.imports) as info:
-        print(info.describe(), flush=True)
-        scale, sweeps = plan_figure(args, gpu=info.gpus > 0)
-        announce(scale, args.preset is not None, info.gpus > 0)
+
+    def show(scale: plan.Scale, sweeps: dict, gpu: bool) -> None:
+        announce(scale, args.preset is not None, gpu)
         print(describe(sweeps))
-        if not args.dry_run:
-            run_sweeps(args, info, scale, sweeps)
+
+    launch(args, lambda gpu: plan_figure(args, gpu), show, dry_run=args.dry_run)
     return 0
 
 
@@ -204,23 +246,21 @@ def noise(args) -> int:
     print(f"noise floor of {args.sweep}: its best trial {best_id} ({drawn}) under {args.seeds} other seeds")
     if args.dry_run:
         return 0
-    imports = schema.imports_of(best)
-    with cluster.connect(args.address, imports) as info:
-        print(info.describe(), flush=True)
-        run_sweeps(args, info, scale, sweeps, imports)
+    launch(args, lambda gpu: (scale, sweeps), imports=schema.imports_of(best))
     return 0
 
 
 def run_sweeps(
     args, info: cluster.ClusterInfo, scale: plan.Scale | None, sweeps: dict[str, pd.DataFrame], imports=None
 ) -> None:
-    """Check everything a user can fail, then lock the sweeps and run them one after another.
+    """On the joined cluster: check what the cluster decides, then lock the sweeps and run them one after another.
     ``scale``: the built-in trainer's data; None for a trainable's sweeps (it brings its own)."""
     store, resources = Store(args.results), resources_from(args, info)
     store.check_writable()
     imports = args.imports if imports is None else imports
-    trainers = sorted({t for m in sweeps.values() if "trainer" in m for t in m["trainer"].dropna()})
-    engine.preflight(scale, resources, remote=bool(args.address), imports=tuple(imports), trainers=trainers)
+    if args.address:  # a local command checked its data before its Ray started (``launch``)
+        trainers = sorted({t for m in sweeps.values() if "trainer" in m for t in m["trainer"].dropna()})
+        engine.preflight(scale, resources, remote=True, imports=tuple(imports), trainers=trainers)
     placement = engine.place(resources, store, remote=bool(args.address))
     if placement.gpu_memory is not None:
         print(f"GPU memory per trial: {placement.gpu_memory / 2**30:.1f} GiB (packs are sized to it)", flush=True)

@@ -93,9 +93,13 @@ def configure_ray_env(loopback: bool) -> None:
 def connect(address: str | None, imports: list[str] | None = None) -> Iterator[ClusterInfo]:
     """Join ``address`` (or start a local Ray on 127.0.0.1) for the length of one command.
 
-    ``imports``: the user's ``--import`` modules; every ``.py`` file among them is shipped to
-    each node (``runtime_env`` ``py_modules``), where a trial imports it under its file name
-    if the node lacks the path. A dotted module must be installed on every node.
+    A Ray this process has already joined (a notebook's ``ray.init()``, a test session's) serves
+    a command without ``--address`` as it is, and is left running: only a Ray this command
+    started is shut down. ``imports``: the user's ``--import`` modules; with ``--address`` every
+    ``.py`` file among them is shipped to each node (``runtime_env`` ``py_modules``), where a
+    trial imports it under its file name if the node lacks the path; a local trial imports it
+    from its path (absolute, as the parser records it). A dotted module must be installed on
+    every node.
     """
     found = address == "auto"  # the Ray that `ray start` left on this machine: nothing to dial first
     if address and not found:
@@ -104,11 +108,16 @@ def connect(address: str | None, imports: list[str] | None = None) -> Iterator[C
     configure_ray_env(loopback)
     import ray  # first imported here by the CLI, after the variables above are set
 
-    common = {"logging_level": logging.ERROR, "log_to_driver": False, "ignore_reinit_error": True}
+    if ray.is_initialized():
+        if address:
+            raise UserError("this Python process has joined a Ray already; ray.shutdown() it before using --address")
+        yield read_cluster(f"Ray at {ray.get_runtime_context().gcs_address} (joined before this command)")
+        return
+    common = {"logging_level": logging.ERROR, "log_to_driver": False}
     files = [spec for spec in imports or [] if spec.endswith(".py")]
-    if files:
-        common["runtime_env"] = {"py_modules": files}
     if address:
+        if files:
+            common["runtime_env"] = {"py_modules": files}
         ray.init(address=address, **({"_node_ip_address": "127.0.0.1"} if loopback else {}), **common)
     else:
         # "local": a Ray of our own, never one found on this machine (RAY_ADDRESS, `ray start`)
@@ -117,6 +126,24 @@ def connect(address: str | None, imports: list[str] | None = None) -> Iterator[C
         yield read_cluster(address or "local Ray on 127.0.0.1")
     finally:
         ray.shutdown()
+
+
+def local_gpus() -> int:
+    """The GPUs a local Ray would declare (this machine's, as far as CUDA_VISIBLE_DEVICES shows
+    them), found without starting one, so that a command without ``--address`` plans and checks
+    everything before Ray starts; the Ray this process has joined, if any, says it itself."""
+    configure_ray_env(loopback=True)
+    import ray
+
+    if ray.is_initialized():
+        return int(ray.cluster_resources().get("GPU", 0))
+    # Ray's own count, the one ``ray.init`` declares; no public API gives it before a start.
+    from ray._private.accelerators import get_accelerator_manager_for_resource
+
+    manager = get_accelerator_manager_for_resource("GPU")
+    count = manager.get_current_node_num_accelerators()
+    visible = manager.get_current_process_visible_accelerator_ids()
+    return count if visible is None else min(count, len(visible))
 
 
 def read_cluster(where: str) -> ClusterInfo:

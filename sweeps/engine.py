@@ -67,10 +67,18 @@ class Placement:
 def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.DataFrame:
     """Write the manifest if the sweep is new; refuse a different definition under the same name."""
     store.check_writable()
-    old = store.read_manifest(sweep)
+    old = stored_manifest(store, sweep, manifest)
     if old is None:
         store.write_manifest(sweep, manifest)
         return manifest
+    return old
+
+
+def stored_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.DataFrame | None:
+    """The sweep's stored manifest (None for a new sweep), which must hold ``manifest``'s definition."""
+    old = store.read_manifest(sweep)
+    if old is None:
+        return None
     differ = definition_differences(old, manifest)
     if differ:
         raise UserError(
@@ -78,6 +86,24 @@ def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.Dat
             f"{', '.join(differ)}); rerun it with the same flags, or choose a new --name (a grid: another --results)"
         )
     return old
+
+
+def without_final_result(trials: pd.DataFrame, manifest: pd.DataFrame, retry_failed: bool) -> pd.DataFrame:
+    """Manifest rows that ``trials`` (the stored rows) give no final result."""
+    failed = set(trials.loc[trials["status"] == "failed", "trial_id"])
+    final = set(trials["trial_id"]) - (failed if retry_failed else set())
+    return manifest[~manifest["trial_id"].isin(final)]
+
+
+def anything_pending(store: Store, sweeps: dict[str, pd.DataFrame], retry_failed: bool) -> bool:
+    """Whether a run of ``sweeps`` would train anything; refuses a name holding another
+    definition. Reads only: what ``pending_trials`` sets aside is left for the run."""
+    pending = False
+    for sweep, manifest in sweeps.items():  # every name is checked, pending or not
+        stored = stored_manifest(store, sweep, manifest)
+        trials = store.read_trials(sweep)[0]
+        pending = pending or stored is None or not without_final_result(trials, stored, retry_failed).empty
+    return pending
 
 
 def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print, retry_failed: bool = True):
@@ -88,8 +114,7 @@ def pending_trials(store: Store, sweep: str, manifest: pd.DataFrame, log=print, 
     for path in bad:
         log(f"unreadable result {path} set aside in {store.quarantine(path)}; its trial will run again")
     failed = set(trials.loc[trials["status"] == "failed", "trial_id"])
-    final = set(trials["trial_id"]) - (failed if retry_failed else set())
-    pending = manifest[~manifest["trial_id"].isin(final)]
+    pending = without_final_result(trials, manifest, retry_failed)
     retried = pending[pending["trial_id"].isin(failed)]["trial_id"]
     if len(retried):
         kept = sum(any(d.iterdir()) if (d := store.checkpoint_dir(sweep, i)).is_dir() else False for i in retried)
@@ -135,13 +160,19 @@ def pack_ids(config: dict) -> list[str]:
 
 
 def train_pack(
-    cfgs: list, folders: list[Path], sweep_dir: Path, resources: Resources, on_epoch, guard: Guard | None = None
+    cfgs: list,
+    folders: list[Path],
+    sweep_dir: Path,
+    resources: Resources,
+    on_epoch,
+    guard: Guard | None = None,
+    inject: faults.Faults = faults.NONE,
 ) -> list:
     """One config in this process, or on Ray Train workers; several as one population. Each
     trial checkpoints in its own folder (``folders``), in every case; an unreadable checkpoint
     goes to the sweep's ``quarantine/``."""
     quarantine = sweep_dir / "quarantine"
-    faults.out_of_memory(len(cfgs))
+    faults.out_of_memory(inject, len(cfgs))
     if resources.workers:
         from sweeps.workers import train_with_workers
 
@@ -154,6 +185,7 @@ def train_pack(
             sweep_dir=sweep_dir,
             max_failures=resources.max_failures,
             guard=guard,
+            inject=inject,
         )
         return [result]
     if len(cfgs) == 1:
@@ -166,7 +198,14 @@ def train_pack(
 
 
 def run_trial(
-    config: dict, *, root: str, sweep: str, rows: dict, resources: Resources, guard: Guard | None = None
+    config: dict,
+    *,
+    root: str,
+    sweep: str,
+    rows: dict,
+    resources: Resources,
+    guard: Guard | None = None,
+    inject: faults.Faults = faults.NONE,
 ) -> None:
     """The Tune trainable: train one manifest row, or a pack of rows as a population, and store them.
 
@@ -197,14 +236,14 @@ def run_trial(
             if resources.trackers.kinds
             else {}
         )
-        on_epoch = faults.worker_death(ids, store.sweep_dir(sweep), guarded(tune.report, guard))
-        on_epoch = route(faults.failure(ids, on_epoch), logs, ids[0])
+        on_epoch = faults.worker_death(inject, ids, store.sweep_dir(sweep), guarded(tune.report, guard))
+        on_epoch = route(faults.failure(inject, ids, on_epoch), logs, ids[0])
         try:
             if schema.present(rows[ids[0]].get("trainer")):  # a registered trainable: one trial a pack
                 results = [train_trainable(rows[ids[0]], folders[0], device, on_epoch)]
             else:
                 cfgs = [trial_config(rows[i], sweep, resources, device, simulated) for i in ids]
-                results = train_pack(cfgs, folders, store.sweep_dir(sweep), resources, on_epoch, guard)
+                results = train_pack(cfgs, folders, store.sweep_dir(sweep), resources, on_epoch, guard, inject)
         except Exception as e:
             for log in logs.values():
                 log.close("failed")
@@ -505,7 +544,13 @@ def run(
     guard = None if lease is None else Guard(os.path.abspath(folder), os.path.abspath(lease.paths[folder]), lease.token)
     trainable = tune.with_resources(
         tune.with_parameters(
-            run_trial, root=str(store.root.resolve()), sweep=sweep, rows=rows, resources=resources, guard=guard
+            run_trial,
+            root=str(store.root.resolve()),
+            sweep=sweep,
+            rows=rows,
+            resources=resources,
+            guard=guard,
+            inject=faults.Faults.from_environment(),  # read here, in the driver: the trials' workers may be older
         ),
         trial_driver_resources(resources),
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from stability.errors import UserError
 from stability.trainer import TrainConfig, TrainResult
+from sweeps.faults import Faults
 from sweeps.guard import Guard, guarded
 
 RESULT = "result.json"
@@ -27,7 +28,7 @@ def worker_loop(config: dict) -> None:
 
     from stability.trainer import train
     from sweeps.cluster import hide_gpus_unless_given, trial_device
-    from sweeps.faults import worker_death
+    from sweeps.faults import NONE, worker_death
 
     hide_gpus_unless_given()
     device, simulated = trial_device(ray.get_gpu_ids())
@@ -36,7 +37,8 @@ def worker_loop(config: dict) -> None:
     rank = ray.train.get_context().get_world_rank()
     sweep_dir = Path(config["sweep_dir"])
     checked = guarded(lambda point: None, config.get("guard"))  # every worker stops if the driver lost the sweep
-    on_epoch = worker_death([cfg.trial_id], sweep_dir, checked) if rank == 0 else checked
+    inject = config.get("inject") or NONE
+    on_epoch = worker_death(inject, [cfg.trial_id], sweep_dir, checked) if rank == 0 else checked
     result = train(cfg, checkpoint_dir=folder, on_epoch=on_epoch, quarantine=sweep_dir / "quarantine")
     if rank == 0:
         tmp = folder / f".{RESULT}.{os.getpid()}.tmp"
@@ -54,6 +56,7 @@ def train_with_workers(
     sweep_dir: Path,
     max_failures: int = 2,
     guard: Guard | None = None,
+    inject: Faults | None = None,
 ) -> TrainResult:
     """Train one config on ``workers`` workers of the running Ray cluster; resumes from the checkpoint."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -72,6 +75,7 @@ def train_with_workers(
             "checkpoint_dir": str(checkpoint_dir.resolve()),
             "sweep_dir": str(sweep_dir.resolve()),
             "guard": guard,
+            "inject": inject,  # sweeps.faults.Faults of the driver, for the tests
         },
         # Named, not left to Ray Train, which picks NCCL for any worker holding a GPU resource:
         # simulated GPUs train on CPUs, where only gloo exists.

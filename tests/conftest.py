@@ -33,52 +33,107 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def _ray_until_the_end():
+    """Shuts down, when the session ends, the Ray that ``shared_ray`` started."""
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def join_shared_ray():
+    """One local Ray for the session, joined by this process: every in-process command without
+    ``--address`` runs on it (``sweeps.cluster.connect`` leaves a Ray it did not start running)
+    instead of starting and stopping one of its own. Started on first use, and again after a
+    test that needed this process free of Ray (``no_ray``); stopped when the session ends
+    (``_ray_until_the_end``, which a fixture that calls this must request)."""
+    import ray
+
+    from sweeps.cluster import configure_ray_env
+
+    if not ray.is_initialized():
+        configure_ray_env(loopback=True)
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="error",
+                 log_to_driver=False)  # fmt: skip
+    return ray
+
+
+@pytest.fixture
+def shared_ray(_ray_until_the_end):
+    """The session's shared local Ray (``join_shared_ray``), for a test's in-process commands."""
+    return join_shared_ray()
+
+
+@pytest.fixture
+def no_ray():
+    """This process joined to no Ray: for a test that joins another cluster (``--address``) or
+    starts a Ray of its own. Stops the session's shared Ray if it runs; the next test that
+    needs it starts it again."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
 TINY_DATA = ["--dataset", "synthetic", "--image-size", "8", "--patch-size", "4", "--batch-size", "64"]
+
+
+def write_planned_sweeps(root, sweeps: dict, seed: int = 0) -> None:
+    """Store every planned trial of ``sweeps`` (name -> manifest) as a sweep stores it: the
+    manifest, the trainer's own result row (``result_row``) and a curve of one point per epoch,
+    with made-up errors instead of training. For tests that only read a store; the sweep tests
+    prove the training that writes real ones."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from stability.trainer import load_data, result_row
+    from store import Store, schema
+    from sweeps.engine import Resources, trial_config
+
+    rng = np.random.default_rng(seed)
+    store = Store(root)
+    for name, manifest in sweeps.items():
+        store.write_manifest(name, manifest)
+        for row in manifest.to_dict("records"):
+            cfg = trial_config(row, name, Resources(), "cpu", False)
+            errors = np.sort(rng.uniform(20.0, 90.0, cfg.epochs))[::-1]
+            curve = [{"epoch": e + 1, "lr": row["lr"], "train_loss": err / 40, "top1_err": err, "top1_err_raw": err + 1,
+                      "wall_s": 0.5 * (e + 1)} for e, err in enumerate(errors)]  # fmt: skip
+            result = result_row(
+                cfg,
+                curve=curve,
+                data=load_data(cfg),
+                batch=cfg.batch_size,
+                wall=curve[-1]["wall_s"],
+                status="ok",
+                diverged_epoch=None,
+                started=datetime.now(UTC),
+                device=torch.device("cpu"),
+            )
+            result.update(resumed_from_epoch=0, workers=1, accumulate=1, node_id="written", **schema.carried(row))
+            store.write_trial(name, result, curve)
 
 
 @pytest.fixture(scope="session")
 def tiny_store(tmp_path_factory):
-    """A results store made by real tiny sweeps: two 3-trial EDF sweeps and a Figure 3 grid."""
-    from cli import main
+    """A results store as tiny sweeps write it: two 3-trial EDF sweeps and a Figure 3 grid
+    (written, not trained: ``write_planned_sweeps``)."""
+    from sweeps import plan
+    from sweeps.grid import plan_grid
 
     root = tmp_path_factory.mktemp("store")
-    for model in ("vit_p_1gf", "vit_c_1gf"):
-        assert (
-            main(
-                [
-                    "sweep",
-                    "--model",
-                    model,
-                    "--optim",
-                    "adamw",
-                    "--trials",
-                    "3",
-                    "--epochs",
-                    "1",
-                    "--results",
-                    str(root),
-                    *TINY_DATA,
-                ]
-            )
-            == 0
-        )
-    assert (
-        main(
-            [
-                "grid",
-                "--figure",
-                "3",
-                "--models",
-                "vit_p_1gf,vit_c_1gf",
-                "--epochs",
-                "1,2",
-                "--results",
-                str(root),
-                *TINY_DATA,
-            ]
-        )
-        == 0
+    scale = plan.choose_scale("smoke", False, dataset="synthetic", image_size=8, patch_size=4, batch_size=64)
+    sweeps = {
+        f"{m}-adamw-smoke": plan.edf_manifest(f"{m}-adamw-smoke", m, "adamw", scale, trials=3, seed=0)
+        for m in ("vit_p_1gf", "vit_c_1gf")
+    }
+    grid = plan_grid(
+        3, scale, models=["vit_p_1gf", "vit_c_1gf"], epochs=[1, 2], trials=plan.preset_trials("smoke", None)
     )
+    write_planned_sweeps(root, {**sweeps, **grid})
     return root
 
 

@@ -376,8 +376,7 @@ def test_every_observed_value_lies_in_its_dimension(values, scale):
 
 
 @pytest.mark.slow
-def test_a_ray_tune_experiment_is_imported(tmp_path, capsys, monkeypatch):
-    import ray
+def test_a_ray_tune_experiment_is_imported(tmp_path, capsys, monkeypatch, shared_ray):
     from ray import tune
 
     monkeypatch.setenv("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")  # the result files ExperimentAnalysis reads
@@ -390,16 +389,11 @@ def test_a_ray_tune_experiment_is_imported(tmp_path, capsys, monkeypatch):
             loss = math.inf if config["lr"] == 0.3 else config["lr"] * 10 + config["width"] - step
             tune.report({"loss": loss, "acc": 0.5 + step / 10})
 
-    ray.init(address="local", num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1",
-             logging_level="error", log_to_driver=False)  # fmt: skip
-    try:
-        tune.Tuner(
-            trainable,
-            param_space={"lr": tune.grid_search([0.01, 0.1, 0.3, 0.9]), "width": 4, "tag": "a"},
-            run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path / "tune"), verbose=0),
-        ).fit()
-    finally:
-        ray.shutdown()
+    tune.Tuner(  # on the session's Ray
+        trainable,
+        param_space={"lr": tune.grid_search([0.01, 0.1, 0.3, 0.9]), "width": 4, "tag": "a"},
+        run_config=tune.RunConfig(name="exp", storage_path=str(tmp_path / "tune"), verbose=0),
+    ).fit()
     root = tmp_path / "results"
     folder = tmp_path / "tune" / "exp"
     rc, out, err = run(capsys, "import", "--tune", str(folder), "--metric", "loss", "--mode", "min",

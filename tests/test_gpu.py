@@ -20,7 +20,7 @@ from stability.population import Population, train_population
 from stability.trainer import TrainConfig, initial_model, train
 from tests.conftest import TINY_DATA
 
-pytestmark = pytest.mark.gpu
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("shared_ray")]
 
 CUDA = dict(model="vit_c_1gf", dataset="synthetic", image_size=32, patch_size=4, batch_size=128, device="cuda")
 DATA = load_synthetic(32, train=2048, test=512)

@@ -25,7 +25,7 @@ from sweeps import lock
 from sweeps.cluster import SIMULATED_GPUS_ENV
 from tests.conftest import TINY_DATA, running, simulated_gpu_cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.usefixtures("no_ray")]
 
 TINY = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA, "--epochs", "1"]
 

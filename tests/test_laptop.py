@@ -168,6 +168,7 @@ def test_the_edf_axis_reaches_every_delta_up_to_the_papers_20_points(errors):
 
 @pytest.mark.slow
 @has_fashion_mnist
+@pytest.mark.usefixtures("shared_ray")
 def test_a_two_trial_laptop_sweep_trains_through_ray(tmp_path, capsys):
     argv = ["sweep", "--model", "vit_c_nano", "--optim", "sgd", "--preset", "laptop", "--epochs", "1"]
     assert main([*argv, "--trials", "2", "--results", str(tmp_path)]) == 0, capsys.readouterr()

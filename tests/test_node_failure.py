@@ -14,7 +14,7 @@ import pytest
 from sweeps.cluster import SIMULATED_GPUS_ENV
 from tests.conftest import FAST_HEALTH_CHECKS, TINY_DATA, running, simulated_gpu_cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.usefixtures("no_ray")]
 
 
 def test_a_killed_node_is_survived_from_the_last_checkpoint(tmp_path):

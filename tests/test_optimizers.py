@@ -25,6 +25,8 @@ from sweeps import plan
 from sweeps.space import parse_space_flags
 from tests.conftest import TINY
 
+pytestmark = pytest.mark.usefixtures("shared_ray")
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 BUILT_IN = ["sgd", "adamw", "muon", "lion", "schedulefree_adamw"]
 SCHEDULE = optimizers.Schedule(warmup_steps=0, total_steps=10)

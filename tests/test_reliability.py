@@ -98,8 +98,22 @@ BAD_INPUTS = {
 }
 
 
+@pytest.fixture
+def ray_never_started(monkeypatch):
+    """This process joined to no Ray, and any attempt to start or join one fails the test."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a command that needs no cluster started Ray")
+
+    monkeypatch.setattr(ray, "init", refuse)
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_is_one_line_exit_2_store_unchanged(case, existing_store, capsys):
+def test_bad_input_is_one_line_exit_2_store_unchanged_no_ray(case, existing_store, capsys, ray_never_started):
     argv, message = BAD_INPUTS[case]
     argv = [a.format(tmp=existing_store, port=free_port()) for a in argv]
     if "--results" not in argv:
@@ -109,6 +123,23 @@ def test_bad_input_is_one_line_exit_2_store_unchanged(case, existing_store, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert snapshot(existing_store) == before
+
+
+def test_a_finished_sweep_says_nothing_to_run_before_ray_starts(existing_store, capsys, ray_never_started):
+    """Every trial of the stored sweep has a result (one diverged, one failed and kept by
+    --no-retry-failed): the rerun says so, and shows the status, without starting Ray."""
+    store = Store(existing_store / "results")
+    rows = store.read_manifest("tiny").to_dict("records")
+    for row, (status, err) in zip(rows, [("ok", 40.0), ("diverged", 100.0), ("failed", 100.0)], strict=True):
+        store.write_trial("tiny", {**row, "status": status, "top1_err": err, "top1_err_raw": err}, [])
+    before = snapshot(existing_store)
+    assert main([*SWEEP, "--results", str(store.root), "--no-retry-failed"]) == 0
+    out = capsys.readouterr().out
+    assert "sweep tiny: all 3 trials already have results; nothing to run" in out
+    assert "tiny" in out.splitlines()[-2] and "1 failed trial(s)" in out.splitlines()[-1]
+    assert snapshot(existing_store) == before
+    with pytest.raises(AssertionError, match="started Ray"):  # the failed trial is pending without the flag
+        main([*SWEEP, "--results", str(store.root)])
 
 
 def test_bad_input_through_the_console_script_has_no_traceback(tmp_path):
@@ -155,6 +186,7 @@ def test_driver_sigkill_then_resume_finishes_exactly_once(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pack", ["1", "2"])
+@pytest.mark.usefixtures("shared_ray")
 def test_worker_killed_mid_epoch_is_retried_from_checkpoint(pack, tmp_path, capsys, monkeypatch):
     """With --pack 2 both trials train in the killed worker's population and resume together."""
     results = tmp_path / "results"
@@ -173,6 +205,7 @@ def test_worker_killed_mid_epoch_is_retried_from_checkpoint(pack, tmp_path, caps
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_failed_trials_keep_their_checkpoints_and_the_rerun_retries_them(tmp_path, capsys, monkeypatch):
     """Two trials fail for good after epoch 1 (more often than --max-failures allows). Their
     checkpoints are kept; status counts them and names the command; --no-retry-failed keeps
@@ -212,6 +245,7 @@ def test_failed_trials_keep_their_checkpoints_and_the_rerun_retries_them(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_truncated_and_empty_results_are_reported_set_aside_and_rerun(tmp_path, capsys):
     from analysis import load_trials
     from analysis.store import UnreadableResultWarning
@@ -244,6 +278,7 @@ def test_truncated_and_empty_results_are_reported_set_aside_and_rerun(tmp_path, 
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_load_200_tiny_trials_every_row_present(tmp_path, capsys):
     results = tmp_path / "results"
     argv = [

@@ -15,8 +15,9 @@ from PIL import Image
 
 from analysis import experiments, load_trials
 from cli import main
+from tests.conftest import join_shared_ray
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_ray")]
 
 
 class Page(HTMLParser):
@@ -49,7 +50,8 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def store_with_noise(tiny_store, tmp_path_factory):
+def store_with_noise(tiny_store, tmp_path_factory, _ray_until_the_end):
+    join_shared_ray()
     root = tmp_path_factory.mktemp("noisy") / "results"
     shutil.copytree(tiny_store, root)
     argv = ["noise", "--sweep", "vit_c_1gf-adamw-smoke", "--seeds", "2", "--results", str(root)]

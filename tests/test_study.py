@@ -69,6 +69,7 @@ def write_study(folder, trials: int = 3):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_a_study_runs_in_ray_workers_resumes_and_draws_both_models(tmp_path, capsys):
     study = write_study(tmp_path / "study")
     results, out = tmp_path / "results", tmp_path / "figures"
@@ -131,6 +132,7 @@ def test_a_study_of_an_unknown_family_without_its_space_is_refused(tmp_path, cap
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("no_ray")
 def test_a_user_file_is_shipped_to_nodes_that_lack_it(tmp_path):
     """py_modules: the cluster gets the file when the command joins it; a node without the
     path imports the shipped copy and finds the model registered."""

@@ -8,7 +8,7 @@ import pytest
 from cli import main
 from tests.conftest import TINY_DATA, free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_ray")]
 
 TINY_SWEEP = [
     "--model",

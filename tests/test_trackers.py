@@ -14,6 +14,8 @@ from cli import main
 from sweeps.trackers import Trackers
 from tests.conftest import TINY_DATA
 
+pytestmark = pytest.mark.usefixtures("shared_ray")
+
 tensorboard = pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
 mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
 

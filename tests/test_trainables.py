@@ -18,6 +18,8 @@ from stability import trainables
 from stability.errors import UserError
 from tests.conftest import kill_driver_when
 
+pytestmark = pytest.mark.usefixtures("shared_ray")
+
 EXAMPLE = Path(__file__).parents[1] / "examples" / "modular_addition.py"
 STUDY = Path(__file__).parents[1] / "examples" / "modular_addition.toml"
 

@@ -11,7 +11,7 @@ import pytest
 from cli import main
 from tests.conftest import TINY_DATA, simulated_gpu_cluster
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.usefixtures("no_ray")]
 
 TINY = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA]
 

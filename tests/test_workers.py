@@ -16,6 +16,8 @@ from stability.data import load_synthetic
 from stability.trainer import TrainConfig, train
 from tests.conftest import TINY, TINY_DATA
 
+pytestmark = pytest.mark.usefixtures("shared_ray")
+
 # Two workers at half a CPU each: with the trial's own 0.01 CPU it fits CI's two cores.
 TWO_WORKERS = ["--workers", "2", "--cpus-per-trial", "0.5"]
 SWEEP = ["sweep", "--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA, "--trials", "1", "--name", "w"]
