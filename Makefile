@@ -18,8 +18,8 @@ main: install  ## the main job: the default EDF sweep, then its figures and summ
 	$(VENV)/bin/stability sweep --model vit_c_4gf --optim sgd
 	$(VENV)/bin/stability figures --results results --out figures
 
-test: install  ## the whole suite (CI runs this)
-	$(PY) -m pytest -q -ra
+test: install  ## the whole suite (CI runs this), with its 25 slowest tests
+	$(PY) -m pytest -q -ra --durations=25
 
 test-gpu: install  ## the checks that need real CUDA (skipped elsewhere); run on a GPU machine
 	$(PY) -m pytest -q -ra -m gpu

@@ -148,17 +148,23 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def kill_driver_when(cmd: list[str], ready, what: str, timeout: float = 300) -> None:
-    """Start a sweep's driver (``cmd``), wait until ``ready()`` holds, then SIGKILL the driver only:
-    the Ray processes it started must not outlive it (its whole group is killed only if the wait
-    fails)."""
+    """Start a sweep's driver (``cmd``), wait until ``ready()`` holds, then SIGKILL the driver only,
+    and return once every process it had started (its Ray, its trials) has exited on its own:
+    nothing of the killed sweep writes after this returns. Its whole group is killed only if a
+    wait fails."""
     import os
     import signal
+
+    import psutil
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(ready, timeout, what)
+        descendants = psutil.Process(proc.pid).children(recursive=True)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        _, alive = psutil.wait_procs(descendants, timeout=60)
+        assert not alive, f"processes of the killed driver still run: {[p.pid for p in alive]}"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -23,7 +23,7 @@ from cli import main
 from stability.errors import UserError
 from sweeps import lock
 from sweeps.cluster import SIMULATED_GPUS_ENV
-from tests.conftest import TINY_DATA, running, simulated_gpu_cluster
+from tests.conftest import TINY_DATA, running, simulated_gpu_cluster, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.usefixtures("no_ray")]
 
@@ -52,9 +52,7 @@ def test_a_driver_without_gpu_gets_the_gpu_protocol_and_a_second_driver_is_refus
     argv = ["sweep", *TINY, "--trials", "4", "--epochs", "2", "--name", "gpu", "--results", str(results)]
     with running([sys.executable, "-m", "cli", *argv, "--address", gpu_head.address], env) as first:
         held, planned = results / "gpu" / lock.LOCK, results / "gpu" / "manifest.parquet"
-        deadline = time.monotonic() + 120
-        while not planned.exists() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: planned.exists() or first.poll() is not None, 120, "the first driver's manifest")
         assert held.exists() and planned.exists(), "the first driver never started its sweep"
         manifest = planned.read_bytes()
         assert main([*argv, "--address", gpu_head.address]) == 2

@@ -16,6 +16,7 @@ import pytest
 
 from stability.errors import UserError
 from sweeps import lock
+from tests.conftest import wait_for
 
 
 def write_lock(folder: Path, age: float = 0.0, name: str = lock.LOCK, **fields) -> Path:
@@ -121,8 +122,7 @@ def test_the_heartbeat_refreshes_the_lock_without_rewriting_it(tmp_path, monkeyp
         path = lease.paths[tmp_path / "s"]
         content, inode = path.read_bytes(), path.stat().st_ino
         age_file(path, 30)
-        time.sleep(0.4)
-        assert time.time() - path.stat().st_mtime < 5
+        wait_for(lambda: time.time() - path.stat().st_mtime < 5, 5, "a heartbeat")
         assert path.read_bytes() == content and path.stat().st_ino == inode
         assert lease.lost() is None
 
@@ -154,16 +154,15 @@ def test_a_paused_holder_learns_it_was_taken_over_and_never_writes_its_lock_back
             assert a_path.read_bytes() == a_bytes and marked(a_path)  # B kept A's file, as a tombstone
             a._stop.clear()  # A wakes
             a.start()
-            deadline = time.monotonic() + 5
-            while a.lost() is None and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_for(lambda: a.lost() is not None, 5, "the lease to be lost")
             why = a.lost()
             assert why is not None and "\n" not in why
             assert why.startswith("sweep 's' was taken over by another driver") and why.endswith("this driver stops")
             assert f"pid {os.getpid()}, since {b_since}" in why
             with pytest.raises(lock.LockLost, match="taken over"):
                 a.check()
-            time.sleep(0.3)
+            a._beating.join(timeout=5)  # A's heartbeat stops on its own: nothing of A writes after this
+            assert not a._beating.is_alive()
             assert lock_files(folder) == [lock.LOCK, f"{lock.LOCK}.1"] and a_path.read_bytes() == a_bytes
             b.check()
             assert b.lost() is None
@@ -301,9 +300,7 @@ def test_a_heartbeat_that_raises_marks_the_lease_lost(tmp_path, monkeypatch):
 
     with lock.hold([tmp_path / "s"]) as lease:
         monkeypatch.setattr(os, "utime", broken)
-        deadline = time.monotonic() + 5
-        while lease.lost() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: lease.lost() is not None, 5, "the lease to be lost")
         assert "heartbeat failed" in lease.lost() and "Input/output error" in lease.lost()
         with pytest.raises(lock.LockLost, match="Input/output error"):
             lease.check()
@@ -411,12 +408,10 @@ def test_a_holder_paused_past_a_release_finds_its_file_gone_and_recreates_nothin
         assert lock_files(folder) == []
         a._stop.clear()  # A wakes
         a.start()
-        deadline = time.monotonic() + 5
-        while a.lost() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: a.lost() is not None, 5, "the lease to be lost")
         assert a.lost() == f"sweep 's': this driver's lock {a.paths[folder]} was removed; this driver stops"
-        time.sleep(0.2)
-        assert lock_files(folder) == []
+        a._beating.join(timeout=5)  # stopped on its own: nothing of A writes after this
+        assert not a._beating.is_alive() and lock_files(folder) == []
         with lock.hold([folder]) as c:
             assert c.paths[folder] == a.paths[folder]  # generation 0 again: a new history
             c_bytes = c.paths[folder].read_bytes()

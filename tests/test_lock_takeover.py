@@ -88,7 +88,7 @@ def test_a_paused_driver_whose_sweep_was_taken_over_stops_and_the_sweep_finishes
         )
         assert a.poll() is None, tail(logs, "a")
         os.kill(a.pid, signal.SIGSTOP)  # the driver only: its trials keep running, its heartbeat does not
-        time.sleep(STALE_S + 2 * HEARTBEAT_S + 1)
+        wait_for(lambda: all(time.time() - e.mtime > STALE_S for e in lock.scan(sweep)), 60, "A's lock to go stale")
         b = start_driver(results, logs, "b")
         drivers.append(b)
         wait_for(lambda: taken_over(sweep, a.pid, b.pid) or b.poll() is not None, 300, "driver B's take-over")

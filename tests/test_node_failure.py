@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import pandas as pd
 import pytest
 
 from sweeps.cluster import SIMULATED_GPUS_ENV
-from tests.conftest import FAST_HEALTH_CHECKS, TINY_DATA, running, simulated_gpu_cluster
+from tests.conftest import FAST_HEALTH_CHECKS, TINY_DATA, running, simulated_gpu_cluster, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600), pytest.mark.usefixtures("no_ray")]
 
@@ -28,9 +27,7 @@ def test_a_killed_node_is_survived_from_the_last_checkpoint(tmp_path):
         env = {k: v for k, v in os.environ.items() if k != SIMULATED_GPUS_ENV}
         with running([*cmd, "--results", str(results), "--address", cluster.address], env) as driver:
             ckpts = results / "n" / "checkpoints"
-            deadline = time.monotonic() + 300
-            while len(list(ckpts.glob("*/last.pt"))) < 2 and driver.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.2)
+            wait_for(lambda: len(list(ckpts.glob("*/last.pt"))) == 2 or driver.poll() is not None, 300, "checkpoints")
             assert len(list(ckpts.glob("*/last.pt"))) == 2, "both trials should be checkpointed, one on each node"
             cluster.remove_node(worker, allow_graceful=False)  # the node's raylet and its workers, by handle
             out, _ = driver.communicate(timeout=400)

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +22,7 @@ from hypothesis import strategies as st
 
 from cli import main
 from store import Store
-from tests.conftest import TINY_DATA
+from tests.conftest import TINY_DATA, wait_for
 
 CLUSTER_SCRIPT = Path(__file__).with_name("slurm_cluster.sh")
 TINY = ["--model", "vit_c_1gf", "--optim", "adamw", *TINY_DATA, "--epochs", "1"]
@@ -210,9 +209,7 @@ def test_the_job_exits_with_the_commands_status_and_fails_when_the_command_never
 @pytest.mark.parametrize(("restarts", "requeued"), [("0", True), ("10", False)])
 def test_usr1_before_the_time_limit_requeues_the_job_at_most_max_requeues_times(restarts, requeued, tmp_path):
     process, _, log = stub_job(tmp_path, STUB_SLEEP="3", SLURM_RESTART_COUNT=restarts)
-    deadline = time.monotonic() + 30
-    while "command" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_for(lambda: "command" in (log.read_text() if log.exists() else ""), 30, "the job's command")
     process.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@grace sends the batch shell
     out, _ = process.communicate(timeout=60)
     assert process.returncode == 0, out  # the stand-in scontrol requeues nothing: the command ends
@@ -300,20 +297,19 @@ class Slurm:
         self.init = None  # the namespace's PID 1, as this namespace numbers it
 
     def start(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        def idle() -> bool:
             if self.unshare.poll() is not None:
                 text = self.log.read_text()
                 if "unshare" in text:  # the namespaces themselves are not allowed here
                     pytest.skip(f"namespaces are not allowed here: {text.strip().splitlines()[-1]}")
                 raise AssertionError(f"the test Slurm did not start:\n{text}")
             children = psutil.Process(self.unshare.pid).children()
-            if children and "slurm up" in self.log.read_text():
-                self.init = children[0].pid
-                if "idle" in self.run(["sinfo", "--noheader", "-o", "%t"]).stdout:
-                    return
-            time.sleep(0.5)
-        raise AssertionError(f"the test Slurm did not answer within 30 s:\n{self.log.read_text()}")
+            if not (children and "slurm up" in self.log.read_text()):
+                return False
+            self.init = children[0].pid
+            return "idle" in self.run(["sinfo", "--noheader", "-o", "%t"]).stdout
+
+        wait_for(idle, 30, "the test Slurm to answer")
 
     def env(self) -> dict[str, str]:
         # Ray's folders under this test's own (short: Ray's socket paths are limited to 107 bytes)
@@ -337,13 +333,8 @@ class Slurm:
         return dict(field.split("=", 1) for field in fields if "=" in field)
 
     def wait(self, job_id: str, timeout: float = 600) -> dict[str, str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = self.job(job_id)
-            if job.get("JobState") in ENDED:
-                return job
-            time.sleep(1)
-        raise AssertionError(f"job {job_id} did not end within {timeout} s: {self.job(job_id)}")
+        wait_for(lambda: self.job(job_id).get("JobState") in ENDED, timeout, f"job {job_id} to end")
+        return self.job(job_id)
 
     def ray_processes(self) -> list[str]:
         listing = self.run(["ps", "-eo", "args"]).stdout.splitlines()
@@ -392,14 +383,13 @@ def output_of(results: Path, job_id: str) -> str:
 
 def stored(store: Store, at_least: int, job_id: str, slurm: Slurm) -> pd.DataFrame:
     """The sweep's rows once it holds ``at_least`` of them (the job still running)."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        rows, _ = store.read_trials("long")
-        if len(rows) >= at_least:
-            return rows
+
+    def enough() -> bool:
         assert slurm.job(job_id)["JobState"] not in ENDED, slurm.job(job_id)
-        time.sleep(1)
-    raise AssertionError(f"the sweep did not reach {at_least} results within 300 s")
+        return len(store.read_trials("long")[0]) >= at_least
+
+    wait_for(enough, 300, f"{at_least} results")
+    return store.read_trials("long")[0]
 
 
 @pytest.mark.slow
@@ -416,12 +406,8 @@ def test_a_sweep_job_requeued_by_its_time_signal_then_cancelled_and_submitted_ag
     assert (slurm.job(first)["JobState"], slurm.job(first)["Restarts"]) == ("RUNNING", "0")  # its Ray was up
     # What Slurm sends --grace seconds before the time limit: USR1 to the batch shell.
     slurm.run(["scancel", "--signal=USR1", "--batch", first])
-    deadline = time.monotonic() + 120
-    while slurm.job(first).get("Restarts") != "1" and time.monotonic() < deadline:
-        time.sleep(1)
-    assert slurm.job(first)["Restarts"] == "1", slurm.job(first)
-    while slurm.job(first)["JobState"] != "PENDING" and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(lambda: slurm.job(first).get("Restarts") == "1", 120, "the job's requeue")
+    wait_for(lambda: slurm.job(first)["JobState"] == "PENDING", 120, "the requeued job to wait")
     held = slurm.job(first)  # Slurm holds a requeued job back 2 minutes (Reason=BeginTime): no wait here
     assert (held["JobState"], held["Reason"]) == ("PENDING", "BeginTime"), held
     slurm.run(["scontrol", "update", f"JobId={first}", "StartTime=now"])
@@ -432,10 +418,7 @@ def test_a_sweep_job_requeued_by_its_time_signal_then_cancelled_and_submitted_ag
     assert slurm.wait(first)["JobState"] == "CANCELLED"
     cancelled, _ = store.read_trials("long")
     assert len(cancelled) < 16, "the job should have been cancelled mid-sweep"
-    deadline = time.monotonic() + 60  # the tasks' `ray stop` on SIGTERM
-    while slurm.ray_processes() and time.monotonic() < deadline:
-        time.sleep(1)
-    assert slurm.ray_processes() == []
+    wait_for(lambda: slurm.ray_processes() == [], 60, "the tasks' `ray stop` on SIGTERM")
 
     second = submitted(slurm.stability(["slurm", "--", *sweep], cwd=tmp_path))
     job = slurm.wait(second)
@@ -475,10 +458,11 @@ def test_a_command_that_fails_in_the_job_or_a_ray_that_never_starts_fails_the_jo
     # fails because the command never wrote its status.
     holder = subprocess.Popen(
         ["nsenter", "-t", str(slurm.init), "--net", sys.executable, "-c",
-         "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 6390)); s.listen(); time.sleep(600)"]
+         "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 6390)); s.listen(); "
+         "print('bound', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        time.sleep(1)
+        assert holder.stdout.readline().strip() == "bound"
         job_id = submitted(slurm.stability(["slurm", "--ray-port", "6390", "--", *sweep[:-2]], cwd=tmp_path))
         job = slurm.wait(job_id)
     finally:

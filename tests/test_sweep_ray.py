@@ -70,7 +70,8 @@ def test_sweep_end_to_end_resume_and_rerun(tmp_path, capsys):
 
 
 def test_changed_definition_is_refused(tmp_path, capsys):
-    rc, _ = run_sweep(tmp_path, capsys, "--trials", "1")
+    rc, out = run_sweep(tmp_path, capsys, "--trials", "1")
+    assert rc == 0, out
     # --trials 1 then 3 under one name: a different manifest
     manifest = (tmp_path / "tiny" / "manifest.parquet").read_bytes()
     rc = main(["sweep", *TINY_SWEEP, "--results", str(tmp_path), "--seed", "5"])
