@@ -42,7 +42,8 @@ def test_step_and_data_benchmarks_print_ratios(capsys):
         )
         == 0
     )
-    assert main(["bench", "data", "--model", "vit_p_1gf", "--batch-size", "16", "--device", "cpu"]) == 0
+    data = ["bench", "data", "--model", "vit_p_1gf", "--image-size", "8", "--batch-size", "256", "--device", "cpu"]
+    assert main(data) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     step, data = lines[0], lines[1]
     assert step.startswith("step  vit_c_1gf 16px") and "MFU" in step and ratio(step) > 0
@@ -59,7 +60,8 @@ def test_population_benchmark_prints_both_batched_forwards(capsys):
 
 @pytest.mark.slow
 def test_sweep_benchmark_prints_ratio(capsys):
-    assert main(["bench", "sweep", "--model", "vit_p_1gf", "--trials", "2", "--device", "cpu"]) == 0
+    argv = ["bench", "sweep", "--model", "vit_p_1gf", "--trials", "2", "--image-size", "8", "--device", "cpu"]
+    assert main(argv) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("sweep vit_p_1gf 2 trials x 1 epochs") and ratio(last) > 0
 
