@@ -1,4 +1,4 @@
-"""Training-length deltas, optimizer gaps and EDF sets from a trials table (DESIGN section 7)."""
+"""Training-length deltas, optimizer gaps and EDF sets from a trials table (docs/design.md, "Analysis definitions")."""
 
 from __future__ import annotations
 

@@ -22,40 +22,6 @@ ONLY = [
 ]
 
 
-def add_parsers(sub, number) -> None:
-    """The two subcommands' flags (``number``: the CLI's finite-float type)."""
-    p = sub.add_parser("import", help="turn an Optuna study, a Ray Tune experiment or a CSV into a sweep of the store")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--optuna", metavar="URL", help="an Optuna storage: sqlite:///x.db, journal:///x.log, ...")
-    source.add_argument("--tune", metavar="DIR", help="a Ray Tune experiment folder")
-    source.add_argument("--csv", metavar="FILE", help="a CSV file, one trial per row")
-    p.add_argument("--study", help="the Optuna study (default: the storage's only one)")
-    p.add_argument("--metric", help="the value's name (Optuna: default 'value'; Tune: a reported key; CSV: a column)")
-    p.add_argument(
-        "--mode", choices=["min", "max"], help="which way the metric is better (Tune's words; or --direction)"
-    )
-    p.add_argument("--direction", choices=["minimize", "maximize"], help="which way the metric is better (or --mode)")
-    p.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="NAME[:SCALE]",
-        help="a hyperparameter (CSV column, Tune config key) and its scale: log | linear | int | choice (default "
-        "linear; text is a choice); repeatable. Tune default: every config key",
-    )
-    p.add_argument("--diverged", type=number, help="the value a diverged trial counts as (default: the worst, +-inf)")
-    p.add_argument("--name", help="the sweep's name (default: the study's, folder's or file's name)")
-    p.add_argument("--model", help="a model label for the rows (default: the sweep's name)")
-    p.add_argument("--optimizer", help="an optimizer label for the rows (default: unknown)")
-    p.add_argument("--results", default="results")
-    p.add_argument("--dry-run", action="store_true", help="read and check the source, say what would be written, stop")
-
-    p = sub.add_parser("export", help="write a store's sweeps as Optuna studies (for optuna-dashboard and friends)")
-    p.add_argument("--optuna", metavar="URL", required=True, help="the storage: sqlite:///studies.db, journal:///x.log")
-    p.add_argument("--results", default="results")
-    p.add_argument("--sweep", action="append", default=[], help="a sweep to export (repeatable; default: all)")
-
-
 def source_of(args: argparse.Namespace) -> external.Source:
     """Read the source the flags name, after checking that each flag belongs to it."""
     from sweeps import external

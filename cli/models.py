@@ -41,6 +41,10 @@ def render_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def command(args) -> int:
+    return run(args.json, args.image_size)
+
+
 def run(as_json: bool, image_size: int) -> int:
     if image_size < 1:
         raise UserError(f"--image-size must be a positive integer, got {image_size}")

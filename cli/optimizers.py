@@ -50,6 +50,10 @@ def render(rows: list[dict]) -> str:
     return "\n\n".join(blocks)
 
 
+def command(args) -> int:
+    return run(args.json)
+
+
 def run(as_json: bool) -> int:
     rows = optimizer_rows()
     print(json.dumps(rows) if as_json else render(rows))

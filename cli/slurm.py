@@ -31,44 +31,6 @@ NODE_LOCAL = ("/tmp", "/var/tmp", "/dev/shm", "/run")
 JOB_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 
 
-def add_parser(sub, at_least) -> None:
-    """The subcommand's flags (``at_least``: the CLI's bounded-integer type)."""
-    p = sub.add_parser(
-        "slurm",
-        help="run a sweep, grid or study as a Slurm job: Ray across the allocation, requeued before its time "
-        "limit and on preemption, resumed where it was",
-    )
-    p.add_argument("--print", dest="print_only", action="store_true", help="print the sbatch script; submit nothing")
-    p.add_argument("--nodes", type=at_least(1), default=1, help="nodes of the allocation (one Ray node each)")
-    p.add_argument("--gpus-per-node", type=at_least(1), help="GPUs per node (default: none asked for)")
-    p.add_argument("--cpus-per-task", type=at_least(1), help="CPUs per node's task (default: Slurm's)")
-    p.add_argument("--time", help="the job's time limit, as sbatch takes it: MINUTES, HH:MM:SS, D-HH:MM:SS")
-    p.add_argument("--partition")
-    p.add_argument("--account")
-    p.add_argument("--job-name", help="default: stability-COMMAND-NAME")
-    p.add_argument(
-        "--sbatch",
-        action="append",
-        default=[],
-        metavar="OPTION",
-        help="a further #SBATCH option, written as --sbatch=--qos=high (repeatable)",
-    )
-    p.add_argument(
-        "--shared-nodes",
-        action="store_true",
-        help="do not ask for whole nodes (--exclusive); Ray then refuses a node where another Ray runs",
-    )
-    p.add_argument(
-        "--grace",
-        type=at_least(60, 65_535),
-        default=120,
-        help="seconds before the time limit at which the job requeues itself (Slurm signals within 60 s)",
-    )
-    p.add_argument("--max-requeues", type=at_least(0), default=10, help="requeues before the time limit, at most")
-    p.add_argument("--ray-port", type=at_least(1024, 65_535), default=6379, help="the Ray head's port")
-    p.add_argument("inner", nargs=argparse.REMAINDER, help="-- then a sweep, grid or study command")
-
-
 def run(args: argparse.Namespace) -> int:
     from sweeps import slurm
 
@@ -161,16 +123,15 @@ def inner_command(given: list[str]) -> list[str]:
 def checked(inner: list[str]) -> argparse.Namespace:
     """The command as its own parser reads it, after every check that needs no cluster: a mistake
     is refused here, not after the job's wait in the queue."""
-    from cli.main import build_parser, dispatch
+    from cli.parser import build_parser, run_parsed
 
     parsed = build_parser().parse_args(inner)
     if parsed.address:
         raise UserError("slurm: the command takes no --address: its cluster is the Ray of the job's allocation")
     if parsed.dry_run:
         raise UserError("slurm: --dry-run runs here, without slurm: `stability " + " ".join(inner) + "`")
-    parsed.check_only = True
     with contextlib.redirect_stdout(io.StringIO()):  # the plan as this machine sees it is not the job's
-        dispatch(parsed)
+        run_parsed(parsed, check_only=True)
     return parsed
 
 

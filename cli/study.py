@@ -169,14 +169,15 @@ def describe(study: Study, scale: plan.Scale, sweeps: dict[str, pd.DataFrame]) -
     return "\n".join(lines)
 
 
-def run(args) -> int:
+def run(args, check_only: bool = False) -> int:
+    """``check_only``: every check that needs no cluster, then stop (`stability slurm`)."""
     study = read_study(args.file)
     args.imports = [*study.imports, *args.imports]
     if args.data_dir is None:
         args.data_dir = study.data_dir
     scale, sweeps = plan_study(study, gpu=False)  # every check that needs no cluster, first
     commands.resources_from(args, commands.NO_CLUSTER)
-    if args.check_only:
+    if check_only:
         return 0
     if args.dry_run and (study.preset is not None or study.trainers):  # nothing the cluster decides
         print(describe(study, scale, sweeps))

@@ -106,10 +106,11 @@ def plan_trainable(args) -> tuple[str, pd.DataFrame]:
 NO_CLUSTER = cluster.ClusterInfo("(none)", 0, 0.0, 0.0)
 
 
-def sweep(args) -> int:
+def sweep(args, check_only: bool = False) -> int:
+    """``check_only``: every check that needs no cluster, then stop (`stability slurm`)."""
     scale, name, manifest = plan_sweep(args, gpu=False)
     resources_from(args, NO_CLUSTER)
-    if args.check_only:
+    if check_only:
         return 0
     if args.dry_run:
         from sweeps.grid import describe
@@ -200,12 +201,13 @@ def plan_figure(args, gpu: bool) -> tuple[plan.Scale, dict[str, pd.DataFrame]]:
     return scale, sweeps
 
 
-def grid(args) -> int:
+def grid(args, check_only: bool = False) -> int:
+    """``check_only``: every check that needs no cluster, then stop (`stability slurm`)."""
     from sweeps.grid import describe
 
     scale, sweeps = plan_figure(args, gpu=False)
     resources_from(args, NO_CLUSTER)
-    if args.check_only:
+    if check_only:
         return 0
     if args.dry_run and args.preset is not None:
         announce(scale, True, False)
@@ -360,6 +362,10 @@ def best_line(best: dict) -> str:
         return f"{best['trial_id']} err {best['top1_err']:.2f}% lr={best['lr']:.3g} wd={best['wd']:.3g}"
     drawn = " ".join(f"{k}={best[k]:.3g}" for k in ("lr", "wd") if schema.present(best.get(k)))
     return f"{best['trial_id']} {metric.name} {best[metric.name]:.4g} {drawn}".rstrip()
+
+
+def status(args) -> int:
+    return print_status(Store(args.results))
 
 
 def print_status(store: Store, sweeps: list[str] | None = None) -> int:

@@ -6,6 +6,21 @@ from stability import optimizers
 from stability.errors import UserError
 from stability.trainer import TrainConfig, train
 
+# Flags that are the config's fields of the same name.
+CONFIG_FLAGS = ("model", "optim", "lr", "wd", "epochs", "dataset", "data_dir", "batch_size", "image_size", "patch_size",
+                "seed", "device", "accumulate", "compile")  # fmt: skip
+
+
+def command(args) -> int:
+    """`stability train` with its flags."""
+    cfg = TrainConfig(
+        **{name: getattr(args, name) for name in CONFIG_FLAGS},
+        autoaugment=not args.no_autoaugment,
+        mixing=not args.no_mixing,
+        imports=tuple(args.imports),
+    )
+    return run(cfg, args.results, args)
+
 
 def run(cfg: TrainConfig, results: str, args) -> int:
     from cli.sweeps import trackers_from

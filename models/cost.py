@@ -2,7 +2,7 @@
 
 Each module of the zoo reports its own cost from its hyperparameters through these helpers,
 so the numbers are derived from the same attributes the forward pass uses, never by tracing.
-Conventions follow DESIGN section 3 (they reproduce the paper's tables).
+Conventions follow docs/design.md, "The model zoo" (they reproduce the paper's tables).
 """
 
 from __future__ import annotations

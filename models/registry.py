@@ -8,6 +8,7 @@ intervals) are looked up by. A user's module registers itself when it is importe
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
 Builder = Callable[..., nn.Module]
@@ -134,8 +136,19 @@ def complexity(
         return _complexity(name, dims, "cpu")
 
 
+class _SkipInitializers(TorchFunctionMode):
+    """Skips ``torch.nn.init``'s fills while a model is built on the meta device, where they have
+    nothing to fill. It also spares a command's start the 0.8 s import of torch._dynamo, which
+    the meta kernel of ``normal_`` pulls in."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return args[0] if args else kwargs["tensor"]
+        return func(*args, **(kwargs or {}))
+
+
 def _complexity(name: str, dims: dict, device: str) -> dict:
-    with torch.device(device):
+    with torch.device(device), _SkipInitializers() if device == "meta" else contextlib.nullcontext():
         model = create(name, **dims)
         if hasattr(model, "complexity"):
             cost = model.complexity()

@@ -31,7 +31,7 @@ def stride_two_stem(channels: list[int], strides: list[int]) -> list[ConvSpec]:
 
 
 def fit_to_patch(convs: list[ConvSpec], patch: int) -> list[ConvSpec]:
-    """The stem's suffix whose strides multiply to ``patch`` (DESIGN section 3, small images).
+    """The stem's suffix whose strides multiply to ``patch`` (docs/design.md, "The model zoo": small images).
 
     Walking back from the last conv, convs are kept until the remaining stride is 1, so a
     3x3 stride-2 stem keeps its last log2(patch) stride-2 convs and the stride-1 convs between

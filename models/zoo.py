@@ -1,4 +1,4 @@
-"""The paper's zoo (DESIGN section 3), registered in ``models.registry`` under its names."""
+"""The paper's zoo (docs/design.md, "The model zoo"), registered in ``models.registry`` under its names."""
 
 from __future__ import annotations
 

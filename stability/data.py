@@ -1,4 +1,4 @@
-"""Datasets of DESIGN section 8, and the registry a researcher's own data joins.
+"""Datasets of docs/design.md, "Interfaces", and the registry a researcher's own data joins.
 
 Small datasets (fashion-mnist, cifar10/100, digits, synthetic, an ``npz`` file) are read once
 into uint8 tensors that live on the training device and are augmented there in batches.

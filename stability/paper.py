@@ -1,4 +1,5 @@
-"""The paper's published numbers as data (Xiao et al., NeurIPS 2021; DESIGN sections 3 and 5).
+"""The paper's published numbers as data (Xiao et al., NeurIPS 2021; docs/design.md, "The model
+zoo" and "Table 4: learning rates and weight decays").
 
 This module imports nothing: the trainer, the sweep engine and the command line read the one
 copy without pulling in torch or Ray.

@@ -1,4 +1,4 @@
-"""The paper's training recipe (DESIGN section 4): schedule, EMA, loss; its optimizers and their
+"""The paper's training recipe (docs/design.md, "The training recipe"): schedule, EMA, loss; its optimizers and their
 weight-decay policy are entries of ``stability.optimizers``."""
 
 from __future__ import annotations

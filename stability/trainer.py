@@ -666,7 +666,7 @@ def result_row(
     started: datetime,
     device: torch.device,
 ) -> dict:
-    """The trial row of DESIGN section 6 (columns: ``store.schema``)."""
+    """The trial row (docs/design.md, "The trial row") (columns: ``store.schema``)."""
     last = curve[-1] if curve else {}
     cost = models.complexity(
         cfg.model,

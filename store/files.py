@@ -1,4 +1,4 @@
-"""The parquet results store (DESIGN section 6): every path, write and read of its files.
+"""The parquet results store (docs/design.md, "The store"): every path, write and read of its files.
 
     <root>/<sweep>/manifest.parquet          one row per planned trial, written before any trial
     <root>/<sweep>/trials/<trial_id>.parquet one row per finished trial

@@ -1,4 +1,4 @@
-"""The one definition of a trial row (DESIGN section 6): its columns, their types, and how a
+"""The one definition of a trial row (docs/design.md, "The trial row"): its columns, their types, and how a
 row maps to the trainer's config and back.
 
 A manifest row is the planned part; a trial row is the planned part plus the outcome. The
@@ -278,7 +278,7 @@ def imports_of(row: dict) -> list[str]:
     return json.loads(text) if isinstance(text, str) and text else []
 
 
-# What makes two runs comparable (DESIGN section 6): the data and how it is fed, the preset,
+# What makes two runs comparable (docs/design.md, "The protocol"): the data and how it is fed, the preset,
 # the seed, every recipe field a run set, and the search space a sweep drew from. Model,
 # optimizer, epochs, lr and wd are left out: they are what a curve, a gap or an EDF varies.
 PROTOCOL = ["dataset", "image_size", "patch_size", "batch_size", "preset", "seed"]

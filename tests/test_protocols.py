@@ -1,4 +1,4 @@
-"""One protocol per curve (DESIGN section 6): a store holding Figure 2 and 3 grids under two
+"""One protocol per curve (docs/design.md, "The protocol"): a store holding Figure 2 and 3 grids under two
 protocols (digits at the smoke preset, 1-8 epochs; fashion-mnist at the small preset, 10-80
 epochs) draws them apart, measures each against its own longest run and never carries an error
 across protocols. Synthetic trial rows with the columns real ones have (store.schema)."""

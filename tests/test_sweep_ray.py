@@ -35,9 +35,13 @@ def mtimes(folder):
     return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.parquet")}
 
 
-def test_sweep_end_to_end_resume_and_rerun(tmp_path, capsys):
+def test_sweep_end_to_end_resume_and_rerun(tmp_path, capsys, shared_ray):
+    joined = shared_ray.get_runtime_context().gcs_address
     rc, out = run_sweep(tmp_path, capsys)
     assert rc == 0, out
+    # the command ran on the Ray this process had joined, and left it running
+    assert out.startswith(f"cluster Ray at {joined} (joined before this command): 1 node")
+    assert shared_ray.is_initialized() and shared_ray.get_runtime_context().gcs_address == joined
     sweep = tmp_path / "tiny"
     manifest = pd.read_parquet(sweep / "manifest.parquet")
     assert len(manifest) == 3
@@ -83,6 +87,15 @@ def test_changed_definition_is_refused(tmp_path, capsys):
 def test_unreachable_address_is_a_user_error(tmp_path, capsys):
     rc, out = run_sweep(tmp_path, capsys, "--address", f"127.0.0.1:{free_port()}")
     assert rc == 2 and "cannot reach a Ray cluster" in out
+
+
+def test_another_cluster_is_refused_while_this_process_has_joined_one(tmp_path, capsys, shared_ray):
+    """--address names a cluster this process cannot join while it holds another Ray; the
+    joined one is left as it was."""
+    address = shared_ray.get_runtime_context().gcs_address
+    rc, out = run_sweep(tmp_path, capsys, "--address", address)
+    assert rc == 2 and "has joined a Ray already" in out and shared_ray.is_initialized()
+    assert not (tmp_path / "tiny").exists()
 
 
 def test_packed_sweep_stores_the_same_trials_as_one_at_a_time(tmp_path, capsys):
@@ -138,3 +151,11 @@ def test_a_relative_results_root_stores_every_trial(tmp_path, monkeypatch, capsy
     rows = pd.concat(pd.read_parquet(p) for p in (tmp_path / "results" / "rel" / "trials").glob("*.parquet"))
     assert len(rows) == 2 and set(rows["status"]) == {"ok"}
     assert "finished without a stored result" not in capsys.readouterr().out
+
+
+def test_the_local_gpu_count_known_before_ray_starts_is_ray_s_own(shared_ray):
+    from sweeps import cluster
+
+    declared = int(shared_ray.cluster_resources().get("GPU", 0))
+    shared_ray.shutdown()  # counted as a command without a Ray counts it; the next test starts it again
+    assert cluster.local_gpus() == declared
