@@ -10,11 +10,12 @@ the EDFs.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 
 from analysis.experiments import scored, usable
-from store.space import stored_space
+from store.space import from_json, quiet_optuna, stored_space
 
 EVALUATORS = ("ped-anova", "fanova")
 
@@ -32,15 +33,10 @@ def sweep_space(trials: pd.DataFrame) -> dict[str, list]:
 def distribution(dim: list, drawn: pd.Series):
     """The Optuna distribution of a stored dimension, its bounds widened by any float rounding
     of the drawn values."""
-    import optuna
-
-    kind = dim[0]
-    if kind == "choice":
-        return optuna.distributions.CategoricalDistribution(list(dim[1]))
-    if kind == "int":
-        return optuna.distributions.IntDistribution(int(min(dim[1], drawn.min())), int(max(dim[2], drawn.max())))
-    lo, hi = min(float(dim[1]), float(drawn.min())), max(float(dim[2]), float(drawn.max()))
-    return optuna.distributions.FloatDistribution(lo, hi, log=kind == "log")
+    stored = from_json(dim)
+    if stored.kind != "choice":
+        stored = replace(stored, low=min(stored.low, float(drawn.min())), high=max(stored.high, float(drawn.max())))
+    return stored.distribution()
 
 
 def param_value(dim: list, value):
@@ -69,14 +65,15 @@ def importance(
     space = sweep_space(rows)
     names = params or list(space)
     distributions = {n: distribution(space[n], rows[n]) for n in names}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
-    for r in rows.itertuples():
-        values = {n: param_value(space[n], getattr(r, n)) for n in names}
-        if math.isfinite(r.metric_score):
-            study.add_trial(optuna.trial.create_trial(params=values, distributions=distributions, value=r.metric_score))
     if evaluator == "fanova":
         chosen = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     else:
         chosen = optuna.importance.PedAnovaImportanceEvaluator()
-    return dict(optuna.importance.get_param_importances(study, evaluator=chosen, params=names))
+    with quiet_optuna():
+        study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=seed))
+        for r in rows.itertuples():
+            values = {n: param_value(space[n], getattr(r, n)) for n in names}
+            if math.isfinite(r.metric_score):
+                trial = optuna.trial.create_trial(params=values, distributions=distributions, value=r.metric_score)
+                study.add_trial(trial)
+        return dict(optuna.importance.get_param_importances(study, evaluator=chosen, params=names))

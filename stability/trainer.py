@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import math
 import os
@@ -31,7 +32,16 @@ from stability.paper import optimum
 from store import schema, set_aside
 from store.files import fsync_file
 
-VERSION = "0.1.0"
+
+def package_version() -> str:
+    """The installed package's version (pyproject's), recorded in every trial row."""
+    try:
+        return importlib.metadata.version("edf-sweep-engine")
+    except importlib.metadata.PackageNotFoundError:  # a source tree run without installing it
+        return "unknown"
+
+
+VERSION = package_version()
 CHECKPOINT = "last.pt"
 CHECKPOINT_FORMAT = 2  # per-trial, optimizer state by parameter name (``trial_state``)
 

@@ -8,8 +8,10 @@ which analysis rebuilds the Optuna distributions (importance needs them).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 KINDS = ("log", "uniform", "int", "choice")
@@ -113,3 +115,17 @@ def stored_space(rows) -> dict[str, Dimension]:
             low, high = float(values.min()), float(values.max())
             space[name] = Dimension("log" if low > 0 else "uniform", low, high)
     return space
+
+
+@contextlib.contextmanager
+def quiet_optuna() -> Iterator[None]:
+    """Optuna logs each study it creates or loads; the commands say what they did themselves.
+    Its log level is restored after, for a caller (a notebook) that has set its own."""
+    import optuna
+
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)

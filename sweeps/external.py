@@ -33,7 +33,6 @@ import json
 import math
 import numbers
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,7 +56,7 @@ from store.schema import (
     present,
     worst,
 )
-from store.space import Dimension, space_to_json, stored_space
+from store.space import Dimension, quiet_optuna, space_to_json, stored_space
 
 SAMPLER = "imported"
 SCALES = ("log", "linear", "int", "choice")
@@ -187,19 +186,6 @@ def open_storage(url: str, *, create: bool):
             return optuna.storages.RDBStorage(url, skip_table_creation=not create)  # import writes nothing
     except Exception as e:  # a bad URL, a missing driver, an unreadable file: all the user's to fix
         raise UserError(f"cannot open Optuna storage {url!r}: {one_line(e)}") from None
-
-
-@contextlib.contextmanager
-def quiet_optuna() -> Iterator[None]:
-    """Optuna logs each study it creates or loads; the command says what it did itself."""
-    import optuna
-
-    before = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
 
 
 def dimension_of(distribution) -> Dimension:

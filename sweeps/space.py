@@ -19,7 +19,7 @@ import optuna
 from stability import optimizers, recipe, trainables
 from stability.errors import UserError
 from store.schema import SWEEPABLE
-from store.space import Dimension, parse_dimension
+from store.space import Dimension, parse_dimension, quiet_optuna
 
 SAMPLERS = ("random", "sobol", "grid")
 Space = dict[str, Dimension]
@@ -190,10 +190,9 @@ def draw(space: Space, n: int, seed: int, sampler: str = "random") -> list[dict]
         n = grid_size(space)
     if n < 1:
         raise UserError(f"--trials must be at least 1, got {n}")
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     distributions = {name: dim.distribution() for name, dim in space.items()}
     points = []
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_optuna():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         warnings.simplefilter("ignore", UserWarning)  # QMC: "categorical dimensions sampled independently"
         study = optuna.create_study(sampler=make_sampler(sampler, seed, space))

@@ -184,3 +184,20 @@ def test_a_row_maps_to_the_trainers_config_with_its_sampled_fields():
     # the built-in trainer's rows name no trainable and no source, and measure top-1 error by default
     assert set(schema.PLAN) - {"noise_of", "trainer", "source", *schema.METRIC_COLUMNS} <= set(failed)
     assert isinstance(pd.DataFrame([failed]), pd.DataFrame)
+
+
+def test_quiet_optuna_restores_the_callers_log_level():
+    import optuna
+
+    from store.space import quiet_optuna
+
+    before = optuna.logging.get_verbosity()
+    try:
+        optuna.logging.set_verbosity(optuna.logging.DEBUG)
+        with quiet_optuna():
+            assert optuna.logging.get_verbosity() == optuna.logging.WARNING
+        assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
+        draw({"lr": Dimension("log", 1e-3, 1e-1)}, 2, seed=0)  # a sweep's draws, then the caller's level again
+        assert optuna.logging.get_verbosity() == optuna.logging.DEBUG
+    finally:
+        optuna.logging.set_verbosity(before)

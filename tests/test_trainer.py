@@ -195,3 +195,9 @@ def test_compile_falls_back_to_eager_when_compilation_fails(monkeypatch, capsys)
     eager = train(tiny(epochs=1), data=SMALL)
     assert result.curve[0]["train_loss"] == eager.curve[0]["train_loss"]
     assert "torch.compile failed (RuntimeError: no compiler here); training eager" in capsys.readouterr().err
+
+
+def test_a_row_records_the_installed_package_version():
+    from importlib.metadata import version
+
+    assert train(tiny(epochs=1), data=SMALL).row["version"] == version("edf-sweep-engine")
