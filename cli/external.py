@@ -1,6 +1,6 @@
 """`stability import` and `stability export --optuna`: sweeps run elsewhere into a store, and a
 store's sweeps out as Optuna studies (docs/external.md). The reading and writing is
-``sweeps.external``; this module checks the flags of each source and says what was done."""
+the ``external`` package; this module checks the flags of each source and says what was done."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from stability.errors import UserError
 
 if TYPE_CHECKING:  # the readers (pandas, Optuna, Ray) load when a command runs, not with the parser
+    import external
     from store import Store
-    from sweeps import external
 
 # Flags that only some sources take: (flag as typed, argparse name, the sources that take it).
 ONLY = [
@@ -24,7 +24,7 @@ ONLY = [
 
 def source_of(args: argparse.Namespace) -> external.Source:
     """Read the source the flags name, after checking that each flag belongs to it."""
-    from sweeps import external
+    import external
 
     kind = "optuna" if args.optuna else "tune" if args.tune else "csv"
     for flag, name, takes in ONLY:
@@ -53,8 +53,8 @@ def direction_of(args: argparse.Namespace, kind: str) -> str:
 
 
 def import_(args: argparse.Namespace) -> int:
+    import external
     from store import Store
-    from sweeps import external
 
     store = Store(args.results)
     source = source_of(args)
@@ -91,8 +91,8 @@ ADAPTIVE = (
 
 
 def export(args: argparse.Namespace) -> int:
+    import external
     from store import Store
-    from sweeps import external
 
     studies = external.plan_export(Store(args.results), args.sweep or None)
     external.write_export(studies, args.optuna)

@@ -1,4 +1,8 @@
-"""The shared trainer (the paper's recipe) and the ``stability`` command line.
+"""The one shared trainer (the paper's recipe) and what it trains with: data and the dataset
+registry, optimizers and their registry, populations (several trials as one batched model),
+Ray-free data-parallel helpers, and trainables (a researcher's own training function) and
+their registry (docs/design.md, "Packages").
 
-Kept free of heavy imports so that ``stability --help`` and user-error paths answer at once.
+Kept free of heavy imports: the user-error type (``stability.errors``) and the paper's numbers
+(``stability.paper``) load without torch, for the command line's fast refusals.
 """

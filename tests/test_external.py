@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+import external
 from analysis import edf, load_curves, load_trials
 from cli import main
 from store import Store
-from store.schema import metric_of_frame, scores
+from store.schema import Metric, metric_of_frame, scores
 from store.space import Dimension, space_from_json
-from sweeps import external
 from tests.conftest import free_port, wait_for
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -123,7 +123,7 @@ def test_an_optuna_study_is_imported_with_its_failures_as_failed(tmp_path, capsy
         "", "", "imported: Optuna trial state PRUNED", "imported: Optuna trial state FAIL", "", "",
         "imported: Optuna trial state RUNNING",
     ]  # fmt: skip
-    assert metric_of_frame(rows) == external.Metric("value", "minimize", math.inf)
+    assert metric_of_frame(rows) == Metric("value", "minimize", math.inf)
     assert space_from_json(rows["space"].iloc[0]) == {
         "lr": Dimension("log", 1e-4, 1.0),
         "depth": Dimension("int", 1, 8),
@@ -166,7 +166,7 @@ def test_a_csv_is_imported_with_its_flags(tmp_path, capsys):
         "lr": Dimension("log", 0.001, 1.0),
         "opt": Dimension("choice", choices=("sgd", "adamw")),
     }
-    assert metric_of_frame(rows) == external.Metric("acc", "maximize", -math.inf)
+    assert metric_of_frame(rows) == Metric("acc", "maximize", -math.inf)
     # higher is better: the EDF is of the negated accuracy; the diverged trial is the worst
     assert_same_edf(rows, [-71.5, -80.25, math.inf, -78.0])
     assert len(load_curves(root)) == 0
