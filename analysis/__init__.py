@@ -5,8 +5,8 @@ Never imports torch or Ray, so it works on a laptop with a copied results folder
 
 from analysis.experiments import comparisons, noise_floors
 from analysis.importance import importance
+from analysis.loading import load_curves, load_manifests, load_trials
 from analysis.stats import compare, compare_summaries, edf, expected_best, holm, summarize
-from analysis.store import load_curves, load_manifests, load_trials
 
 __all__ = [
     "compare",

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import experiments
-from analysis.store import load_trials
+from analysis.loading import load_trials
 
 OPTIMIZERS = {"adamw": "AdamW", "sgd": "SGD"}
 FIGURE_OF = {"adamw": "4", "sgd": "5"}

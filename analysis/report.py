@@ -1,171 +1,215 @@
-"""`stability figures`: every figure the store can feed, the summary tables, and what is missing."""
+"""`stability report`: one self-contained HTML file of a results store, to share.
+
+Everything a reader needs beside the EDFs, per sweep set: simultaneous bands and seed-noise
+floors, error against each sampled dimension, expected-best curves (one estimator, named),
+importances, comparisons (tests named, p-values Holm-adjusted within each named family: the
+pairs of one protocol and optimizer), Figures 2-5 where the store holds their runs
+(once per protocol), each sweep's protocol and its failed trials (left out, and counted), and
+what the store still lacks with the command that fills it. A sweep has one colour in every
+figure of the page (``figures.store_colors``). Figures are
+embedded as base64 PNGs, so the file opens offline; it loads nothing from the network.
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import os
 import warnings
+from datetime import UTC, datetime
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis import experiments
-from analysis.store import UnreadableResultWarning, load_trials
+from analysis import experiments, stats
+from analysis import figures as figs
+from analysis.figure_files import HOW_TO, figure_protocols, missing_parts
+from analysis.importance import importance
+from analysis.loading import UnreadableResultWarning, load_trials
 
-HOW_TO = {
-    "2": "stability grid --figure 2",
-    "3": "stability grid --figure 3",
-    "4": "stability grid --figure 4 (or stability sweep --optim adamw per model)",
-    "5": "stability grid --figure 5 (or stability sweep --optim sgd per model)",
-    "compare": "stability sweep (any model) or stability study FILE.toml",
-}
-
-
-def missing_parts(trials: pd.DataFrame, figure: str, protocol: str | None = None) -> list[str]:
-    """What the figure wants that the store lacks, in words (Figures 2 and 3: under ``protocol``
-    where one is named, since runs of another protocol do not fill its curves)."""
-    if figure in ("2", "3"):
-        curve, pairs = experiments.error_vs_epochs(trials), experiments.optimizer_gaps(trials)
-        if protocol is not None:
-            curve, pairs = curve[curve["protocol"] == protocol], pairs[pairs["protocol"] == protocol]
-        have = set(curve["size"]) if not curve.empty else set()
-        gaps = [f"{s} training-length runs" for s in experiments.panel_sizes(have) if s not in have]
-        if figure == "3" and pairs.empty:
-            gaps.append("runs of two optimizers for one model")
-        if not curve.empty and curve.groupby(["protocol", "model", "optimizer"])["epochs"].nunique().max() < 2:
-            gaps.append("a second schedule length")
-        return gaps
-    if figure == "compare":
-        return [] if experiments.edf_sets(trials) else ["EDF sweeps"]
-    optim = "adamw" if figure == "4" else "sgd"
-    every = experiments.top1_sets(trials).values()
-    have = {experiments.SIZE_OF.get(g["model"].iloc[0]) for g in every if g["optimizer"].iloc[0] == optim}
-    panels = experiments.panel_sizes({experiments.SIZE_OF.get(g["model"].iloc[0]) for g in every})
-    return [f"{s} {optim} EDF sweeps" for s in panels if s not in have]
+# space: the sweep's dimensions, its own lr/wd intervals among them (not part of the protocol)
+PROTOCOL_COLUMNS = ["sweep", "model", "optimizer", "preset", "dataset", "image_size", "patch_size", "epochs",
+                    "batch_size", "seed", "sampler", "space"]  # fmt: skip
+STYLE = """body{font:14px/1.45 system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1,h2,h3{font-weight:600}table{border-collapse:collapse;font-size:12px;margin:.5em 0}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}
+img{max-width:100%}.note{color:#555}li{margin:.2em 0}"""
 
 
-def write_tables(trials: pd.DataFrame, out: Path, n_resamples: int) -> list[Path]:
-    """The summary tables as CSV and Markdown: per EDF sweep (with its failed trials counted),
-    and the grid's optimizer gaps and training-length deltas (with their protocol)."""
-    tables = {
-        "stability_summary": experiments.stability_table(trials, n_resamples=n_resamples),
-        "optimizer_gaps": experiments.optimizer_gaps(trials),
-        "training_length_deltas": experiments.training_length_deltas(trials),
-    }
-    written = []
-    for name, frame in tables.items():
-        if frame.empty:
-            continue
-        frame.to_csv(out / f"{name}.csv", index=False)
-        (out / f"{name}.md").write_text(frame.to_markdown(index=False, floatfmt=".3g") + "\n")
-        written += [out / f"{name}.csv", out / f"{name}.md"]
-    return written
+def png(fig) -> str:
+    """The figure as an <img> with its PNG inline."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<img alt="figure" src="data:image/png;base64,{data}">'
 
 
-OPTIM_OF = {"4": "adamw", "5": "sgd"}
-# What a figure draws, in the notes' words.
-RUNS_OF = {"2": "grid runs", "3": "grid runs", "4": "AdamW EDF sweeps", "5": "SGD EDF sweeps"}
+def table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, float_format=lambda v: f"{v:.3g}", border=0, na_rep="")
 
 
-def figure_protocols(trials: pd.DataFrame, figure: str) -> list[str]:
-    """The protocols a figure can be drawn for: those of the grid runs (Figures 2 and 3) or of the
-    optimizer's EDF sweeps (Figures 4 and 5); none for the comparison figure."""
-    if figure in ("2", "3"):
-        return experiments.grid_protocols(trials)
-    if figure in OPTIM_OF:
-        return experiments.edf_protocols(trials, OPTIM_OF[figure], paper=True)
-    return []
+def section(title: str, *parts: str, level: int = 2) -> str:
+    return f"<h{level}>{html.escape(title)}</h{level}>\n" + "\n".join(parts)
 
 
-def protocol_choice(held: list[str], figure: str, protocol: str | None) -> tuple[list[str | None], list[str]]:
-    """Which protocols a figure is drawn for, of those the store ``held`` its runs under, and the
-    lines that say what was left out.
-
-    One figure per protocol, never one curve or one panel of two; a named ``protocol`` draws only
-    that one. [None] draws the (empty) figure of a store without its runs, as before.
-    """
-    what = RUNS_OF[figure]
-    if protocol is None:
-        if len(held) < 2:
-            return held or [None], []
-        listed = f"{len(held)} protocols ({', '.join(held)})"
-        return held, [
-            f"figure {figure}: the store holds its runs under {listed}; one figure each, --protocol draws one"
-        ]
-    if protocol not in held:
-        listed = ", ".join(held) or "none"
-        return [], [f"figure {figure}: no {what} under protocol {protocol!r}; the store holds: {listed}"]
-    others = ", ".join(p for p in held if p != protocol)
-    said = [f"figure {figure}: drawn for protocol {protocol}; the store also holds {others}"] if others else []
-    return [protocol], said
+def protocol_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per sweep: its protocol (label and fields), its trials and how many failed."""
+    rows = experiments.with_protocol(trials)
+    first = rows.drop_duplicates("sweep")[[c for c in PROTOCOL_COLUMNS if c in rows]].set_index("sweep")
+    per_sweep = rows.groupby("sweep")
+    first.insert(0, "protocol", per_sweep["protocol"].agg(lambda p: "/".join(sorted(set(p)))))
+    first["trials"] = per_sweep.size()
+    first["failed"] = per_sweep["status"].agg(lambda s: int((s == "failed").sum()))
+    return first.reset_index()
 
 
-def failed_notes(trials: pd.DataFrame, figure: str, chosen: list[str | None]) -> list[str]:
-    """A line per drawn protocol of Figure 2 or 3 whose grid runs all failed: its figure has no point."""
+def counted_sentence(n: int, failed: int) -> str:
+    """How many trials a sweep's figures hold, and how many failed ones they leave out."""
+    left_out = f"; {failed} failed trial(s) (infrastructure faults) left out" if failed else ""
+    return f'<p class="note">{n} trials drawn (diverged ones count with error 100){left_out}.</p>'
+
+
+def sweep_parts(sweep: str, g: pd.DataFrame, failed: int = 0) -> str:
+    """One EDF sweep: its trial count, its dimensions figure and its hyperparameter importances."""
+    try:
+        names = list(figs.varied_dimensions({sweep: g})[0])  # a dimension fixed at one value explains nothing
+        if not names:
+            raise ValueError("no dimension took more than one value")
+        scores = importance(g, params=names)
+        ranked = ", ".join(f"{k} {v:.2f}" for k, v in sorted(scores.items(), key=lambda kv: -kv[1]))
+        said = f"<p>Importance of each sampled hyperparameter (PED-ANOVA, sums to 1): {html.escape(ranked)}</p>"
+    except Exception as e:  # too few trials for the evaluator: say so, draw the rest
+        said = f'<p class="note">Importance not computed: {html.escape(str(e) or type(e).__name__)}</p>'
+    return section(sweep, counted_sentence(len(g), failed), png(figs.figure_dimensions(g)), said, level=3)
+
+
+def paper_figures(trials: pd.DataFrame, figure: str, n_resamples: int, colors: dict[str, tuple]) -> list[str]:
+    """A paper figure where the store has runs of it (so drawing it shows data), once per protocol
+    of its runs (grid runs for 2 and 3, the optimizer's EDF sweeps for 4 and 5), never one curve
+    or panel of two; a protocol whose grid runs all failed says so."""
+    held = figure_protocols(trials, figure)
     failed = experiments.failed_protocols(trials) if figure in ("2", "3") else {}
-    return [f"figure {figure} under protocol {p}: all {failed[p]} runs failed" for p in chosen if p in failed]
+    parts = []
+    for p in held:
+        title = f"Figure {figure}" + (f" (protocol {p})" if len(held) > 1 else "")
+        note = [f'<p class="note">All {failed[p]} runs of protocol {html.escape(p)} failed.</p>'] if p in failed else []
+        fig = figs.FIGURES[figure](experiments.of_protocol(trials, p), n_resamples, colors)
+        parts.append(section(title, *note, png(fig), level=3))
+    return parts
 
 
-def make_figures(
-    results: str | os.PathLike,
-    out: str | os.PathLike,
-    figures: list[str],
-    fmt: str = "png",
-    n_resamples: int = 1000,
-    *,
-    protocol: str | None = None,
-) -> dict:
-    """Write the requested figures and tables; returns what was written and what is missing.
-
-    Figures 2-5 are drawn once per protocol the store holds their runs under (grid runs for 2
-    and 3, the optimizer's EDF sweeps for 4 and 5), named ``figure2-<protocol>`` where it holds
-    several (``figure2`` where one); ``protocol`` (a label as in those names and the tables'
-    ``protocol`` column) draws only that one. Every per-sweep figure takes its colours from the
-    whole store (``figures.store_colors``), so a sweep has one colour in all of them. The
-    returned dict: ``written`` (paths), ``missing`` (figure -> what the store lacks), ``notes``
-    (lines naming the protocols drawn and not drawn, and those whose runs all failed),
-    ``protocols`` (figure -> the protocols it could be drawn for), ``unreadable``, ``empty``.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UnreadableResultWarning)
-        trials = load_trials(results)
-    unreadable = [str(w.message) for w in caught if issubclass(w.category, UnreadableResultWarning)]
-    if trials.empty:
-        return {
-            "written": [],
-            "missing": {f: ["any results"] for f in figures},
-            "notes": [],
-            "protocols": {},
-            "unreadable": unreadable,
-            "empty": True,
-        }
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    drawn = {"written": [], "missing": {}, "notes": [], "protocols": {}}
-    for f in figures:
-        draw_figure(trials, f, out, fmt, n_resamples, protocol, drawn)
-    drawn["written"] += write_tables(trials, out, n_resamples)
-    return {**drawn, "unreadable": unreadable, "empty": False}
+def optimizer_parts(
+    trials: pd.DataFrame, optim: str, n_resamples: int, colors: dict[str, tuple], replace: bool = False
+) -> list[str]:
+    """The EDF and expected-best figures of one optimizer's sweeps: once per protocol of them, so
+    that sweeps of two protocols never share a panel (headed by the protocol where several)."""
+    held = experiments.edf_protocols(trials, optim)
+    parts = []
+    for p in held:
+        mine = experiments.of_protocol(trials, p)
+        figures = [png(figs.figure_edfs(mine, optim, n_resamples=n_resamples, colors=colors)),
+                   png(figs.figure_expected_best(mine, optim, colors=colors, replace=replace))]  # fmt: skip
+        parts += [section(f"Protocol {p}", *figures, level=3)] if len(held) > 1 else figures
+    return parts
 
 
-def draw_figure(
-    trials: pd.DataFrame, f: str, out: Path, fmt: str, n_resamples: int, protocol: str | None, drawn: dict
-) -> None:
-    """One requested figure into ``drawn`` (``make_figures``' dict): once per protocol it is
-    drawn for (the comparison figure once, for the whole store)."""
-    from analysis import figures as figs
-
+def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replace: bool = False) -> str:
+    sets = experiments.edf_sets(trials)
+    body = [
+        f"<h1>Stability report: {html.escape(str(results))}</h1>",
+        f'<p class="note">{len(trials)} trials in {trials["sweep"].nunique()} sweep(s); written '
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC by <code>stability report</code>.</p>",
+    ]
+    body.append(
+        section(
+            "Protocol of each sweep",
+            "<p>Runs compare only within one protocol (data, image and patch size, batch, preset, seed, "
+            "recipe fields and search space beyond each model's lr/wd intervals); <code>failed</code>: "
+            "trials that failed (infrastructure faults), left out of every figure and table below.</p>",
+            table(protocol_table(trials)),
+        )
+    )
+    failed = experiments.failed_counts(trials)
     colors = figs.store_colors(trials)
-    if f == "compare":
-        drawn["written"].append(figs.save(figs.FIGURES[f](trials, n_resamples, colors), out, "comparison", fmt))
-        drawn["missing"][f] = missing_parts(trials, f)
-        return
-    held = drawn["protocols"][f] = figure_protocols(trials, f)
-    chosen, said = protocol_choice(held, f, protocol)
-    drawn["notes"] += said + failed_notes(trials, f, chosen)
-    several = len(held) > 1
-    drawn["missing"][f] = []
-    for p in chosen:
-        mine = trials if p is None else experiments.of_protocol(trials, p)
-        fig = figs.FIGURES[f](mine, n_resamples, colors)
-        drawn["written"].append(figs.save(fig, out, f"figure{f}-{p}" if several else f"figure{f}", fmt))
-        drawn["missing"][f] += [f"{part} under protocol {p}" if several else part for part in missing_parts(mine, f, p)]
+    summary = experiments.stability_table(trials, n_resamples=n_resamples)
+    if not summary.empty:
+        body.append(
+            section(
+                "Stability summary",
+                "<p>Per EDF sweep: the share of trials within 1/2/4/8 points of the best, the median and mean "
+                "delta, the area under the EDF up to 10 points, each with a 95% interval for its expected value "
+                "at the sweep's size (the draws resampled, the best redrawn from the spread of the lowest trials; "
+                "distances in the sweep's <code>metric</code>: points of top-1 error for the built-in trainer); "
+                "<code>best_err</code>: the sweep's best value of its metric; "
+                "<code>failed</code>: trials left out (infrastructure faults), <code>diverged</code>: trials counted "
+                "at the metric's diverged value (error 100 for top-1 error); "
+                "<code>seeds</code>, <code>noise_std</code> (with its 95% interval, <code>noise_std_lo</code>/"
+                "<code>noise_std_hi</code>) and <code>noise_range</code>: the spread of the best (lr, wd) across "
+                "seeds, where <code>stability noise</code> measured it.</p>",
+                table(summary),
+            )
+        )
+    for optim in figs.optimizer_order({v["optimizer"].iloc[0] for v in sets.values()}):
+        mine = {k: v for k, v in sets.items() if v["optimizer"].iloc[0] == optim}
+        name = figs.optim_name(optim)
+        parts = [
+            "<p>EDFs of Δ top-1 error (another metric: the distance to the best in its direction) with 95% "
+            "simultaneous bands (the whole expected EDF lies inside its band; dotted: seed-noise floors), then "
+            f"the expected best of k random trials, drawn {stats.estimator_name(replace)}, with one standard "
+            "deviation.</p>",
+            *optimizer_parts(trials, optim, n_resamples, colors, replace),
+        ]
+        parts += [sweep_parts(sweep, g, failed.get(sweep, 0)) for sweep, g in sorted(mine.items())]
+        body.append(section(f"{name} sweeps", *parts))
+    pairs = experiments.comparisons(trials, n_resamples=n_resamples)
+    if not pairs.empty:
+        words = "".join(f"<li>{html.escape(s)}</li>" for s in pairs["in_words"])
+        shown = pairs.drop(columns=["in_words"])
+        tests = ", ".join(sorted(set(pairs["test"])))
+        families = "; ".join(sorted(set(pairs["holm_family"])))
+        said = (
+            f"<p>Pairs of sweeps of one protocol and optimizer. Tests: {html.escape(tests)}. Each tests equal "
+            "stability whatever the two sweeps' levels (no expected difference of mean deltas), and its p-value "
+            "and the 95% interval of each sentence are read off one resampling, so they agree. "
+            "<code>p_holm</code>: Holm-adjusted within each family of pairs drawn together in one figure "
+            f"(<code>holm_family</code>: {html.escape(families)}). The seed-noise floor is the spread of the "
+            "compared difference when every trial is re-run under the measured seed noise (with its 95% interval "
+            "and the seeds behind it); the noise is measured at each sweep's best only, so the floor assumes the "
+            "same noise at every draw.</p>"
+        )
+        body.append(section("Comparisons (same optimizer and protocol)", said, f"<ul>{words}</ul>", table(shown)))
+    paper, lacking = [], []
+    for f in ("2", "3", "4", "5"):
+        gaps = missing_parts(trials, f)
+        if gaps:
+            lacking.append(f"<li>Figure {f}: no {html.escape(', '.join(gaps))}; to fill it: "
+                           f"<code>{html.escape(HOW_TO[f])}</code></li>")  # fmt: skip
+        paper += paper_figures(trials, f, n_resamples, colors)
+    if paper:
+        body.append(section("The paper's figures", *paper))
+    if lacking:
+        body.append(section("What the store still lacks", f"<ul>{''.join(lacking)}</ul>"))
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Stability report</title>'
+        f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+def write_report(
+    results: str | os.PathLike, out: str | os.PathLike, *, n_resamples: int = 1000, replace: bool = False
+) -> Path | None:
+    """Write the report; None when the store holds no trial. ``replace``: expected-best curves drawn
+    with replacement (Dodge et al. 2019) instead of without (unbiased)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnreadableResultWarning)  # `stability status` names them
+        trials = load_trials(results)
+    if trials.empty:
+        return None
+    text = build(trials, str(results), n_resamples=n_resamples, replace=replace)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -10,7 +10,7 @@ from stability.errors import UserError
 
 
 def command(args: argparse.Namespace) -> int:
-    from analysis.report import HOW_TO, make_figures
+    from analysis.figure_files import HOW_TO, make_figures
 
     if not Path(args.results).is_dir():
         raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
@@ -38,7 +38,7 @@ def check_protocol(results: str, label: str, figures: list[str]) -> None:
     import warnings
 
     from analysis import load_trials
-    from analysis.report import figure_protocols
+    from analysis.figure_files import figure_protocols
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unreadable files are reported by the drawing itself

@@ -9,11 +9,11 @@ from stability.errors import UserError
 
 
 def command(args: argparse.Namespace) -> int:
-    from analysis import share
+    from analysis import report
 
     if not Path(args.results).is_dir():
         raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
-    written = share.write_report(args.results, args.out, n_resamples=args.resamples, replace=args.with_replacement)
+    written = report.write_report(args.results, args.out, n_resamples=args.resamples, replace=args.with_replacement)
     if written is None:
         raise UserError(f"no trial results in {args.results!r}; run `stability sweep` first")
     print(f"wrote {written}")

@@ -195,7 +195,7 @@ def run(args, check_only: bool = False) -> int:
 def draw(args, names: list[str], study: str) -> int:
     """The comparison figure of the study's sweeps (whatever else the store holds)."""
     from analysis import figures
-    from analysis.store import load_trials
+    from analysis.loading import load_trials
 
     trials = load_trials(args.results)
     mine = trials[trials["sweep"].isin(names)] if not trials.empty else trials

@@ -334,8 +334,8 @@ def test_edf_figure_structure():
 
 def test_analysis_never_imports_torch_or_ray():
     code = (
-        "import sys, analysis, analysis.figures, analysis.report, analysis.experiments, "
-        "analysis.share, analysis.importance; "
+        "import sys, analysis, analysis.figures, analysis.figure_files, analysis.experiments, "
+        "analysis.report, analysis.importance; "
         "assert 'torch' not in sys.modules and 'ray' not in sys.modules, sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

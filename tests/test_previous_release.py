@@ -85,7 +85,7 @@ def drawings(store: Path) -> dict[str, dict]:
 
 
 def test_the_previous_releases_store_gives_the_same_tables(tmp_path):
-    from analysis.report import make_figures
+    from analysis.figure_files import make_figures
 
     made = make_figures(HERE / "store", tmp_path, [], "png", RESAMPLES)
     assert not made["empty"]

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import experiments, figures, share
-from analysis.report import make_figures
+from analysis import experiments, figures
+from analysis import report as html_report
+from analysis.figure_files import make_figures
 from store import Store, schema
 
 SMOKE = {"dataset": "digits", "image_size": 8, "patch_size": 4, "batch_size": 32, "preset": "smoke"}
@@ -270,7 +271,7 @@ def test_a_store_of_one_protocol_keeps_the_plain_file_names(tmp_path):
 
 
 def test_the_report_draws_a_figure_per_protocol():
-    page = share.build(two_protocols(), "results", n_resamples=20)
+    page = html_report.build(two_protocols(), "results", n_resamples=20)
     for f in "23":
         for scale in (SMOKE, SMALL):
             assert f"<h3>Figure {f} (protocol {label(scale)})</h3>" in page
@@ -309,7 +310,7 @@ def test_a_protocol_whose_grid_runs_all_failed_is_held_and_its_failures_counted(
     assert f"figure2-{label(SMALL)}.png" in {p.name for p in report["written"]}
     only = make_figures(tmp_path / "results", tmp_path / "out2", ["2"], n_resamples=20, protocol=label(SMALL))
     assert only["notes"][-1] == f"figure 2 under protocol {label(SMALL)}: all {len(failed)} runs failed"
-    page = share.build(trials, "results", n_resamples=20)
+    page = html_report.build(trials, "results", n_resamples=20)
     assert f"All {len(failed)} runs of protocol {label(SMALL)} failed." in page
 
 
@@ -408,7 +409,7 @@ def test_a_store_of_one_edf_protocol_keeps_the_plain_figure_4_name(tmp_path):
 
 
 def test_the_report_draws_figure_4_and_the_edfs_once_per_protocol():
-    page = share.build(edf_sweeps(), "results", n_resamples=20)
+    page = html_report.build(edf_sweeps(), "results", n_resamples=20)
     for scale in (SMOKE, SMALL):
         assert f"<h3>Figure 4 (protocol {label(scale)})</h3>" in page
         assert f"<h3>Protocol {label(scale)}</h3>" in page

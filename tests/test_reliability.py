@@ -246,7 +246,7 @@ def test_failed_trials_keep_their_checkpoints_and_the_rerun_retries_them(tmp_pat
 @pytest.mark.usefixtures("shared_ray")
 def test_truncated_and_empty_results_are_reported_set_aside_and_rerun(tmp_path, capsys):
     from analysis import load_trials
-    from analysis.store import UnreadableResultWarning
+    from analysis.loading import UnreadableResultWarning
 
     results = tmp_path / "results"
     argv = ["sweep", *TINY, "--results", str(results), "--trials", "3", "--epochs", "1", "--name", "c"]

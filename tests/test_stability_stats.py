@@ -343,7 +343,7 @@ def test_public_api():
 
 
 def test_the_report_counts_failed_trials_per_sweep_and_says_p_values_are_holm_adjusted():
-    from analysis import share
+    from analysis import report
 
     rng = np.random.default_rng(0)
     failed = sweep_rows("p", "vit_p_1gf", [100.0, 100.0], status="failed").assign(index=[12, 13])
@@ -355,12 +355,12 @@ def test_the_report_counts_failed_trials_per_sweep_and_says_p_values_are_holm_ad
             failed,
         ]
     )
-    page = share.build(trials, "results", n_resamples=20)
+    page = report.build(trials, "results", n_resamples=20)
     assert "12 trials drawn (diverged ones count with error 100); 2 failed trial(s)" in page
     assert page.count("failed trial(s)") == 1  # only the sweep that has some
     assert "Holm-adjusted within each family of pairs drawn together in one figure" in page
     assert page.count("(Holm over the 3 adamw pairs of protocol ") == 3  # c-p, c-q, p-q: one family
-    protocols = share.protocol_table(trials).set_index("sweep")  # the page's first table
+    protocols = report.protocol_table(trials).set_index("sweep")  # the page's first table
     assert protocols.loc["p", ["trials", "failed"]].tolist() == [14, 2] and protocols.loc["c", "failed"] == 0
 
 
