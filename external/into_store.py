@@ -15,7 +15,7 @@ from external.source import Source, Trial, absent, one_line
 from store import Store, check_name
 from store.errors import UserError
 from store.files import curve_columns, trial_frame
-from store.schema import DERIVED, METRIC_COLUMNS, NULLABLE, OUTCOME, PLAN, SWEEPABLE, Metric
+from store.schema import NULLABLE, PLAN, SWEEPABLE, Metric, reserved_columns
 from store.space import space_to_json
 
 SAMPLER = "imported"
@@ -23,9 +23,7 @@ SAMPLER = "imported"
 
 # Columns of a trial row that a hyperparameter may not be named after (the sweepable ones may:
 # their values fill the column, as a sweep of this engine samples them).
-RESERVED = (set(PLAN) | set(OUTCOME) | set(METRIC_COLUMNS) | set(DERIVED) | {"status", "error", "epoch"}) - set(
-    SWEEPABLE
-)
+RESERVED = reserved_columns(free=SWEEPABLE)
 
 
 # Outcome columns a metric may be named after: the built-in trainer's measures.

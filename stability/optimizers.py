@@ -22,7 +22,7 @@ from torch import nn
 from models.registry import Registry
 from stability import recipe
 from stability.paper import FAMILY_INTERVALS, INTERVALS
-from store.schema import CURVE, IDENTITY, OUTCOME, PLAN, RECIPE
+from store.schema import reserved_columns
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.SyncBatchNorm, nn.LayerNorm, nn.GroupNorm)
 # How an lr given at batch 2048 (Table 4's normalization) becomes the lr at the batch used: the
@@ -182,8 +182,7 @@ def register(
         raise ValueError("an optimizer needs a name")
     if lr_scaling not in LR_SCALINGS:
         raise ValueError(f"lr_scaling must be one of {', '.join(LR_SCALINGS)}, got {lr_scaling!r}")
-    taken = set(IDENTITY) | set(RECIPE) | set(PLAN) | set(OUTCOME) | set(CURVE) | {"optim_args"}
-    clash = sorted(set(hyperparameters or {}) & taken)
+    clash = sorted(set(hyperparameters or {}) & reserved_columns())
     if clash:
         raise ValueError(f"optimizer {name!r}: hyperparameter name(s) {', '.join(clash)} are trial columns")
     if vectorized and name not in POPULATION_RULES:

@@ -43,7 +43,12 @@ from pathlib import Path
 from models.registry import Registry
 from stability.optimizers import Hyperparameter
 from stability.optimizers import finite_number as _number
-from store.schema import CURVE, DERIVED, IDENTITY, METRIC_COLUMNS, OUTCOME, PLAN, RECIPE, Metric, worst
+from store.schema import (
+    PLAN,
+    Metric,
+    reserved_columns,
+    worst,
+)
 
 Reporter = Callable[..., None]
 Fn = Callable[[dict, Reporter, Path], None]
@@ -92,10 +97,7 @@ class Entry:
 _REGISTRY = Registry("trainable")
 _ENTRIES: dict[str, Entry] = _REGISTRY.entries
 # Columns a trainable's hyperparameter may not be named after (lr and wd are the identity's own).
-TAKEN = (set(IDENTITY) | set(RECIPE) | set(PLAN) | set(OUTCOME) | set(CURVE) | set(METRIC_COLUMNS) | set(DERIVED)) - {
-    "lr",
-    "wd",
-}
+TAKEN = reserved_columns(free={"lr", "wd"})
 
 
 def register(

@@ -193,6 +193,14 @@ DERIVED = ["size", "protocol", "metric_value", "metric_score"]
 CONFIG_NAME = {"optimizer": "optim"}
 
 
+def reserved_columns(free=()) -> set[str]:
+    """The names a hyperparameter (or an imported metric) may not take: every column of a trial
+    row and of its curve, and the columns analysis derives, but the ``free`` ones (columns whose
+    values the sampled hyperparameter of that name fills)."""
+    row = set(IDENTITY) | set(RECIPE) | set(PLAN) | set(OUTCOME) | set(CURVE) | set(METRIC_COLUMNS)
+    return (row | set(DERIVED) | {"status", "error", "optim_args"}) - set(free)
+
+
 def sampled_columns(columns, hyperparameters=()) -> list[str]:
     """The sampled recipe columns among ``columns``, in the schema's order, then the optimizer
     hyperparameter columns among them (``hyperparameters``: the names that may be), by name."""

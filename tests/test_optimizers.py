@@ -322,5 +322,8 @@ def test_lr_scaling_rules_by_hand():
         optimizers.register("cubic", lr_scaling="cube")
     with pytest.raises(ValueError, match=r"hyperparameter name.*epochs.*trial columns"):
         optimizers.register("clash", hyperparameters={"epochs": optimizers.count(1)})
+    for derived in ("metric", "metric_score", "protocol"):  # the row's metric and analysis's columns too
+        with pytest.raises(ValueError, match=f"hyperparameter name.*{derived}.*trial columns"):
+            optimizers.register("clash", hyperparameters={derived: optimizers.count(1)})
     with pytest.raises(ValueError, match="only sgd, adamw have a population path"):
         optimizers.register("fast", vectorized=True)

@@ -414,3 +414,13 @@ def test_the_report_draws_figure_4_and_the_edfs_once_per_protocol():
         assert f"<h3>Figure 4 (protocol {label(scale)})</h3>" in page
         assert f"<h3>Protocol {label(scale)}</h3>" in page
     assert "<h3>Figure 5" not in page
+
+
+def test_one_set_of_reserved_names_for_every_registry_and_the_importer():
+    """Optimizers, trainables and imported sweeps refuse the same names, but for those each may fill."""
+    from external.into_store import RESERVED
+    from stability import trainables
+
+    every = schema.reserved_columns()
+    assert {"metric", "metric_score", "protocol", "status", "epoch", "top1_err"} <= every
+    assert every - {"lr", "wd"} == trainables.TAKEN and every - set(schema.SWEEPABLE) == RESERVED
