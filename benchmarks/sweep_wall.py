@@ -4,8 +4,9 @@ One at a time: each trial has the whole device (one GPU, or every core). Concurr
 only): ``pack`` trials share the GPU as Ray fractional GPUs, each in its own process.
 Population: ``pack`` trials train as one batched model in one process
 (``stability.population``). Every side runs through the sweep engine on Ray Tune, in a fresh
-results root, so each wall time includes what a user waits for: Ray start, data loading,
-training, evaluation and the result files.
+results root, so each wall time includes what a user waits for: Ray start (unless this process
+has already joined a Ray, which the sides then share), data loading, training, evaluation and
+the result files.
 """
 
 from __future__ import annotations

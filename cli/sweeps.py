@@ -136,20 +136,23 @@ def launch(args, plan_for, show=None, imports: list[str] | None = None, dry_run:
     """Join the cluster and run the sweeps that ``plan_for(gpu)`` plans for it (``gpu``: it has
     GPUs); ``show`` prints the plan once the cluster is joined.
 
-    Without ``--address`` the cluster is a local Ray on this machine, whose GPUs are known
-    before it starts: every check that needs no cluster (the results root is writable, the data
-    is there and parses, each name is free or holds the same definition) runs first, and Ray
-    starts only when they pass and a trial is pending; the checks that read the store run again
-    under the driver's lock. With ``--address`` the data is checked on the cluster, the only
-    place that sees it. Returns False when nothing was pending (said, with the sweeps' status).
+    Without ``--address`` (and without a Ray of more than this machine already joined) the
+    cluster is this machine, whose GPUs are known before a local Ray starts: every check that
+    needs no cluster (the results root is writable, the data is there and parses, each name is
+    free or holds the same definition) runs first, and Ray starts only when they pass and a
+    trial is pending; the checks that read the store run again under the driver's lock. On a
+    cluster the data is checked there, the only place that sees it. Returns False when nothing
+    was pending (said, with the sweeps' status; the stored retry command is left as it was).
     """
     imports = args.imports if imports is None else imports
     store = Store(args.results)
-    if not args.address:
-        gpu = cluster.local_gpus() > 0
+    gpus = None if args.address or cluster.joined_remote_ray() else cluster.local_gpus()
+    if gpus is not None:
+        gpu = gpus > 0
         scale, sweeps = plan_for(gpu)
         if dry_run:
-            show(scale, sweeps, gpu)
+            if show is not None:
+                show(scale, sweeps, gpu)
             return False
         store.check_writable()
         resources = resources_from(args, NO_CLUSTER)
@@ -260,10 +263,9 @@ def run_sweeps(
     store, resources = Store(args.results), resources_from(args, info)
     store.check_writable()
     imports = args.imports if imports is None else imports
-    if args.address:  # a local command checked its data before its Ray started (``launch``)
-        trainers = sorted({t for m in sweeps.values() if "trainer" in m for t in m["trainer"].dropna()})
-        engine.preflight(scale, resources, remote=True, imports=tuple(imports), trainers=trainers)
-    placement = engine.place(resources, store, remote=bool(args.address))
+    trainers = sorted({t for m in sweeps.values() if "trainer" in m for t in m["trainer"].dropna()})
+    engine.preflight(scale, resources, remote=info.remote, imports=tuple(imports), trainers=trainers)
+    placement = engine.place(resources, store, remote=info.remote)
     if placement.gpu_memory is not None:
         print(f"GPU memory per trial: {placement.gpu_memory / 2**30:.1f} GiB (packs are sized to it)", flush=True)
     command = retry_command(getattr(args, "command_line", None))

@@ -56,6 +56,7 @@ class ClusterInfo:
     nodes: int
     cpus: float
     gpus: float
+    remote: bool = False  # its nodes may not share the driver's files: data and results root are checked there
 
     def describe(self) -> str:
         return (
@@ -111,7 +112,8 @@ def connect(address: str | None, imports: list[str] | None = None) -> Iterator[C
     if ray.is_initialized():
         if address:
             raise UserError("this Python process has joined a Ray already; ray.shutdown() it before using --address")
-        yield read_cluster(f"Ray at {ray.get_runtime_context().gcs_address} (joined before this command)")
+        where = f"Ray at {ray.get_runtime_context().gcs_address} (joined before this command)"
+        yield read_cluster(where, remote=joined_remote_ray())
         return
     common = {"logging_level": logging.ERROR, "log_to_driver": False}
     files = [spec for spec in imports or [] if spec.endswith(".py")]
@@ -123,35 +125,53 @@ def connect(address: str | None, imports: list[str] | None = None) -> Iterator[C
         # "local": a Ray of our own, never one found on this machine (RAY_ADDRESS, `ray start`)
         ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **common)
     try:
-        yield read_cluster(address or "local Ray on 127.0.0.1")
+        yield read_cluster(address or "local Ray on 127.0.0.1", remote=bool(address))
     finally:
         ray.shutdown()
 
 
-def local_gpus() -> int:
+def joined_remote_ray() -> bool:
+    """Whether this process has joined a Ray that is more than this machine: another node, or a
+    head beyond loopback (a notebook's ``ray.init()`` of a cluster). Its nodes may not see the
+    driver's files, and its runtime environment is its own: ``--import`` files must already be
+    on its nodes' paths."""
+    import sys
+
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return False
+    alive = [n for n in ray.nodes() if n["Alive"]]
+    return len(alive) != 1 or alive[0]["NodeManagerAddress"] not in LOOPBACK_HOSTS
+
+
+def local_gpus() -> int | None:
     """The GPUs a local Ray would declare (this machine's, as far as CUDA_VISIBLE_DEVICES shows
     them), found without starting one, so that a command without ``--address`` plans and checks
-    everything before Ray starts; the Ray this process has joined, if any, says it itself."""
+    everything before Ray starts; the Ray this process has joined, if any, says it itself.
+    None where this Ray cannot say before a start: the command then plans once it has joined."""
     configure_ray_env(loopback=True)
     import ray
 
     if ray.is_initialized():
         return int(ray.cluster_resources().get("GPU", 0))
     # Ray's own count, the one ``ray.init`` declares; no public API gives it before a start.
-    from ray._private.accelerators import get_accelerator_manager_for_resource
+    try:
+        from ray._private.accelerators import get_accelerator_manager_for_resource
 
-    manager = get_accelerator_manager_for_resource("GPU")
-    count = manager.get_current_node_num_accelerators()
-    visible = manager.get_current_process_visible_accelerator_ids()
+        manager = get_accelerator_manager_for_resource("GPU")
+        count = manager.get_current_node_num_accelerators()
+        visible = manager.get_current_process_visible_accelerator_ids()
+    except (ImportError, AttributeError):  # a Ray whose private layout moved
+        return None
     return count if visible is None else min(count, len(visible))
 
 
-def read_cluster(where: str) -> ClusterInfo:
+def read_cluster(where: str, remote: bool) -> ClusterInfo:
     import ray
 
     total = ray.cluster_resources()
     alive = [n for n in ray.nodes() if n["Alive"]]
-    return ClusterInfo(where, len(alive), float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0)))
+    return ClusterInfo(where, len(alive), float(total.get("CPU", 0.0)), float(total.get("GPU", 0.0)), remote)
 
 
 def trials_at_once(per_trial: dict[str, float]) -> int:

@@ -67,6 +67,20 @@ def shared_ray(_ray_until_the_end):
 
 
 @pytest.fixture
+def ray_never_started(monkeypatch):
+    """This process joined to no Ray, and any attempt to start or join one fails the test."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a command that needs no cluster started Ray")
+
+    monkeypatch.setattr(ray, "init", refuse)
+
+
+@pytest.fixture
 def no_ray():
     """This process joined to no Ray: for a test that joins another cluster (``--address``) or
     starts a Ray of its own. Stops the session's shared Ray if it runs; the next test that
@@ -162,6 +176,7 @@ def kill_driver_when(cmd: list[str], ready, what: str, timeout: float = 300) -> 
     import psutil
 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    done = False
     try:
         wait_for(ready, timeout, what)
         descendants = psutil.Process(proc.pid).children(recursive=True)
@@ -173,9 +188,11 @@ def kill_driver_when(cmd: list[str], ready, what: str, timeout: float = 300) -> 
         for agent in agents:
             with suppress(psutil.NoSuchProcess):
                 agent.kill()
+        done = True
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if not done:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def ray_agent(process) -> bool:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from matplotlib.colors import to_rgb
 from matplotlib.lines import Line2D
 
-from analysis import experiments, figures, report, stats
+from analysis import experiments, figure_files, figures, stats
 
 errors_st = st.lists(st.floats(0.0, 100.0, allow_nan=False), min_size=1, max_size=80)
 
@@ -581,6 +581,7 @@ def test_a_nano_store_gets_one_edf_panel_the_full_width():
     ]
     assert len(axes[3].get_lines()) == 2 and axes[3].get_position().width > 0.8
     assert axes[3].get_xlim() == (0.0, 20.0)  # Figures 4 and 5 keep the paper's axis, so that they compare
-    assert report.missing_parts(nano, "4") == [] and report.missing_parts(nano, "5") == ["nano sgd EDF sweeps"]
+    assert figure_files.missing_parts(nano, "4") == []
+    assert figure_files.missing_parts(nano, "5") == ["nano sgd EDF sweeps"]
     assert experiments.panel_sizes({"nano", "4GF"}) == ["nano", "1GF", "4GF", "18GF"]
     assert experiments.panel_sizes(set()) == experiments.SIZES

@@ -182,7 +182,7 @@ def test_a_two_trial_laptop_sweep_trains_through_ray(tmp_path, capsys):
 
 
 def test_the_nano_zoo_s_sweeps_are_one_protocol_and_compare_pairwise():
-    from analysis import experiments, report
+    from analysis import experiments, figure_files
 
     scale = plan.choose_scale("laptop", False)
     frames = []
@@ -203,7 +203,7 @@ def test_the_nano_zoo_s_sweeps_are_one_protocol_and_compare_pairwise():
         status="ok", top1_err=25.0
     )
     assert not experiments.same_draws(frames[0], reseeded)
-    assert report.figure_protocols(trials, "4") == experiments.edf_protocols(trials, "adamw")
+    assert figure_files.figure_protocols(trials, "4") == experiments.edf_protocols(trials, "adamw")
 
 
 def grid_trials(errors: dict[float, list[float]], wds: list[float]) -> pd.DataFrame:

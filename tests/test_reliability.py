@@ -97,20 +97,6 @@ BAD_INPUTS = {
 }
 
 
-@pytest.fixture
-def ray_never_started(monkeypatch):
-    """This process joined to no Ray, and any attempt to start or join one fails the test."""
-    import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a command that needs no cluster started Ray")
-
-    monkeypatch.setattr(ray, "init", refuse)
-
-
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_is_one_line_exit_2_store_unchanged_no_ray(case, existing_store, capsys, ray_never_started):
     argv, message = BAD_INPUTS[case]
@@ -122,6 +108,15 @@ def test_bad_input_is_one_line_exit_2_store_unchanged_no_ray(case, existing_stor
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0], err
     assert snapshot(existing_store) == before
+
+
+def test_dry_runs_start_no_ray(existing_store, capsys, ray_never_started):
+    """Without --preset the plan is the one for this machine's GPUs, known before Ray starts."""
+    results = ["--results", str(existing_store / "results")]
+    assert main(["grid", "--figure", "2", "--models", "vit_c_1gf", "--dry-run", *results]) == 0
+    assert main(["sweep", "--model", "vit_c_1gf", "--optim", "adamw", "--dry-run", *results]) == 0
+    out = capsys.readouterr().out
+    assert out.count("protocol: smoke (the cluster has no GPU)") == 2 and not out.startswith("cluster")
 
 
 def test_a_finished_sweep_says_nothing_to_run_before_ray_starts(existing_store, capsys, ray_never_started):

@@ -122,6 +122,13 @@ def test_a_bad_study_file_is_one_error(tmp_path, line, message):
         read_study(study)
 
 
+def test_a_study_s_dry_run_starts_no_ray(tmp_path, capsys, ray_never_started):
+    study = write_study(tmp_path / "study")
+    assert main(["study", str(study), "--dry-run", "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("study probe:") and "probe-probe_net-adamw" in out and not (tmp_path / "r").exists()
+
+
 def test_a_study_of_an_unknown_family_without_its_space_is_refused(tmp_path, capsys):
     study = write_study(tmp_path)
     text = study.read_text()
