@@ -141,8 +141,9 @@ def launch(args, plan_for, show=None, imports: list[str] | None = None, dry_run:
     needs no cluster (the results root is writable, the data is there and parses, each name is
     free or holds the same definition) runs first, and Ray starts only when they pass and a
     trial is pending; the checks that read the store run again under the driver's lock. On a
-    cluster the data is checked there, the only place that sees it. Returns False when nothing
-    was pending (said, with the sweeps' status; the stored retry command is left as it was).
+    cluster the data is checked there, the only place that sees it. Returns whether the sweeps
+    ran: not for a dry run, nor when nothing was pending (said, with the sweeps' status; the
+    stored retry command is left as it was).
     """
     imports = args.imports if imports is None else imports
     store = Store(args.results)
