@@ -171,7 +171,7 @@ def launch(args, plan_for, show=None, imports: list[str] | None = None, dry_run:
         if show is not None:
             show(scale, sweeps, info.gpus > 0)
         if not dry_run:
-            run_sweeps(args, info, scale, sweeps, imports)
+            run_sweeps(args, info, scale, sweeps, imports, data_checked=gpus is not None)
     return not dry_run
 
 
@@ -257,15 +257,20 @@ def noise(args) -> int:
 
 
 def run_sweeps(
-    args, info: cluster.ClusterInfo, scale: plan.Scale | None, sweeps: dict[str, pd.DataFrame], imports=None
+    args,
+    info: cluster.ClusterInfo,
+    scale: plan.Scale | None,
+    sweeps: dict[str, pd.DataFrame],
+    imports: list[str],
+    data_checked: bool,
 ) -> None:
-    """On the joined cluster: check what the cluster decides, then lock the sweeps and run them one after another.
+    """On the joined cluster: check what the cluster decides (and the data, unless ``launch``
+    checked it before Ray started), then lock the sweeps and run them one after another.
     ``scale``: the built-in trainer's data; None for a trainable's sweeps (it brings its own)."""
     store, resources = Store(args.results), resources_from(args, info)
-    store.check_writable()
-    imports = args.imports if imports is None else imports
-    trainers = sorted({t for m in sweeps.values() if "trainer" in m for t in m["trainer"].dropna()})
-    engine.preflight(scale, resources, remote=info.remote, imports=tuple(imports), trainers=trainers)
+    if not data_checked:
+        trainers = sorted({t for m in sweeps.values() if "trainer" in m for t in m["trainer"].dropna()})
+        engine.preflight(scale, resources, remote=info.remote, imports=tuple(imports), trainers=trainers)
     placement = engine.place(resources, store, remote=info.remote)
     if placement.gpu_memory is not None:
         print(f"GPU memory per trial: {placement.gpu_memory / 2**30:.1f} GiB (packs are sized to it)", flush=True)

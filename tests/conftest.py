@@ -67,12 +67,9 @@ def shared_ray(_ray_until_the_end):
 
 
 @pytest.fixture
-def ray_never_started(monkeypatch):
+def ray_never_started(no_ray, monkeypatch):
     """This process joined to no Ray, and any attempt to start or join one fails the test."""
     import ray
-
-    if ray.is_initialized():
-        ray.shutdown()
 
     def refuse(*args, **kwargs):
         raise AssertionError("a command that needs no cluster started Ray")
@@ -111,7 +108,9 @@ def write_planned_sweeps(root, sweeps: dict, seed: int = 0) -> None:
     store = Store(root)
     for name, manifest in sweeps.items():
         store.write_manifest(name, manifest)
-        for row in manifest.to_dict("records"):
+        rows = manifest.to_dict("records")
+        data = load_data(trial_config(rows[0], name, Resources(), "cpu", False))  # one dataset per sweep
+        for row in rows:
             cfg = trial_config(row, name, Resources(), "cpu", False)
             errors = np.sort(rng.uniform(20.0, 90.0, cfg.epochs))[::-1]
             curve = [{"epoch": e + 1, "lr": row["lr"], "train_loss": err / 40, "top1_err": err, "top1_err_raw": err + 1,
@@ -119,7 +118,7 @@ def write_planned_sweeps(root, sweeps: dict, seed: int = 0) -> None:
             result = result_row(
                 cfg,
                 curve=curve,
-                data=load_data(cfg),
+                data=data,
                 batch=cfg.batch_size,
                 wall=curve[-1]["wall_s"],
                 status="ok",
