@@ -11,8 +11,9 @@ from dataclasses import replace
 
 import torch
 
+from stability.config import TrainConfig
 from stability.data import load_small, load_synthetic
-from stability.trainer import Run, TrainConfig
+from stability.trainer import Run
 
 
 def epoch_seconds(run, device: torch.device) -> float:

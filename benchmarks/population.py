@@ -12,9 +12,10 @@ import torch
 
 from benchmarks.data_path import epoch_seconds
 from stability import packed
+from stability.config import TrainConfig
 from stability.data import load_synthetic
 from stability.population import Population
-from stability.trainer import Run, TrainConfig
+from stability.trainer import Run
 
 
 def run(model: str, *, image_size: int, batch_size: int, pack: int, device: torch.device, train: int = 8192) -> dict:

@@ -33,7 +33,7 @@ def run_parsed(args: argparse.Namespace, *, check_only: bool = False) -> int:
     command reads), then its handler. ``check_only``: every check that needs no cluster, then
     stop (`stability slurm`, before it submits a sweep, grid or study)."""
     if getattr(args, "imports", None):
-        from stability.trainer import load_imports
+        from stability.imports import load_imports
 
         load_imports(args.imports)
     module, _, function = args.handler.partition(":")

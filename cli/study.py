@@ -18,7 +18,7 @@ import pandas as pd
 import models
 from cli import sweeps as commands
 from stability.errors import UserError
-from stability.trainer import load_imports
+from stability.imports import load_imports
 from store import check_name
 from store.space import space_from_json
 from sweeps import plan

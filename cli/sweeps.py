@@ -230,7 +230,7 @@ def noise(args) -> int:
     """`stability noise`: the sweep's best (lr, wd) re-trained under --seeds other seeds, as a sweep
     of its own (``<sweep>-noise``) whose rows name the sweep in ``noise_of``; the sweep's own
     ``--import`` modules are imported here and in its trials."""
-    from stability.trainer import load_imports
+    from stability.imports import load_imports
 
     store = Store(args.results)
     manifest = store.read_manifest(args.sweep)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from stability import optimizers
+from stability.config import TrainConfig
 from stability.errors import UserError
-from stability.trainer import TrainConfig, train
+from stability.trainer import train
 
 # Flags that are the config's fields of the same name.
 CONFIG_FLAGS = ("model", "optim", "lr", "wd", "epochs", "dataset", "data_dir", "batch_size", "image_size", "patch_size",

@@ -73,6 +73,19 @@ class Registry:
     def names(self) -> list[str]:
         return list(self.entries)
 
+    def decorator(self, name: str, make: Callable[[Callable], Any]) -> Callable[[Callable], Callable]:
+        """What each kind's ``register`` returns: a decorator that adds ``make(fn)`` under ``name``."""
+
+        def decorate(fn: Callable) -> Callable:
+            self.add(name, make(fn))
+            return fn
+
+        return decorate
+
+    def hyperparameter_names(self) -> list[str]:
+        """Every entry's hyperparameters (for optimizers and trainables: the store's columns that may hold them)."""
+        return sorted({h for e in self.entries.values() for h in e.hyperparameters})
+
 
 def _source(fn) -> tuple[str, str]:
     return fn.__module__, fn.__qualname__
@@ -87,20 +100,11 @@ def register(name: str, *, family: str, stem: str | None = None) -> Callable[[Bu
     once per name (``Registry``)."""
     if not name or not family:
         raise ValueError("a model needs a name and a family")
-
-    def decorate(fn: Builder) -> Builder:
-        _REGISTRY.add(name, Entry(name, family, stem or family, fn))
-        return fn
-
-    return decorate
+    return _REGISTRY.decorator(name, lambda fn: Entry(name, family, stem or family, fn))
 
 
-def entry(name: str) -> Entry:
-    return _REGISTRY.get(name)
-
-
-def names() -> list[str]:
-    return _REGISTRY.names()
+entry: Callable[[str], Entry] = _REGISTRY.get
+names: Callable[[], list[str]] = _REGISTRY.names
 
 
 def family(name: str) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.registry import Registry
 from stability.errors import UserError
 
 SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
@@ -259,28 +260,25 @@ def load_npz(path: Path) -> TensorData:
 
 @dataclass(frozen=True)
 class DatasetEntry:
-    load: Callable[..., TensorData | FolderData]  # (root: Path | None, image_size, seed, workers)
+    build: Callable[..., TensorData | FolderData]  # what was registered: (root: Path | None, image_size)
     streamed: bool  # images decoded per batch by loader workers (FolderData), never held in memory
-    source: str = __name__  # who registered it: a name is taken once, as a model's is
+    seeded: bool = False  # build also takes (seed, workers): the streamed folders' loaders
+
+    def load(self, root: Path | None, image_size: int, seed: int, workers: int) -> TensorData | FolderData:
+        return self.build(root, image_size, seed, workers) if self.seeded else self.build(root, image_size)
 
 
-_DATASETS: dict[str, DatasetEntry] = {}
+_REGISTRY = Registry("dataset")
+_DATASETS: dict[str, DatasetEntry] = _REGISTRY.entries
 
 
-def register_dataset(name: str, *, streamed: bool = False):
+def register_dataset(name: str, *, streamed: bool = False) -> Callable[[Callable], Callable]:
     """Decorator: register ``fn(data_dir, image_size) -> TensorData | FolderData`` as dataset
-    ``name``. ``data_dir`` is ``--data-dir`` as given (None if not). A ``TensorData`` is resized
-    to the run's image size after loading. Register it in a module passed with ``--import``, so
-    every trial process registers it too."""
-
-    def decorate(fn: Callable[..., TensorData | FolderData]):
-        source = f"{fn.__module__}.{fn.__qualname__}"
-        if name in _DATASETS and _DATASETS[name].source != source:
-            raise ValueError(f"dataset {name!r} is already registered (by {_DATASETS[name].source})")
-        _DATASETS[name] = DatasetEntry(lambda root, image_size, seed, workers: fn(root, image_size), streamed, source)
-        return fn
-
-    return decorate
+    ``name``, once per name (``models.registry.Registry``, as models are). ``data_dir`` is
+    ``--data-dir`` as given (None if not). A ``TensorData`` is resized to the run's image size
+    after loading. Register it in a module passed with ``--import``, so every trial process
+    registers it too."""
+    return _REGISTRY.decorator(name, lambda fn: DatasetEntry(fn, streamed))
 
 
 def dataset_names() -> list[str]:
@@ -304,7 +302,7 @@ def load_dataset(
 
 
 def _small(load: Callable[[Path | None], TensorData]) -> DatasetEntry:
-    return DatasetEntry(lambda root, image_size, seed, workers: load(root), streamed=False)
+    return DatasetEntry(lambda root, image_size: load(root), streamed=False)
 
 
 def _npz(root: Path | None) -> TensorData:
@@ -319,7 +317,7 @@ def _folder(name: str) -> DatasetEntry:
     def load(root, image_size, seed, workers):
         return load_folder(root, image_size, seed, workers, name=name)
 
-    return DatasetEntry(load, streamed=True)
+    return DatasetEntry(load, streamed=True, seeded=True)
 
 
 _DATASETS.update(
@@ -335,7 +333,7 @@ _DATASETS.update(
         "folder": _folder("folder"),
         "npz": _small(_npz),
         "digits": _small(lambda root: load_digits()),
-        "synthetic": DatasetEntry(lambda root, image_size, seed, workers: load_synthetic(image_size), False),
+        "synthetic": DatasetEntry(lambda root, image_size: load_synthetic(image_size), streamed=False),
     }
 )
 

@@ -188,23 +188,15 @@ def register(
     if vectorized and name not in POPULATION_RULES:
         raise ValueError(f"optimizer {name!r}: only {', '.join(POPULATION_RULES)} have a population path")
 
-    def decorate(fn: Builder) -> Builder:
-        _REGISTRY.add(name, Entry(
-            name, fn, dict(hyperparameters or {}), lr_scaling, dict(intervals or {}), source, groups,
-            own_schedule, modes, vectorized, dict(recipe or {}), about,
-        ))  # fmt: skip
-        return fn
-
-    return decorate
+    return _REGISTRY.decorator(name, lambda fn: Entry(
+        name, fn, dict(hyperparameters or {}), lr_scaling, dict(intervals or {}), source, groups,
+        own_schedule, modes, vectorized, dict(recipe or {}), about,
+    ))  # fmt: skip
 
 
 entry: Callable[[str], Entry] = _REGISTRY.get
 names: Callable[[], list[str]] = _REGISTRY.names
-
-
-def hyperparameter_names() -> list[str]:
-    """Every registered optimizer's hyperparameters (the store's columns that may hold them)."""
-    return sorted({h for e in _ENTRIES.values() for h in e.hyperparameters})
+hyperparameter_names: Callable[[], list[str]] = _REGISTRY.hyperparameter_names
 
 
 def owners(hyperparameter: str) -> list[str]:

@@ -25,22 +25,13 @@ from torch.func import functional_call, vmap
 
 from models.vit import Attention
 from stability import optimizers, packed, recipe
+from stability.checkpoint import load_checkpoint, save_checkpoint, trial_state
+from stability.config import TrainConfig
 from stability.data import FolderData, TensorData
 from stability.distributed import swap_batchnorm
 from stability.errors import UserError
-from stability.trainer import (
-    CompiledOrEager,
-    Stream,
-    TrainConfig,
-    TrainResult,
-    initial_model,
-    load_checkpoint,
-    load_data,
-    resolve_device,
-    result_row,
-    save_checkpoint,
-    trial_state,
-)
+from stability.stream import Stream
+from stability.trainer import CompiledOrEager, TrainResult, initial_model, load_data, resolve_device, result_row
 from store.schema import PER_MEMBER
 
 BETA1, EPS = 0.9, 1e-8  # AdamW's constants in the "adamw" entry; momentum and beta2 come from the config
@@ -229,7 +220,7 @@ class Population:
     # --- checkpoints: one file per member, in a single run's layout -------------------------
 
     def member_state(self, k: int) -> dict:
-        """Member ``k``'s checkpoint as its separate run would write it (``trainer.trial_state``);
+        """Member ``k``'s checkpoint as its separate run would write it (``checkpoint.trial_state``);
         slices are cloned, since saving a view would save the whole population's storage."""
         keys = list(self.model.state_dict())
 

@@ -129,20 +129,14 @@ def register(
     if epochs < 1:
         raise ValueError(f"trainable {name!r}: epochs must be at least 1")
 
-    def decorate(fn: Fn) -> Fn:
-        _REGISTRY.add(name, Entry(name, fn, spec, dict(hyperparameters or {}), epochs, optimizer, dataset, about))
-        return fn
-
-    return decorate
+    return _REGISTRY.decorator(
+        name, lambda fn: Entry(name, fn, spec, dict(hyperparameters or {}), epochs, optimizer, dataset, about)
+    )
 
 
 entry: Callable[[str], Entry] = _REGISTRY.get
 names: Callable[[], list[str]] = _REGISTRY.names
-
-
-def hyperparameter_names() -> list[str]:
-    """Every registered trainable's hyperparameters (the store's columns that may hold them)."""
-    return sorted({h for e in _ENTRIES.values() for h in e.hyperparameters})
+hyperparameter_names: Callable[[], list[str]] = _REGISTRY.hyperparameter_names
 
 
 def problem(trainer: str, name: str, value) -> str | None:

@@ -139,7 +139,8 @@ def trial_config(row: dict, sweep: str, resources: Resources, device: str, simul
     """The trainer's config of a manifest row (``store.schema.config_fields``) on this process,
     after the row's user modules are imported (they may register its optimizer)."""
     from stability import optimizers
-    from stability.trainer import TrainConfig, load_imports
+    from stability.config import TrainConfig
+    from stability.imports import load_imports
 
     load_imports(schema.imports_of(row))
     hyper = optimizers.entry(row["optimizer"]).hyperparameters if row["optimizer"] in optimizers.names() else {}
@@ -289,7 +290,7 @@ def train_trainable(row: dict, folder: Path, device: str, on_epoch):
     """One trial of a registered trainable (``stability.trainables``), after the row's user modules
     (which register it) are imported in this process."""
     from stability import trainables
-    from stability.trainer import load_imports
+    from stability.imports import load_imports
 
     load_imports(schema.imports_of(row))
     return trainables.run(row, folder, device=device, on_point=on_epoch)
@@ -415,7 +416,7 @@ def preflight(
     cluster's processes register it is checked, on the cluster."""
     from stability import trainables
     from stability.data import check_available
-    from stability.trainer import load_imports
+    from stability.imports import load_imports
 
     if not remote:
         if scale is not None:

@@ -14,8 +14,8 @@ import pandas as pd
 
 import models as zoo
 from stability import recipe
+from stability.config import default_lr_wd
 from stability.errors import UserError
-from stability.trainer import default_lr_wd
 from sweeps import plan
 
 VITS = ["vit_p_1gf", "vit_p_4gf", "vit_p_18gf", "vit_c_1gf", "vit_c_4gf", "vit_c_18gf"]

@@ -14,8 +14,9 @@ import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from stability.config import TrainConfig
 from stability.errors import UserError
-from stability.trainer import TrainConfig, TrainResult
+from stability.trainer import TrainResult
 from sweeps.faults import Faults
 from sweeps.guard import Guard, guarded
 

@@ -131,8 +131,9 @@ def test_digits_and_synthetic():
 
 def test_folder_data_workers_load_their_shards_of_each_global_batch(tmp_path):
     """With 2 workers each loads half of every global batch: together, the 1-worker batch."""
+    from stability.config import TrainConfig
     from stability.distributed import World
-    from stability.trainer import Stream, TrainConfig
+    from stability.stream import Stream
 
     jpeg_tree(tmp_path, train=4, val=1, seed=3)
     d = data.load_folder(tmp_path, 16, seed=0, workers=0)
@@ -151,8 +152,9 @@ def test_folder_data_workers_load_their_shards_of_each_global_batch(tmp_path):
 @pytest.mark.parametrize("folder", [True, False])
 def test_workers_split_the_test_set_each_image_once(tmp_path, folder):
     """N workers' test batches, interleaved, are the 1-worker batches: nothing decoded twice."""
+    from stability.config import TrainConfig
     from stability.distributed import World
-    from stability.trainer import Stream, TrainConfig
+    from stability.stream import Stream
 
     if folder:
         jpeg_tree(tmp_path, train=2, val=5, seed=4)  # 10 test images: batches of 3 are 3,3,3,1

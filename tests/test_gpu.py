@@ -15,9 +15,10 @@ import torch
 
 from cli import main
 from stability import optimizers
+from stability.config import TrainConfig
 from stability.data import load_synthetic
 from stability.population import Population, train_population
-from stability.trainer import TrainConfig, initial_model, train
+from stability.trainer import initial_model, train
 from tests.conftest import TINY_DATA
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("shared_ray")]

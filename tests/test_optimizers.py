@@ -17,9 +17,10 @@ import models
 from analysis import experiments, figures
 from cli import main
 from stability import optimizers
+from stability.config import TrainConfig
 from stability.data import load_synthetic
 from stability.errors import UserError
-from stability.trainer import TrainConfig, train
+from stability.trainer import train
 from store.space import space_from_json
 from sweeps import plan
 from sweeps.space import parse_space_flags

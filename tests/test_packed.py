@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from stability import packed
+from stability.config import TrainConfig
 from stability.data import load_synthetic
 from stability.population import Population
-from stability.trainer import TrainConfig, initial_model
+from stability.trainer import initial_model
 from tests.conftest import TINY
 
 MEMBERS = 3

@@ -8,10 +8,11 @@ from dataclasses import replace
 import pytest
 import torch
 
+from stability.config import TrainConfig
 from stability.data import load_synthetic
 from stability.errors import UserError
 from stability.population import train_population
-from stability.trainer import TrainConfig, train
+from stability.trainer import train
 from tests.conftest import TINY
 
 SMALL = load_synthetic(8, train=256, test=64)
@@ -126,7 +127,8 @@ def test_a_member_that_diverged_in_a_pack_stays_diverged_when_resumed_alone(tmp_
 def test_a_checkpoint_in_the_earlier_positional_layout_resumes_in_a_population(tmp_path):
     """Checkpoints written before per-name optimizer states hold torch's own state dict; a
     member resumes from one as from its own."""
-    from stability.trainer import Run, resolve_device, save_checkpoint
+    from stability.checkpoint import save_checkpoint
+    from stability.trainer import Run, resolve_device
 
     cfgs = members("adamw", pairs=PAIRS[:2], epochs=3)
     dirs = folders(tmp_path, cfgs)

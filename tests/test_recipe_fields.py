@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from stability import recipe
+from stability.config import TrainConfig
 from stability.population import train_population
-from stability.trainer import Run, TrainConfig, load_data, train
+from stability.trainer import Run, load_data, train
 from tests.conftest import TINY
 
 BASE = TrainConfig(**TINY, optim="sgd", lr=0.5, wd=1e-4, epochs=2, seed=0)

@@ -12,9 +12,9 @@ from torch import nn
 
 import models
 from models import registry
+from stability.config import TrainConfig
 from stability.errors import UserError
 from stability.paper import interval, optimum
-from stability.trainer import TrainConfig
 
 
 class TwoLayers(nn.Module):

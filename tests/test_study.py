@@ -152,7 +152,7 @@ def test_a_user_file_is_shipped_to_nodes_that_lack_it(tmp_path):
 
     def family_on_a_worker(path: str) -> tuple[str, str]:
         import models
-        from stability.trainer import load_imports
+        from stability.imports import load_imports
 
         load_imports([path])
         return models.family("shipped_net"), str(os.path.exists(path))

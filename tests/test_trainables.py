@@ -54,7 +54,7 @@ def toy(params, report, checkpoint):
 def toy(tmp_path):
     path = tmp_path / "toy_trainable.py"
     path.write_text(TOY)
-    from stability.trainer import load_imports
+    from stability.imports import load_imports
 
     load_imports([str(path)])
     yield str(path)

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from cli import main
+from stability.config import TrainConfig
 from stability.data import load_synthetic
-from stability.trainer import TrainConfig, train
+from stability.trainer import train
 from tests.conftest import TINY
 
 SMALL = load_synthetic(8, train=256, test=64)

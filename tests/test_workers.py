@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from cli import main
+from stability.config import TrainConfig
 from stability.data import load_synthetic
-from stability.trainer import TrainConfig, train
+from stability.trainer import train
 from tests.conftest import TINY, TINY_DATA, kill_driver_when
 
 pytestmark = pytest.mark.usefixtures("shared_ray")
