@@ -108,14 +108,11 @@ def numeric_column(column: pd.Series) -> bool:
 
 
 def tune_error(t) -> str | None:
-    """The last line of the error a Tune trial recorded (its exception), read through the trial's
-    own storage; None where there is none to read."""
-    name = getattr(t.run_metadata, "error_filename", None)
-    if not name:
-        return None
+    """The last line of the error a Tune trial recorded (its exception), read by Tune from the
+    trial's own storage; None where there is none to read."""
     try:
-        with t.storage.storage_filesystem.open_input_stream(str(Path(t.storage.trial_fs_path, name))) as f:
-            lines = [line for line in f.readall().decode("utf-8", "replace").splitlines() if line.strip()]
+        text = t.get_error() or ""
     except Exception:  # the error file is gone: the status says enough
         return None
+    lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1].strip()[:500] if lines else None

@@ -389,10 +389,11 @@ def outcome(r: dict) -> str:
 
 
 def read_error(trial) -> str:
-    path = getattr(trial, "error_file", None)
-    if path and Path(path).exists():
-        return Path(path).read_text(errors="replace")
-    return str(getattr(trial, "error_msg", "") or "trial failed")
+    """The traceback Tune wrote for a failed trial, read from the driver's staging copy
+    (``Trial.error_file``): when this callback runs, the copy in the trial's storage, which
+    ``Trial.get_error`` reads (as the import of a finished experiment does), is not written yet."""
+    path = trial.error_file
+    return Path(path).read_text(errors="replace") if path and Path(path).exists() else "trial failed"
 
 
 # A Ray Train trial's Tune process only waits on its workers, which hold the CPUs and GPUs.
