@@ -10,6 +10,7 @@ import socket
 import stat
 import threading
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -465,3 +466,73 @@ def test_lock_files_are_readable_by_all_whatever_the_umask(tmp_path):
             assert stat.S_IMODE(lease.paths[tmp_path / "s"].stat().st_mode) == lock.MODE
     finally:
         os.umask(old)
+
+
+# --- why not flufl.lock: the two guarantees a sweep needs that it lacks (docs/design.md, "The lock") ---
+
+
+def flufl_lock(path: Path):
+    return pytest.importorskip("flufl.lock").Lock(str(path), lifetime=60)
+
+
+def test_flufl_lock_lets_a_late_breaker_remove_the_lock_a_take_over_just_made(tmp_path, monkeypatch):
+    """Two drivers judge one expired lock; the first breaks it and holds the sweep; the second,
+    acting on its older judgement, breaks the first's new lock (``_break`` removes whatever the
+    name holds) and holds it too. Ours refuses the second (next test)."""
+    old = flufl_lock(tmp_path / "s.lock")
+    old.lock()
+    age_file(tmp_path / "s.lock", 3600)  # its holder died an hour ago
+    a, b = flufl_lock(tmp_path / "s.lock"), flufl_lock(tmp_path / "s.lock")
+    both_judged, a_holds, original = threading.Barrier(2), threading.Event(), type(a)._break
+
+    def judged_then_break(self) -> None:
+        both_judged.wait()  # both read the lock as expired ...
+        if self is b:
+            a_holds.wait()  # ... and b acts only once a holds the sweep
+        original(self)
+
+    monkeypatch.setattr(type(a), "_break", judged_then_break)
+    takers = [
+        threading.Thread(target=a.lock, kwargs={"timeout": 30}),
+        threading.Thread(target=b.lock, kwargs={"timeout": 30}),
+    ]
+    takers[0].start()
+    takers[1].start()
+    takers[0].join()
+    a_holds.set()
+    takers[1].join()
+    assert b.is_locked and not a.is_locked  # both lock() calls returned: a trains on until it checks
+
+
+def test_our_lock_refuses_a_take_over_judged_before_another_took_over(tmp_path):
+    folder = tmp_path / "s"
+    write_lock(folder, host="node-b", pid=1, age=3600)
+    a, b = lock.holder(), lock.holder()
+    seen_by_b = lock.walk(folder)  # b judged the lock stale ...
+    assert lock.acquire(folder, a) == folder / f"{lock.LOCK}.1"  # ... a took it over meanwhile
+    assert lock.take(folder, b, seen_by_b) is None
+    with pytest.raises(UserError, match="being run by another driver"):
+        lock.acquire(folder, b)
+    assert (
+        lock.verdict(folder, folder / f"{lock.LOCK}.1", a["token"], lock.read_entry(folder / f"{lock.LOCK}.1")) is None
+    )
+
+
+def test_flufl_lock_breaks_a_live_lock_from_a_machine_whose_clock_runs_ahead(tmp_path):
+    """flufl.lock compares a lock's expiry (its mtime, set by the holder's clock) with the
+    breaker's clock: a node an hour fast takes a sweep from a live driver."""
+    holder, fast = flufl_lock(tmp_path / "s.lock"), flufl_lock(tmp_path / "s.lock")
+    holder.lock()
+    fast._now = lambda: datetime.now() + timedelta(hours=1)
+    fast.lock(timeout=30)
+    assert fast.is_locked and not holder.is_locked
+
+
+def test_our_lock_is_not_taken_by_a_machine_whose_clock_runs_ahead(tmp_path, monkeypatch):
+    """Staleness is judged by the folder's own clock (file mtimes), never the taker's."""
+    folder = tmp_path / "s"
+    lock.acquire(folder, {**lock.holder(), "host": "node-a"})  # live, on another machine
+    now = time.time
+    monkeypatch.setattr(time, "time", lambda: now() + 3600)
+    with pytest.raises(UserError, match="being run by another driver"):
+        lock.acquire(folder, lock.holder())
