@@ -15,11 +15,14 @@ its pixels, so that a new matplotlib's rendering does not fail the test.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.conftest import TINY_DATA
 
 HERE = Path(__file__).parent / "data" / "previous_release"
 FIGURES = ("2", "3", "4", "5", "compare")
@@ -105,6 +108,45 @@ def drawn_now() -> dict:
 def test_the_previous_releases_store_gives_the_same_figures(figure, drawn_now):
     before = json.loads((HERE / "figures.json").read_text())[figure]
     assert before["axes"] and drawn_now[figure] == before
+
+
+RESUMED_SWEEP = [
+    "--model",
+    "vit_p_nano",
+    "--optim",
+    "sgd",
+    *TINY_DATA,
+    "--trials",
+    "3",
+    "--epochs",
+    "2",
+    "--name",
+    "resume",
+]
+
+
+@pytest.mark.slow
+def test_a_previous_releases_checkpoint_resumes_to_the_uninterrupted_result_and_figures(tmp_path, capsys, shared_ray):
+    """``resume/`` was written by the previous release (commit 881d4da, before the trainer was
+    split into config, stream and checkpoint): in ``interrupted``, trial 001 failed after its
+    first epoch (``STABILITY_INJECT_FAILURE``, ``--max-failures 0``) and kept its checkpoint;
+    ``whole`` is the same sweep run through by that release. This release resumes the trial from
+    that checkpoint to the uninterrupted result, and the store draws the same figures."""
+    from analysis import load_trials
+    from cli import main
+
+    shutil.copytree(HERE / "resume" / "interrupted", tmp_path, dirs_exist_ok=True)
+    rc = main(["sweep", *RESUMED_SWEEP, "--results", str(tmp_path)])
+    out = capsys.readouterr()
+    assert rc == 0, out.out + out.err
+    resumed, whole = (
+        load_trials(root).sort_values("trial_id").reset_index(drop=True)
+        for root in (tmp_path, HERE / "resume" / "whole")
+    )
+    assert resumed["resumed_from_epoch"].tolist() == [0, 1, 0]  # the retried trial went on from epoch 1
+    columns = ["trial_id", "status", "lr", "wd", "top1_err", "top1_err_raw", "train_loss", "completed_epochs"]
+    pd.testing.assert_frame_equal(resumed[columns], whole[columns], check_exact=True)
+    assert drawings(tmp_path) == drawings(HERE / "resume" / "whole")
 
 
 if __name__ == "__main__":  # run by the previous release's code (PYTHONPATH) to record its drawings
