@@ -75,13 +75,17 @@ def load_data(cfg: TrainConfig) -> TensorData | FolderData:
 def initial_model(cfg: TrainConfig, data: TensorData | FolderData, device: torch.device) -> torch.nn.Module:
     """The model at its seeded initialization: the same weights for every trial of a sweep."""
     torch.manual_seed(cfg.seed)
-    return models.create(
-        cfg.model,
-        num_classes=data.num_classes,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch_size,
-        in_chans=data.channels,
-    ).to(device)
+    return models.create(cfg.model, **model_dims(cfg, data)).to(device)
+
+
+def model_dims(cfg: TrainConfig, data: TensorData | FolderData) -> dict:
+    """What a model is built for: the data's classes and channels at the run's image and patch size."""
+    return {
+        "num_classes": data.num_classes,
+        "image_size": cfg.image_size,
+        "patch_size": cfg.patch_size,
+        "in_chans": data.channels,
+    }
 
 
 class CompiledOrEager:
@@ -323,13 +327,7 @@ def result_row(
 ) -> dict:
     """The trial row (docs/design.md, "The trial row") (columns: ``store.schema``)."""
     last = curve[-1] if curve else {}
-    cost = models.complexity(
-        cfg.model,
-        num_classes=data.num_classes,
-        image_size=cfg.image_size,
-        patch_size=cfg.patch_size,
-        in_chans=data.channels,
-    )
+    cost = models.complexity(cfg.model, **model_dims(cfg, data))
     diverged = status == "diverged"
     return {
         **schema.plan_of_config(asdict(cfg), models.family(cfg.model)),
