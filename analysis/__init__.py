@@ -1,4 +1,7 @@
-"""Pure functions on results-store DataFrames: EDFs, gaps, deltas, statistics and figures.
+"""Pure functions on results-store DataFrames: the store read as tables (``loading``), EDFs,
+gaps and deltas (``experiments``), statistics (``stats``), importance, figures (``figures``),
+the files of ``stability figures`` (``figure_files``), the page of ``stability report``
+(``report``), the laptop study's claims (``claims``) and a grid's centre (``centring``).
 
 Never imports torch or Ray, so it works on a laptop with a copied results folder.
 """

@@ -1,4 +1,6 @@
-"""The results store: the one schema of a trial row and the one reader and writer of its files.
+"""The results store: the one schema of a trial row, its metric and protocol (``schema``), a
+sweep's stored search space (``space``), the user-error type (``errors``), and the one reader
+and writer of its files (``files``).
 
 Imports neither torch nor Ray: the sweep engine writes through it and the analysis reads
 through it, on a laptop with a copied results folder as well. The file layer (pandas) loads
