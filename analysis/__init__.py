@@ -6,22 +6,7 @@ the files of ``stability figures`` (``figure_files``), the page of ``stability r
 Never imports torch or Ray, so it works on a laptop with a copied results folder.
 """
 
-from analysis.experiments import comparisons, noise_floors
-from analysis.importance import importance
-from analysis.loading import load_curves, load_manifests, load_trials
-from analysis.stats import compare, compare_summaries, edf, expected_best, holm, summarize
-
-__all__ = [
-    "compare",
-    "compare_summaries",
-    "comparisons",
-    "edf",
-    "expected_best",
-    "holm",
-    "importance",
-    "load_curves",
-    "load_manifests",
-    "load_trials",
-    "noise_floors",
-    "summarize",
-]
+from analysis.experiments import comparisons, noise_floors  # noqa: F401
+from analysis.importance import importance  # noqa: F401
+from analysis.loading import load_curves, load_trials  # noqa: F401
+from analysis.stats import compare, compare_summaries, edf, expected_best, holm, summarize  # noqa: F401

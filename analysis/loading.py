@@ -46,7 +46,3 @@ def load_trials(results_root: str | os.PathLike) -> pd.DataFrame:
 def load_curves(results_root: str | os.PathLike) -> pd.DataFrame:
     """One row per epoch of every finished trial under the root."""
     return _read_all(sorted(Path(results_root).glob("*/curves/*.parquet")))
-
-
-def load_manifests(results_root: str | os.PathLike) -> pd.DataFrame:
-    return _read_all(sorted(Path(results_root).glob("*/manifest.parquet")))

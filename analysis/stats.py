@@ -250,13 +250,7 @@ UNPAIRED_TEST = "bootstrap (each sweep resampled alone; each best redrawn from i
 
 
 def summary_differences(
-    errors_a,
-    errors_b,
-    *,
-    paired: bool = False,
-    confidence: float = CONFIDENCE,
-    n_resamples: int = 2000,
-    seed: int = 0,
+    errors_a, errors_b, *, paired: bool = False, confidence: float = CONFIDENCE, n_resamples: int = 2000, seed: int = 0
 ) -> dict[str, Interval]:
     """Each compared summary's difference a - b with its interval and the p-value of "no
     difference", all from one resampling (module docstring). Its null, for ``EFFECT``: both sweeps

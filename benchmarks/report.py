@@ -80,17 +80,11 @@ def main(args: argparse.Namespace) -> int:
     if "sweep" in wanted:
         from benchmarks import sweep_wall
         from sweeps import engine, plan
-        from sweeps.engine import preflight
 
         scale = plan.choose_scale(
-            None,
-            gpu,
-            dataset=args.dataset,
-            image_size=8 if not gpu else 32,
-            patch_size=4,
-            batch_size=64 if not gpu else 256,
+            None, gpu, dataset=args.dataset, image_size=32 if gpu else 8, patch_size=4, batch_size=256 if gpu else 64
         )
-        preflight(scale, engine.Resources(data_dir=args.data_dir))
+        engine.preflight(scale, engine.Resources(data_dir=args.data_dir))
         r = sweep_wall.run(
             args.model,
             trials=args.trials,

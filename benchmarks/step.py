@@ -10,7 +10,6 @@ against a dense matmul rate measured in the same run.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -42,12 +41,6 @@ def reference_model(name: str, **kw) -> nn.Module:
         if isinstance(getattr(block, "attn", None), Attention):
             block.attn = MultiheadReference(block.attn)
     return model
-
-
-@dataclass
-class StepResult:
-    images_per_s: float
-    mfu: float
 
 
 def sync(device: torch.device) -> None:

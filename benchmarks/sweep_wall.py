@@ -34,10 +34,7 @@ def run(
 ) -> dict:
     manifest = plan.edf_manifest("bench", model, "adamw", replace(scale, epochs=epochs), trials=trials, seed=0)
     whole = engine.Resources(
-        cpus_per_trial=1 if gpu else os.cpu_count() or 1,
-        gpus_per_trial=1.0 if gpu else 0.0,
-        data_dir=data_dir,
-        pack=1,
+        cpus_per_trial=1 if gpu else os.cpu_count() or 1, gpus_per_trial=1.0 if gpu else 0.0, data_dir=data_dir, pack=1
     )
     sides = {"one_at_a_time": whole, "population": replace(whole, pack=pack)}
     if gpu:

@@ -13,13 +13,8 @@ if TYPE_CHECKING:  # the readers (pandas, Optuna, Ray) load when a command runs,
     import external
     from store import Store
 
-# Flags that only some sources take: (flag as typed, argparse name, the sources that take it).
-ONLY = [
-    ("--study", "study", ("optuna",)),
-    ("--param", "param", ("tune", "csv")),
-    ("--mode", "mode", ("tune", "csv")),
-    ("--direction", "direction", ("tune", "csv")),
-]
+# Flags that only some sources take (the argparse name is the flag's), and the sources that take each.
+ONLY = {"--study": ("optuna",), "--param": ("tune", "csv"), "--mode": ("tune", "csv"), "--direction": ("tune", "csv")}
 
 
 def source_of(args: argparse.Namespace) -> external.Source:
@@ -27,8 +22,8 @@ def source_of(args: argparse.Namespace) -> external.Source:
     import external
 
     kind = "optuna" if args.optuna else "tune" if args.tune else "csv"
-    for flag, name, takes in ONLY:
-        if getattr(args, name) not in (None, []) and kind not in takes:
+    for flag, takes in ONLY.items():
+        if getattr(args, flag[2:]) not in (None, []) and kind not in takes:
             raise UserError(f"{flag} does not apply to --{kind}")
     if kind == "optuna":
         return external.read_optuna(args.optuna, args.study, metric=args.metric, diverged=args.diverged)

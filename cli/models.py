@@ -42,19 +42,9 @@ def render_table(rows: list[dict]) -> str:
 
 
 def command(args) -> int:
-    return run(args.json, args.image_size)
-
-
-def run(as_json: bool, image_size: int) -> int:
-    if image_size < 1:
-        raise UserError(f"--image-size must be a positive integer, got {image_size}")
-    rows = model_rows(image_size)
-    if as_json:
-        print(
-            json.dumps(
-                [{k: r[k] for k in ("name", "family", "stem", "flops", "params", "acts", "source")} for r in rows]
-            )
-        )
-    else:
-        print(render_table(rows))
+    if args.image_size < 1:
+        raise UserError(f"--image-size must be a positive integer, got {args.image_size}")
+    rows = model_rows(args.image_size)
+    keys = ("name", "family", "stem", "flops", "params", "acts", "source")
+    print(json.dumps([{k: r[k] for k in keys} for r in rows]) if args.json else render_table(rows))
     return 0

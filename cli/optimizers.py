@@ -51,10 +51,6 @@ def render(rows: list[dict]) -> str:
 
 
 def command(args) -> int:
-    return run(args.json)
-
-
-def run(as_json: bool) -> int:
     rows = optimizer_rows()
-    print(json.dumps(rows) if as_json else render(rows))
+    print(json.dumps(rows) if args.json else render(rows))
     return 0

@@ -95,8 +95,7 @@ def build_parser() -> Parser:
         help="grid: every point of a space of choices once (--trials is then its size)",
     )
     p.add_argument(
-        "--lr-range",
-        help="A,B: lr interval (batch 2048), default Table 4's (laptop: centred on its optimum)",
+        "--lr-range", help="A,B: lr interval (batch 2048), default Table 4's (laptop: centred on its optimum)"
     )
     p.add_argument("--wd-range", help="C,D: wd interval, default Table 4's (laptop: centred on its optimum)")
     p.add_argument(

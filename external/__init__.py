@@ -25,27 +25,10 @@ that is an SQLite database is opened as ``sqlite:///`` instead). Import never cr
 a URL naming a missing file is an error.
 """
 
-from external.from_csv import read_csv
-from external.from_optuna import read_optuna
-from external.from_tune import read_tune
-from external.into_store import Imported, plan_import, write_import
-from external.optuna_storage import journal_path, storage_url
-from external.source import Source, Trial, observed_space, parse_params
-from external.to_optuna import plan_export, write_export
-
-__all__ = [
-    "Imported",
-    "Source",
-    "Trial",
-    "journal_path",
-    "observed_space",
-    "parse_params",
-    "plan_export",
-    "plan_import",
-    "read_csv",
-    "read_optuna",
-    "read_tune",
-    "storage_url",
-    "write_export",
-    "write_import",
-]
+from external.from_csv import read_csv  # noqa: F401
+from external.from_optuna import read_optuna  # noqa: F401
+from external.from_tune import read_tune  # noqa: F401
+from external.into_store import Imported, plan_import, write_import  # noqa: F401
+from external.optuna_storage import journal_path, storage_url  # noqa: F401
+from external.source import Source, Trial, observed_space, parse_params  # noqa: F401
+from external.to_optuna import plan_export, write_export  # noqa: F401

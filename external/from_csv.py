@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from external.source import Source, Trial, failed, observed_space, one_line, outcome, scaled
+from external.source import Source, Trial, observed_space, one_line, outcome, scaled
 from store.errors import UserError
 from store.schema import Metric, worst
 
@@ -57,7 +57,7 @@ def cell_value(text: str):
 def csv_trial(cell: str, metric: Metric, line: int, file: Path) -> Trial:
     value = cell_value(cell)
     if value is None:
-        return failed("imported: empty metric cell")
+        return Trial(params={}, status="failed", error="imported: empty metric cell")
     if isinstance(value, str):
         raise UserError(f"{file}:{line}: metric column {metric.name!r} holds {cell.strip()!r}, not a number")
     status, stored = outcome(value, metric)

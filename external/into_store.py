@@ -14,8 +14,8 @@ import pandas as pd
 from external.source import Source, Trial, absent, one_line
 from store import Store, check_name
 from store.errors import UserError
-from store.files import curve_columns, trial_frame
-from store.schema import NULLABLE, PLAN, SWEEPABLE, Metric, reserved_columns
+from store.files import curve_columns, typed_frame
+from store.schema import PLAN, SWEEPABLE, Metric, reserved_columns
 from store.space import space_to_json
 
 SAMPLER = "imported"
@@ -95,7 +95,7 @@ def plan_import(source: Source, store: Store, *, name: str | None = None, model:
         manifest_rows.append(planned)
         rows.append({**planned, **trial_outcome(trial, source.metric)})
         curves.append(trial.curve)
-    manifest = typed(pd.DataFrame(manifest_rows))
+    manifest = typed_frame(manifest_rows)
     imported = Imported(sweep, manifest, rows, curves, source)
     check_parquet(imported)
     return imported
@@ -113,20 +113,12 @@ def trial_outcome(trial: Trial, metric: Metric) -> dict:
     }
 
 
-def typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """The schema's nullable dtypes (as ``store.files.trial_frame`` gives a trial row)."""
-    for col, dtype in NULLABLE.items():
-        if col in frame:
-            frame[col] = frame[col].astype(dtype)
-    return frame
-
-
 def check_parquet(imported: Imported) -> None:
     """Every file the import writes, serialized in memory first: a column parquet cannot type
     (values of mixed kinds) is an error before anything is written."""
     frames = [("the manifest", imported.manifest)]
     for row, curve in zip(imported.rows, imported.curves, strict=True):
-        frames.append((row["trial_id"], trial_frame(row)))
+        frames.append((row["trial_id"], typed_frame([row])))
         frames.append((row["trial_id"], pd.DataFrame(curve, columns=curve_columns(row, curve))))
     for what, frame in frames:
         try:

@@ -61,10 +61,6 @@ def outcome(value, metric: Metric) -> tuple[str, float]:
     return "ok", float(value)
 
 
-def failed(error: str) -> Trial:
-    return Trial(params={}, status="failed", error=error)
-
-
 def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 

@@ -2,19 +2,6 @@
 any model a researcher registers with ``models.register``."""
 
 from models import zoo as _zoo  # noqa: F401  (registers the paper's models)
-from models.cost import Cost
-from models.registry import complexity, create, family, import_in_worker, import_module, names, register, stem
-from models.zoo import default_patch_size
-
-__all__ = [
-    "Cost",
-    "complexity",
-    "create",
-    "default_patch_size",
-    "family",
-    "import_in_worker",
-    "import_module",
-    "names",
-    "register",
-    "stem",
-]
+from models.cost import Cost  # noqa: F401
+from models.registry import complexity, create, family, import_in_worker, import_module, names, register, stem  # noqa: F401
+from models.zoo import default_patch_size  # noqa: F401

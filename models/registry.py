@@ -26,16 +26,8 @@ Builder = Callable[..., nn.Module]
 
 # Outputs that count as activations when a module has no analytic ``complexity()``: the same
 # layer kinds the zoo's analytic counts sum (convs, linears and pooling, as pycls counts them).
-MEASURED_LAYERS = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.Linear,
-    nn.MaxPool2d,
-    nn.AvgPool2d,
-    nn.AdaptiveAvgPool2d,
-    nn.AdaptiveMaxPool2d,
-)
+MEASURED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+                   nn.AdaptiveMaxPool2d)  # fmt: skip
 
 
 @dataclass(frozen=True)

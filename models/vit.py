@@ -86,15 +86,7 @@ class ViT(nn.Module):
     """Stem -> tokens (+ class token, + learned position embedding) -> blocks -> LN -> head."""
 
     def __init__(
-        self,
-        stem: nn.Module,
-        *,
-        dim: int,
-        mlp_dim: int,
-        heads: int,
-        depth: int,
-        image_size: int,
-        num_classes: int,
+        self, stem: nn.Module, *, dim: int, mlp_dim: int, heads: int, depth: int, image_size: int, num_classes: int
     ) -> None:
         super().__init__()
         if image_size % stem.patch:

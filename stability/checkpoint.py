@@ -7,14 +7,13 @@ state) still loads.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from store import set_aside
-from store.files import fsync_file
+from store.files import write_atomic
 
 CHECKPOINT = "last.pt"
 CHECKPOINT_FORMAT = 2  # per-trial, optimizer state by parameter name (``trial_state``)
@@ -78,11 +77,7 @@ DEVICE_SETTINGS = {"params", "fused", "foreach", "capturable", "differentiable"}
 def save_checkpoint(state: dict, folder: Path) -> None:
     """Write atomically and durably: fsynced under a temporary name, then renamed into place, so
     a crash mid-write leaves the previous checkpoint."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{CHECKPOINT}.{os.getpid()}.tmp"
-    torch.save(state, tmp)
-    fsync_file(tmp)
-    os.replace(tmp, folder / CHECKPOINT)
+    write_atomic(folder / CHECKPOINT, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(folder: Path, identity: str, *, quarantine: Path | None = None) -> dict | None:

@@ -440,7 +440,6 @@ class FolderData:
                 num_workers=self.workers,
                 drop_last=split == "train",
                 pin_memory=torch.cuda.is_available(),
-                persistent_workers=False,
             )
         )
 
@@ -449,24 +448,16 @@ def load_folder(
     root: str | os.PathLike | None, image_size: int, seed: int, workers: int = 8, name: str = "imagenet"
 ) -> FolderData:
     """``train/`` and ``val/`` class folders under the root (ImageNet's layout, or any)."""
-    base = folder_root(name, root)
+    if name == "folder" and not root:
+        raise DataError("--dataset folder needs --data-dir PATH (a folder with train/ and val/ class folders)")
+    base = data_dir(name, root)
     train, classes = scan_folder(base / "train")
     val, val_classes = scan_folder(base / "val")
     if val_classes != classes:
         raise DataError(f"{base}: train/ and val/ hold different class folders")
     return FolderData(
-        name,
-        FolderImages(train, image_size, True, seed),
-        FolderImages(val, image_size, False),
-        len(classes),
-        workers,
+        name, FolderImages(train, image_size, True, seed), FolderImages(val, image_size, False), len(classes), workers
     )
-
-
-def folder_root(name: str, root: str | os.PathLike | None) -> Path:
-    if name == "folder" and not root:
-        raise DataError("--dataset folder needs --data-dir PATH (a folder with train/ and val/ class folders)")
-    return data_dir(name, root)
 
 
 def check_available(dataset: str, root: str | os.PathLike | None, image_size: int) -> None:

@@ -33,10 +33,6 @@ LR_SCALINGS = ("linear", "sqrt", "none")
 POPULATION_RULES = ("sgd", "adamw")
 
 
-def finite_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 @dataclass(frozen=True)
 class Hyperparameter:
     """One sweepable hyperparameter of an optimizer: its default, its type (float, int or bool),
@@ -50,13 +46,13 @@ class Hyperparameter:
 
 def unit(default: float) -> Hyperparameter:
     """A coefficient in [0, 1): momentum, a beta."""
-    return Hyperparameter(default, "a number in [0, 1)", lambda v: finite_number(v) and 0 <= v < 1)
+    return Hyperparameter(default, "a number in [0, 1)", lambda v: recipe.finite_number(v) and 0 <= v < 1)
 
 
 def count(default: int, low: int = 1) -> Hyperparameter:
     """An integer >= ``low``: Newton-Schulz steps."""
     return Hyperparameter(
-        default, f"an integer >= {low}", lambda v: finite_number(v) and v >= low and float(v).is_integer(), int
+        default, f"an integer >= {low}", lambda v: recipe.finite_number(v) and v >= low and float(v).is_integer(), int
     )
 
 

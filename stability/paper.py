@@ -41,10 +41,6 @@ INTERVALS: dict[str, dict[str, tuple[tuple[float, float], tuple[float, float]]]]
     "cnn": {"adamw": ((1.25e-3, 4.0e-2), (0.0075, 0.24)), "sgd": ((0.25, 8.0), (3.0e-6, 8.0e-5))},
 }
 
-# Section 6 peak-performance settings (400 epochs).
-PEAK = {"cnn": ("sgd", 2.54, 2.4e-5), "vit": ("adamw", 1e-3, 0.24), "vit_36gf": ("adamw", 6e-4, 0.28)}
-
-
 # Where a family without its own Table 4 row takes its defaults (section 5): ResNet takes the
 # RegNetY row; a ViT without a row (36GF, ablations, deeper models) the 4GF optimum of its stem
 # type. A family not named here (a researcher's own) has no defaults: its space must be given.
@@ -59,9 +55,3 @@ def optimum(model: str, family: str, optim: str) -> tuple[float, float] | None:
         return OPTIMUM[model][optim]
     row = FAMILY_OPTIMUM.get(family)
     return OPTIMUM[row][optim] if row else None
-
-
-def interval(family: str, optim: str) -> tuple[tuple[float, float], tuple[float, float]] | None:
-    """Table 4's sampling intervals of the family (all ViT stems share one); None if it has none."""
-    kind = FAMILY_INTERVALS.get(family)
-    return INTERVALS[kind][optim] if kind else None

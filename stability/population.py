@@ -149,10 +149,6 @@ class Population:
 
         return members
 
-    def logits(self, params: dict, buffers: dict, x: torch.Tensor, *, train: bool) -> torch.Tensor:
-        """[K, batch, classes]: every member on the same input; BN buffers update in place when training."""
-        return self.forward(params, buffers, x, train=train)
-
     # --- the recipe's steps, vectorized over members --------------------------------------------
 
     @torch.no_grad()
@@ -194,7 +190,7 @@ class Population:
             step = self.epoch * self.steps_per_epoch + i
             x, target = self.stream.prepare(x, y)
             with self.stream.autocast():
-                out = self.logits(self.params, self.buffers, x, train=True)
+                out = self.forward(self.params, self.buffers, x, train=True)
             loss = -(target * torch.log_softmax(out.float(), dim=-1)).sum(-1).mean(-1)  # soft CE per member
             self.flat_grad.zero_()
             loss.sum().backward()  # members share no weights: each gets its own loss's gradient
@@ -212,7 +208,7 @@ class Population:
         total = 0
         for x, y in self.stream.test_batches(size=max(64, 1024 // max(1, self.k // 16))):
             with self.stream.autocast():
-                pred = self.logits(self.views(flat), buffers, x, train=False).argmax(-1)
+                pred = self.forward(self.views(flat), buffers, x, train=False).argmax(-1)
             wrong += (pred != y).sum(-1)
             total += y.numel()
         return (100.0 * wrong.double() / total).tolist()

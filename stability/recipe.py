@@ -21,12 +21,7 @@ MIXUP_ALPHA, CUTMIX_ALPHA = 0.8, 1.0
 # The recipe's value of each field a run may set or a space may sample, where the config leaves
 # it unset (None). Warm-up's default depends on the schedule's length (``warmup_epochs``); an
 # optimizer may change a default (``optimizers.Entry.recipe``), and brings its own hyperparameters.
-DEFAULTS = {
-    "label_smoothing": LABEL_SMOOTHING,
-    "mixup_alpha": MIXUP_ALPHA,
-    "cutmix_alpha": CUTMIX_ALPHA,
-    "ema": True,
-}
+DEFAULTS = {"label_smoothing": LABEL_SMOOTHING, "mixup_alpha": MIXUP_ALPHA, "cutmix_alpha": CUTMIX_ALPHA, "ema": True}
 
 
 def scaled_lr(lr: float, batch_size: int) -> float:
@@ -34,20 +29,20 @@ def scaled_lr(lr: float, batch_size: int) -> float:
     return lr * batch_size / REFERENCE_BATCH
 
 
-def _number(v) -> bool:
+def finite_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # What each sweepable field may be: checked for a run's value and for both ends of a space.
 FIELD_RULES = {
-    "lr": ("a number > 0", lambda v: _number(v) and v > 0),
-    "wd": ("a number >= 0", lambda v: _number(v) and v >= 0),
-    "epochs": ("an integer >= 1", lambda v: _number(v) and v >= 1 and float(v).is_integer()),
-    "batch_size": ("an integer >= 1", lambda v: _number(v) and v >= 1 and float(v).is_integer()),
-    "warmup_epochs": ("a number >= 0", lambda v: _number(v) and v >= 0),
-    "label_smoothing": ("a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1),
-    "mixup_alpha": ("a number >= 0 (0: no mixup)", lambda v: _number(v) and v >= 0),
-    "cutmix_alpha": ("a number >= 0 (0: no CutMix)", lambda v: _number(v) and v >= 0),
+    "lr": ("a number > 0", lambda v: finite_number(v) and v > 0),
+    "wd": ("a number >= 0", lambda v: finite_number(v) and v >= 0),
+    "epochs": ("an integer >= 1", lambda v: finite_number(v) and v >= 1 and float(v).is_integer()),
+    "batch_size": ("an integer >= 1", lambda v: finite_number(v) and v >= 1 and float(v).is_integer()),
+    "warmup_epochs": ("a number >= 0", lambda v: finite_number(v) and v >= 0),
+    "label_smoothing": ("a number in [0, 1)", lambda v: finite_number(v) and 0 <= v < 1),
+    "mixup_alpha": ("a number >= 0 (0: no mixup)", lambda v: finite_number(v) and v >= 0),
+    "cutmix_alpha": ("a number >= 0 (0: no CutMix)", lambda v: finite_number(v) and v >= 0),
     "autoaugment": ("true or false", lambda v: isinstance(v, bool)),
     "ema": ("true or false", lambda v: isinstance(v, bool)),
 }

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,13 +41,9 @@ from pathlib import Path
 
 from models.registry import Registry
 from stability.optimizers import Hyperparameter
-from stability.optimizers import finite_number as _number
-from store.schema import (
-    PLAN,
-    Metric,
-    reserved_columns,
-    worst,
-)
+from stability.recipe import finite_number as _number
+from store.files import write_atomic
+from store.schema import PLAN, Metric, reserved_columns, worst
 
 Reporter = Callable[..., None]
 Fn = Callable[[dict, Reporter, Path], None]
@@ -189,10 +184,7 @@ class Curve:
             raise Diverged(f"{self.metric} = {value!r} at epoch {epoch}")
 
     def _save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{CURVE_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.points))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, lambda tmp: tmp.write_text(json.dumps(self.points)))
 
     def last(self) -> dict | None:
         """The last point that holds the metric."""

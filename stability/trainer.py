@@ -38,16 +38,10 @@ from stability.errors import UserError
 from stability.stream import Stream
 from store import schema
 
-
-def package_version() -> str:
-    """The installed package's version (pyproject's), recorded in every trial row."""
-    try:
-        return importlib.metadata.version("edf-sweep-engine")
-    except importlib.metadata.PackageNotFoundError:  # a source tree run without installing it
-        return "unknown"
-
-
-VERSION = package_version()
+try:  # the installed package's version (pyproject's), recorded in every trial row
+    VERSION = importlib.metadata.version("edf-sweep-engine")
+except importlib.metadata.PackageNotFoundError:  # a source tree run without installing it
+    VERSION = "unknown"
 
 
 @dataclass
@@ -80,12 +74,9 @@ def initial_model(cfg: TrainConfig, data: TensorData | FolderData, device: torch
 
 def model_dims(cfg: TrainConfig, data: TensorData | FolderData) -> dict:
     """What a model is built for: the data's classes and channels at the run's image and patch size."""
-    return {
-        "num_classes": data.num_classes,
-        "image_size": cfg.image_size,
-        "patch_size": cfg.patch_size,
-        "in_chans": data.channels,
-    }
+    return dict(
+        num_classes=data.num_classes, image_size=cfg.image_size, patch_size=cfg.patch_size, in_chans=data.channels
+    )
 
 
 class CompiledOrEager:
@@ -119,6 +110,7 @@ class Run:
         self.base_lr = self.entry.scaled_lr(cfg.lr, self.batch)
         schedule = optimizers.Schedule(self.stream.warm_steps, cfg.epochs * self.steps_per_epoch)
         # fused (where the optimizer takes it): one kernel per step on CUDA; the same update rule
+        fused = device.type == "cuda"
         self.optimizer = optimizers.build(
             cfg.optim,
             self.model,
@@ -126,7 +118,7 @@ class Run:
             wd=cfg.wd,
             schedule=schedule,
             values=dict(cfg.optim_args),
-            fused=device.type == "cuda",
+            fused=fused,
         )
         self.train_mode()
         self.ema = recipe.ModelEMA(self.model)
@@ -236,18 +228,15 @@ class Run:
     def evaluate(self, model: torch.nn.Module) -> float:
         """Top-1 error (percent) on the test split (the model's evaluation weights: ``eval_weights``)."""
         with self.eval_weights():
-            return self._evaluate(model)
-
-    def _evaluate(self, model: torch.nn.Module) -> float:
-        model.eval()
-        wrong = torch.zeros((), device=self.device, dtype=torch.long)
-        total = torch.zeros((), device=self.device, dtype=torch.long)
-        for x, y in self.stream.test_batches():  # this worker's share
-            with self.stream.autocast():
-                pred = model(x).argmax(-1)
-            wrong += (pred != y).sum()
-            total += y.numel()
-        return 100.0 * float(self.world.sum(wrong)) / float(self.world.sum(total))
+            model.eval()
+            wrong = torch.zeros((), device=self.device, dtype=torch.long)
+            total = torch.zeros((), device=self.device, dtype=torch.long)
+            for x, y in self.stream.test_batches():  # this worker's share
+                with self.stream.autocast():
+                    pred = model(x).argmax(-1)
+                wrong += (pred != y).sum()
+                total += y.numel()
+            return 100.0 * float(self.world.sum(wrong)) / float(self.world.sum(total))
 
 
 def train(

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -61,16 +62,13 @@ def inside(root: Path, path: Path) -> Path:
     return path
 
 
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary name beside ``path``, fsynced, then renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False)
-    fsync_file(tmp)
+    write(tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -99,8 +97,9 @@ def curve_columns(row: dict, curve: list[dict]) -> list[str]:
     return ["epoch", *(k for k in dict.fromkeys(k for point in curve for k in point) if k != "epoch")]
 
 
-def trial_frame(row: dict) -> pd.DataFrame:
-    frame = pd.DataFrame([row])
+def typed_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a table in the schema's nullable dtypes (``NULLABLE``), so every file has one schema."""
+    frame = pd.DataFrame(rows)
     for col, dtype in NULLABLE.items():
         if col in frame:
             frame[col] = frame[col].astype(dtype)
@@ -155,25 +154,21 @@ class Store:
         return pd.read_parquet(path) if path.exists() else None
 
     def write_manifest(self, sweep: str, manifest: pd.DataFrame) -> None:
-        write_parquet_atomic(manifest, self.manifest_path(sweep))
+        write_atomic(self.manifest_path(sweep), lambda tmp: manifest.to_parquet(tmp, index=False))
 
     def write_trial(self, sweep: str, row: dict, curve: list[dict]) -> None:
         trial_id = row["trial_id"]
         points = pd.DataFrame(curve, columns=curve_columns(row, curve))
         points.insert(0, "trial_id", trial_id)
         points.insert(0, "sweep", sweep)
-        write_parquet_atomic(points, self.curve_path(sweep, trial_id))
-        write_parquet_atomic(trial_frame(row), self.trial_path(sweep, trial_id))
+        write_atomic(self.curve_path(sweep, trial_id), lambda tmp: points.to_parquet(tmp, index=False))
+        write_atomic(self.trial_path(sweep, trial_id), lambda tmp: typed_frame([row]).to_parquet(tmp, index=False))
         if row.get("status") != "failed":  # a failed trial is retried from it by the next run
             shutil.rmtree(self.checkpoint_dir(sweep, trial_id), ignore_errors=True)
 
     def write_command(self, sweep: str, command: str) -> None:
         """Remember the command line that ran the sweep, so that ``status`` can name what retries it."""
-        path = self.command_path(sweep)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(command + "\n")
-        fsync_file(tmp)
-        os.replace(tmp, path)
+        write_atomic(self.command_path(sweep), lambda tmp: tmp.write_text(command + "\n"))
 
     def read_command(self, sweep: str) -> str | None:
         path = self.command_path(sweep)

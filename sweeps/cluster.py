@@ -272,16 +272,7 @@ def probe_nodes(anchor: Path, gpus: float) -> list[NodeView]:
         answer = ray.get(ref)
         seen = notes[ref].exists()
         notes[ref].unlink(missing_ok=True)
-        views.append(
-            NodeView(
-                answer["node"],
-                answer["wrote"] and seen,
-                answer["given_gpu"],
-                answer["cuda"],
-                answer["gpu_memory"],
-                answer["simulated"],
-            )
-        )
+        views.append(NodeView(sees_store=answer.pop("wrote") and seen, **answer))
     return views
 
 

@@ -34,13 +34,7 @@ def grid_warmup(scale: plan.Scale) -> float:
 
 def grid_epochs(scale: plan.Scale, given: list[int] | None) -> list[int]:
     """The paper's 50/100/200/400, rescaled so that 50 maps to the preset's epochs."""
-    if given:
-        return given
-    return [max(1, round(e * scale.epochs / 50)) for e in PAPER_EPOCHS]
-
-
-def is_vit(model: str) -> bool:
-    return zoo.family(model).startswith("ViT")
+    return given or [max(1, round(e * scale.epochs / 50)) for e in PAPER_EPOCHS]
 
 
 def figure_points(figure: int, models: list[str], optims: list[str] | None) -> list[tuple[str, str]]:
@@ -48,7 +42,7 @@ def figure_points(figure: int, models: list[str], optims: list[str] | None) -> l
     Figure 3 trains every model with AdamW and SGD, or with every optimizer given in ``optims``
     (any registered one); Figures 4 / 5 use AdamW / SGD."""
     if figure == 2:
-        default = {m: ["adamw"] if is_vit(m) else ["sgd"] for m in models}
+        default = {m: ["adamw"] if zoo.family(m).startswith("ViT") else ["sgd"] for m in models}
     elif figure == 3:
         default = {m: optims or ["adamw", "sgd"] for m in models}
     else:

@@ -69,8 +69,6 @@ def preset_trials(preset: str, given: int | None) -> int:
     return PRESET_TRIALS.get(preset, 64) if given is None else given
 
 
-MANIFEST_IDENTITY = schema.IDENTITY
-CARRIED = schema.CARRIED
 # What defines a run apart from its per-member values in a manifest of only the default space:
 # trials equal in these can share a population (``schema.run_identity`` adds sampled recipe fields).
 RUN_IDENTITY = schema.run_identity([])
@@ -274,21 +272,12 @@ def noise_manifest(sweep: str, best: dict, seeds: int) -> pd.DataFrame:
     name = f"{sweep}-noise"
     if schema.present(best.get("trainer")):
         return _trainable_noise(name, sweep, best, seeds)
-    scale = scale_of(best)
+    scale, imports = scale_of(best), schema.imports_of(best)
     rows = []
     for i in range(seeds):
         seed = int(best["seed"]) + 1 + i
         row = manifest_row(
-            name,
-            i,
-            best["model"],
-            best["optimizer"],
-            best["lr"],
-            best["wd"],
-            scale,
-            seed,
-            "noise",
-            imports=schema.imports_of(best),
+            name, i, best["model"], best["optimizer"], best["lr"], best["wd"], scale, seed, "noise", imports=imports
         )
         recipe = {k: best[k] for k in schema.sampled_columns(best, hyperparameter_names()) if schema.present(best[k])}
         rows.append({**row, **recipe, "trial_id": f"{row['trial_id']}-seed{seed}", "noise_of": sweep})
@@ -341,7 +330,7 @@ def definition_differences(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     significant digits): every identity column and every sampled recipe column; empty if the
     same. A column one of them lacks differs (a grid planned before its warm-up was set)."""
     either = set(old.columns) | set(new.columns)
-    columns = MANIFEST_IDENTITY + schema.sampled_columns(either, hyperparameter_names())
+    columns = schema.IDENTITY + schema.sampled_columns(either, hyperparameter_names())
     columns += [c for c in ("trainer", *schema.METRIC_COLUMNS) if c in either]  # a trainable's, and what it measures
     if len(old) != len(new):
         return ["number of trials"]

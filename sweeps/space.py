@@ -172,10 +172,8 @@ def make_sampler(kind: str, seed: int, space: Space | None = None) -> optuna.sam
         return optuna.samplers.GridSampler({name: list(dim.choices) for name, dim in (space or {}).items()}, seed=seed)
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "sobol":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+    if kind == "sobol":  # experimental: draw() ignores its ExperimentalWarning
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
     raise UserError(f"unknown sampler {kind!r}; choose {' or '.join(SAMPLERS)}")
 
 

@@ -10,13 +10,13 @@ result back through one file, so the caller stores one result and one curve per 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from stability.config import TrainConfig
 from stability.errors import UserError
 from stability.trainer import TrainResult
+from store.files import write_atomic
 from sweeps.faults import Faults
 from sweeps.guard import Guard, guarded
 
@@ -42,9 +42,8 @@ def worker_loop(config: dict) -> None:
     on_epoch = worker_death(inject, [cfg.trial_id], sweep_dir, checked) if rank == 0 else checked
     result = train(cfg, checkpoint_dir=folder, on_epoch=on_epoch, quarantine=sweep_dir / "quarantine")
     if rank == 0:
-        tmp = folder / f".{RESULT}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"row": result.row, "curve": result.curve}))
-        os.replace(tmp, folder / RESULT)
+        payload = json.dumps({"row": result.row, "curve": result.curve})
+        write_atomic(folder / RESULT, lambda tmp: tmp.write_text(payload))
 
 
 def train_with_workers(

@@ -17,9 +17,9 @@ from torch import nn
 import models
 from cli import main
 from models.registry import measure
+from stability import optimizers
 from stability.data import SYSTEM_DIRS, load_dataset
 from stability.errors import UserError
-from stability.paper import interval
 from store import Store
 from sweeps import grid, plan
 from sweeps.space import draw, parse_space_flags
@@ -120,7 +120,7 @@ def test_laptop_intervals_are_table_4_wide_and_centred_on_the_measured_optimum(m
     frame = plan.edf_manifest("s", model, optim, plan.choose_scale("laptop", False), trials=64, seed=1)
     space = json.loads(frame["space"].iloc[0])
     (_, lr_lo, lr_hi), (_, wd_lo, wd_hi) = space["lr"], space["wd"]
-    (t_lr_lo, t_lr_hi), (t_wd_lo, t_wd_hi) = interval(models.family(model), optim)
+    (t_lr_lo, t_lr_hi), (t_wd_lo, t_wd_hi) = optimizers.entry(optim).interval(models.family(model))
     assert lr_hi / lr_lo == pytest.approx(32) and lr_hi / lr_lo == pytest.approx(t_lr_hi / t_lr_lo)
     assert wd_hi / wd_lo == pytest.approx(t_wd_hi / t_wd_lo)  # 40x for ViTs under AdamW, as Table 4
     assert math.sqrt(lr_lo * lr_hi) == pytest.approx(lr) and math.sqrt(wd_lo * wd_hi) == pytest.approx(wd)

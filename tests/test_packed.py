@@ -37,7 +37,7 @@ def twin_populations(model: str, image_size: int, patch_size: int) -> tuple[Popu
 
 def forward_backward(pop: Population, x: torch.Tensor, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     pop.flat_grad.zero_()
-    out = pop.logits(pop.params, pop.buffers, x, train=train)
+    out = pop.forward(pop.params, pop.buffers, x, train=train)
     # a different loss per member, so that a gradient sent to the wrong member shows
     (out.square().sum((1, 2)) * torch.arange(1.0, MEMBERS + 1)).sum().backward()
     return out.detach(), pop.flat_grad.clone()
@@ -90,7 +90,7 @@ def test_members_compute_the_single_model_under_bf16_autocast(model):
     x = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(4))
     pop.flat_grad.zero_()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        alone, members = single(x), pop.logits(pop.params, pop.buffers, x, train=True)
+        alone, members = single(x), pop.forward(pop.params, pop.buffers, x, train=True)
     assert members.dtype == alone.dtype == torch.bfloat16
     alone.float().square().sum().backward()
     members.float().square().sum().backward()

@@ -12,9 +12,10 @@ from torch import nn
 
 import models
 from models import registry
+from stability import optimizers
 from stability.config import TrainConfig
 from stability.errors import UserError
-from stability.paper import interval, optimum
+from stability.paper import optimum
 
 
 class TwoLayers(nn.Module):
@@ -104,7 +105,7 @@ def test_defaults_follow_the_registered_family_never_the_name():
         return TwoLayers(num_classes, image_size, in_chans)
 
     try:
-        assert optimum("vit_mine", "Mine", "adamw") is None and interval("Mine", "sgd") is None
+        assert optimum("vit_mine", "Mine", "adamw") is None and optimizers.entry("sgd").interval("Mine") is None
         no_default = r"vit_mine \(family Mine\) has no Table 4 optimum or adamw interval: give its --lr and --wd"
         with pytest.raises(UserError, match=no_default):
             TrainConfig("vit_mine", "adamw", dataset="synthetic").resolved()
@@ -114,7 +115,8 @@ def test_defaults_follow_the_registered_family_never_the_name():
         registry._ENTRIES.pop("vit_mine")
     assert optimum("vit_s1_4gf", "ViT_C", "adamw") == optimum("vit_c_4gf", "ViT_C", "adamw")
     assert optimum("resnet50", "ResNet", "sgd") == optimum("regnety_4gf", "RegNetY", "sgd")
-    assert interval("ViT_P", "adamw") == interval("ViT_C", "adamw") != interval("RegNetY", "adamw")
+    adamw = optimizers.entry("adamw")
+    assert adamw.interval("ViT_P") == adamw.interval("ViT_C") != adamw.interval("RegNetY")
 
 
 MODEL_FILE = """
