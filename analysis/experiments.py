@@ -369,6 +369,13 @@ def same_draws(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return pa is not None and pb is not None and bool(np.allclose(pa, pb, rtol=0, atol=1e-9))
 
 
+def common_prefix(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each sweep's first k trials by index, k the shorter sweep's count: a sweep extended by
+    ``--trials`` still pairs with its partner on the draws they share."""
+    k = min(len(a), len(b))
+    return a[a["index"] < k], b[b["index"] < k]
+
+
 def draw_positions(g: pd.DataFrame) -> np.ndarray | None:
     """Each trial's (lr, wd) in index order as its position in the sweep's stored intervals: 0 at
     the low end, 1 at the high end, on the scale the space draws it (log or linear); None where
@@ -453,8 +460,10 @@ def named(a: str, b: str, model_a: str, model_b: str) -> tuple[str, str]:
 def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, noise: pd.DataFrame, n_resamples: int,
                  seed: int) -> dict:  # fmt: skip
     """One row of ``comparisons``: the summaries' differences, the test and the noise floor."""
-    paired = same_draws(ga, gb)
-    ga, gb = (ga.sort_values("index"), gb.sort_values("index")) if paired else (ga, gb)
+    counts = {"trials_a": len(ga), "trials_b": len(gb)}  # each sweep's own count, said with the comparison
+    first_a, first_b = common_prefix(ga, gb)
+    paired = same_draws(first_a, first_b)  # both sweeps' first k draws, k the shorter's count
+    ga, gb = (first_a.sort_values("index"), first_b.sort_values("index")) if paired else (ga, gb)
     ea, eb = ga["metric_score"].to_numpy(), gb["metric_score"].to_numpy()
     diffs = stats.summary_differences(ea, eb, paired=paired, n_resamples=n_resamples, seed=seed)
     tested = diffs[stats.EFFECT]
@@ -463,10 +472,12 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, noise: pd.D
         "b": b,
         "model_a": ga["model"].iloc[0],
         "model_b": gb["model"].iloc[0],
+        **counts,
         "protocol": schema.protocol_labels(ga).iloc[0],
         "optimizer": ga["optimizer"].iloc[0],
         "metric": schema.metric_of_frame(ga).name,
         "paired": paired,
+        "draws": len(ga) if paired else None,  # the draws paired: the shorter sweep's, where one was extended
         "test": stats.PAIRED_TEST if paired else stats.UNPAIRED_TEST,
         "effect": stats.EFFECT,
         "statistic": tested.estimate,
@@ -531,7 +542,12 @@ def in_words(r) -> str:
     unit = unit_of(r.metric)
     f = ".2f" if unit == "points" else ".3g"  # points of error as the paper writes them; other units as they come
     d, lo, hi = r.effect_diff, r.effect_lo, r.effect_hi
-    what = r.effect.replace("_", " ") + (" over the same draws" if r.paired else "")
+    what = r.effect.replace("_", " ")
+    if r.paired:
+        longer = max(r.trials_a, r.trials_b)
+        what += (
+            " over the same draws" if r.draws == longer else f" over their first {r.draws:.0f} draws (the same in both)"
+        )
     head = f"equals {b}'s" if d == 0 else f"is {'lower' if d < 0 else 'higher'} than {b}'s"
     text = f"{a}'s {what} {head}: difference {d:+{f}} {unit}, 95% CI [{lo:{f}}, {hi:{f}}]"
     if np.isfinite(r.p_value):

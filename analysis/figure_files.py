@@ -113,21 +113,23 @@ def make_figures(
     n_resamples: int = 1000,
     *,
     protocol: str | None = None,
+    first: int | None = None,
 ) -> dict:
     """Write the requested figures and tables; returns what was written and what is missing.
 
     Figures 2-5 are drawn once per protocol the store holds their runs under (grid runs for 2
     and 3, the optimizer's EDF sweeps for 4 and 5), named ``figure2-<protocol>`` where it holds
     several (``figure2`` where one); ``protocol`` (a label as in those names and the tables'
-    ``protocol`` column) draws only that one. Every per-sweep figure takes its colours from the
-    whole store (``figures.store_colors``), so a sweep has one colour in all of them. The
-    returned dict: ``written`` (paths), ``missing`` (figure -> what the store lacks), ``notes``
-    (lines naming the protocols drawn and not drawn, and those whose runs all failed),
-    ``protocols`` (figure -> the protocols it could be drawn for), ``unreadable``, ``empty``.
+    ``protocol`` column) draws only that one; ``first``: each sweep's first K trials only. Every
+    per-sweep figure takes its colours from the whole store (``figures.store_colors``), so a
+    sweep has one colour in all of them. The returned dict: ``written`` (paths), ``missing``
+    (figure -> what the store lacks), ``notes`` (lines naming the protocols drawn and not drawn,
+    and those whose runs all failed), ``protocols`` (figure -> the protocols it could be drawn
+    for), ``unreadable``, ``empty``.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnreadableResultWarning)
-        trials = load_trials(results)
+        trials = load_trials(results, first=first)
     unreadable = [str(w.message) for w in caught if issubclass(w.category, UnreadableResultWarning)]
     if trials.empty:
         return {

@@ -199,16 +199,23 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
 
 
 def write_report(
-    results: str | os.PathLike, out: str | os.PathLike, *, n_resamples: int = 1000, replace: bool = False
+    results: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    n_resamples: int = 1000,
+    replace: bool = False,
+    first: int | None = None,
 ) -> Path | None:
     """Write the report; None when the store holds no trial. ``replace``: expected-best curves drawn
-    with replacement (Dodge et al. 2019) instead of without (unbiased)."""
+    with replacement (Dodge et al. 2019) instead of without (unbiased); ``first``: each sweep's
+    first K trials only (``load_trials``), said at the top."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UnreadableResultWarning)  # `stability status` names them
-        trials = load_trials(results)
+        trials = load_trials(results, first=first)
     if trials.empty:
         return None
-    text = build(trials, str(results), n_resamples=n_resamples, replace=replace)
+    where = str(results) if first is None else f"{results}, each sweep's first {first} trials"
+    text = build(trials, where, n_resamples=n_resamples, replace=replace)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")

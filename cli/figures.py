@@ -17,7 +17,9 @@ def command(args: argparse.Namespace) -> int:
     wanted = ["2", "3", "4", "5", "compare"] if args.figure == "all" else [args.figure]
     if args.protocol is not None:
         check_protocol(args.results, args.protocol, wanted)
-    report = make_figures(args.results, args.out, wanted, args.format, args.resamples, protocol=args.protocol)
+    report = make_figures(
+        args.results, args.out, wanted, args.format, args.resamples, protocol=args.protocol, first=args.first
+    )
     for line in report["unreadable"]:
         print(f"warning: {line}", file=sys.stderr)
     if report["empty"]:

@@ -155,6 +155,7 @@ def build_parser() -> Parser:
         action="store_true",
         help="expected best of k drawn with replacement (Dodge et al. 2019, biased) instead of without (unbiased)",
     )
+    add_first_flag(p)
 
     p = add_command(
         sub, "figures", "cli.figures:command", help="draw Figures 2-5 and the summary tables from a results store"
@@ -174,6 +175,7 @@ def build_parser() -> Parser:
         help="draw Figures 2 and 3 for this protocol only (a label as in figure2-<protocol>.png and the tables' "
         "protocol column); default: one figure per protocol the store holds",
     )
+    add_first_flag(p)
 
     p = add_command(
         sub,
@@ -201,6 +203,15 @@ def build_parser() -> Parser:
     add_external_parsers(sub)
     add_slurm_parser(sub)
     return parser
+
+
+def add_first_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--first",
+        type=at_least(1),
+        metavar="K",
+        help="analyse only each sweep's first K trials (its first K draws): what a budget of K would have said",
+    )
 
 
 def at_least(minimum: int, at_most: int | None = None):

@@ -72,7 +72,18 @@ def plan_sweep(args, gpu: bool) -> tuple[plan.Scale | None, str, pd.DataFrame]:
         space=space_from(args),
         imports=args.imports,
     )
-    return scale, name, manifest
+    return scale, name, checked_grid_size(args, manifest)
+
+
+def checked_grid_size(args, manifest: pd.DataFrame) -> pd.DataFrame:
+    """``--sampler grid`` trains every point of its space once: more --trials than points (a
+    grid sweep extended) is a mistake, said before anything runs."""
+    if args.sampler == "grid" and args.trials is not None and args.trials > len(manifest):
+        raise UserError(
+            f"--sampler grid trains each of its space's {len(manifest)} points once; it cannot be extended "
+            f"to --trials {args.trials} (sample the space with --sampler random or sobol to add trials)"
+        )
+    return manifest
 
 
 # Flags of the built-in trainer's data and model that a trainable's sweep does not take.
@@ -98,7 +109,7 @@ def plan_trainable(args) -> tuple[str, pd.DataFrame]:
         space=space_from(args),
         imports=args.imports,
     )
-    return name, manifest
+    return name, checked_grid_size(args, manifest)
 
 
 # Planning for a cluster without GPUs runs every check of the flags that needs no cluster, so a

@@ -32,7 +32,7 @@ from stability.errors import UserError
 from store import Store, schema
 from sweeps import cluster, faults, lock
 from sweeps.guard import Guard, guarded
-from sweeps.plan import default_pack, definition_differences, hyperparameter_names, packs
+from sweeps.plan import default_pack, definition_differences, extends, hyperparameter_names, packs
 from sweeps.trackers import Trackers, route
 
 
@@ -65,25 +65,32 @@ class Placement:
 
 
 def prepare_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.DataFrame:
-    """Write the manifest if the sweep is new; refuse a different definition under the same name."""
+    """Write the manifest if the sweep is new or this command extends it (``plan.extends``);
+    refuse a different definition under the same name."""
     store.check_writable()
     old = stored_manifest(store, sweep, manifest)
-    if old is None:
-        store.write_manifest(sweep, manifest)
-        return manifest
-    return old
+    if old is not None and not extends(old, manifest):
+        return old
+    store.write_manifest(sweep, manifest)
+    if old is not None:
+        print(f"sweep {sweep}: extended from {len(old)} to {len(manifest)} trials; the first {len(old)} draws and "
+              "their results are kept")  # fmt: skip
+    return manifest
 
 
 def stored_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.DataFrame | None:
-    """The sweep's stored manifest (None for a new sweep), which must hold ``manifest``'s definition."""
+    """The sweep's stored manifest (None for a new sweep), which must hold ``manifest``'s
+    definition or be its beginning (``plan.extends``)."""
     old = store.read_manifest(sweep)
-    if old is None:
-        return None
+    if old is None or extends(old, manifest):
+        return old
     differ = definition_differences(old, manifest)
     if differ:
+        more = "; --trials can only grow a sweep" if len(manifest) < len(old) and differ == ["number of trials"] else ""
         raise UserError(
             f"sweep {sweep!r} already exists in {store.root} with another definition (it differs in "
-            f"{', '.join(differ)}); rerun it with the same flags, or choose a new --name (a grid: another --results)"
+            f"{', '.join(differ)}{more}); rerun it with the same flags, or choose a new --name "
+            "(a grid: another --results)"
         )
     return old
 
@@ -102,7 +109,8 @@ def anything_pending(store: Store, sweeps: dict[str, pd.DataFrame], retry_failed
     for sweep, manifest in sweeps.items():  # every name is checked, pending or not
         stored = stored_manifest(store, sweep, manifest)
         trials = store.read_trials(sweep)[0]
-        pending = pending or stored is None or not without_final_result(trials, stored, retry_failed).empty
+        grown = stored is not None and extends(stored, manifest)
+        pending = pending or stored is None or grown or not without_final_result(trials, stored, retry_failed).empty
     return pending
 
 

@@ -348,6 +348,13 @@ def definition_differences(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     return differ
 
 
+def extends(old: pd.DataFrame, new: pd.DataFrame) -> bool:
+    """``new`` plans ``old``'s trials and more (``--trials`` raised on a stored sweep): the same
+    definition over old's rows. A seeded random or Sobol sampler draws one point after another,
+    so the first N of M draws are the N draws, and the stored trials and their results stay."""
+    return len(new) > len(old) and not definition_differences(old, new.iloc[: len(old)])
+
+
 def same_definition(old: pd.DataFrame, new: pd.DataFrame) -> bool:
     """Two manifests plan the same trials (``definition_differences`` is empty)."""
     return not definition_differences(old, new)

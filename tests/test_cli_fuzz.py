@@ -134,6 +134,7 @@ COMMANDS = {
             "--format": ["png", "gif"],
             "--resamples": COUNTS,
             "--protocol": ["x"],
+            "--first": COUNTS,
         },
     ),
     "report": (
@@ -142,6 +143,7 @@ COMMANDS = {
             "--results": ["{tmp}/store", "{tmp}/empty", "{tmp}/nowhere"],
             "--resamples": COUNTS,
             "--with-replacement": None,
+            "--first": COUNTS,
         },
     ),
     "bench": (

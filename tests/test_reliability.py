@@ -79,6 +79,11 @@ BAD_INPUTS = {
     "unwritable results": ([*SWEEP, "--results", "{tmp}/a-file/results"], "not writable"),
     "unreachable address": ([*SWEEP, "--address", "127.0.0.1:{port}"], "cannot reach a Ray cluster"),
     "reused name": ([*SWEEP, "--seed", "9"], "another definition (it differs in lr, wd, seed)"),
+    "shrunk sweep": ([*SWEEP, "--trials", "2"], "number of trials; --trials can only grow a sweep"),
+    "extended grid": (
+        [*SWEEP, "--sampler", "grid", "--space", "wd=choice:0.1|0.2", "--space", "lr=choice:0.1|0.2", "--trials", "9"],
+        "each of its space's 4 points once; it cannot be extended to --trials 9",
+    ),
     "bad patch": ([*SWEEP, "--patch-size", "3"], "not divisible"),
     "grid figure": (["grid", "--figure", "7"], "invalid choice"),
     "grid model": (["grid", "--figure", "2", "--models", "vit_x", "--dry-run"], "unknown model"),

@@ -122,3 +122,18 @@ def test_sweeps_record_their_space(tiny_store):
     assert manifest["space"].nunique() == 1
     rows = load_trials(tiny_store)
     assert rows.loc[rows["sweep"] == "vit_c_1gf-adamw-smoke", "space"].notna().all()  # carried to the trial rows
+
+
+def test_first_k_reads_each_sweeps_first_draws_only(tiny_store, tmp_path, capsys):
+    """``--first K``: what a budget of K trials per sweep would have said."""
+    every, first = load_trials(tiny_store), load_trials(tiny_store, first=2)
+    expected = every[every["index"] < 2].sort_values("trial_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(first.sort_values("trial_id").reset_index(drop=True), expected)
+    assert set(first.groupby("sweep").size()) <= {1, 2} and len(first) < len(every)
+    out = tmp_path / "report.html"
+    argv = ["report", "--results", str(tiny_store), "--out", str(out), "--resamples", "20", "--first", "2"]
+    assert main(argv) == 0, capsys.readouterr().err
+    page = Page()
+    page.feed(out.read_text())
+    text = "".join(page.text)
+    assert "each sweep's first 2 trials" in text and "2 trials drawn" in text and "3 trials drawn" not in text

@@ -164,6 +164,21 @@ def test_edf_sets_are_keyed_by_sweep_and_leave_grid_and_noise_rows_out():
     assert np.isnan(table.loc["c-small", "noise_std"])
 
 
+def test_an_extended_sweep_pairs_with_its_partner_on_their_first_draws():
+    """c was extended from 32 to 48 trials (its first 32 draws are p's): the pair is tested on
+    those 32 draws, paired, and the words say so."""
+    rng = np.random.default_rng(4)
+    stable, fragile, lrs = 20 + rng.exponential(1.0, 48), 20 + rng.exponential(8.0, 32), np.geomspace(1e-3, 1e-2, 48)
+    trials = pd.concat(
+        [sweep_rows("c", "vit_c_1gf", stable, lrs=lrs), sweep_rows("p", "vit_p_1gf", fragile, lrs=lrs[:32])]
+    )
+    row = analysis.comparisons(trials, n_resamples=999).iloc[0]
+    assert bool(row["paired"]) and row["draws"] == 32 and (row["trials_a"], row["trials_b"]) == (48, 32)
+    expected = analysis.compare(stable[:32], fragile, paired=True, n_resamples=999, seed=0)
+    assert (row["statistic"], row["p_value"]) == pytest.approx((expected["statistic"], expected["p_value"]))
+    assert row["in_words"].startswith("vit_c_1gf's mean delta over their first 32 draws (the same in both) is lower")
+
+
 def test_comparisons_pair_by_index_only_on_the_same_draws_and_say_it_in_words():
     rng = np.random.default_rng(3)
     stable, fragile = 20 + rng.exponential(1.0, 32), 20 + rng.exponential(8.0, 32)

@@ -68,6 +68,15 @@ def test_sweep_end_to_end_resume_and_rerun(tmp_path, capsys, shared_ray):
     kept = sorted(before)[2]
     assert after[kept] == before[kept]
 
+    # --trials raised: two more draws; the stored trials and their files stay as they were
+    manifest_before, files_before = manifest, {n: (sweep / "trials" / n).read_bytes() for n in after}
+    rc, out = run_sweep(tmp_path, capsys, "--trials", "5")
+    assert rc == 0 and "sweep tiny: extended from 3 to 5 trials" in out and "2 of 5 trials to run" in out, out
+    grown = pd.read_parquet(sweep / "manifest.parquet")
+    pd.testing.assert_frame_equal(grown.iloc[:3], manifest_before)
+    assert {n: (sweep / "trials" / n).read_bytes() for n in after} == files_before
+    assert sorted(p.stem for p in (sweep / "trials").glob("*.parquet")) == sorted(grown["trial_id"])
+
     from analysis import load_trials
 
     assert len(load_trials(tmp_path)) == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -47,6 +48,19 @@ def test_4096_draws_are_log_uniform(sampler):
         u = (np.log(values) - math.log(lo)) / (math.log(hi) - math.log(lo))
         assert stats.kstest(u, "uniform").pvalue > 0.01
     assert abs(stats.spearmanr(pairs[:, 0], pairs[:, 1]).statistic) < 0.05  # independent
+
+
+@pytest.mark.parametrize("sampler", ["random", "sobol"])
+def test_a_longer_sweep_begins_with_the_shorter_ones_draws(sampler):
+    """What lets --trials grow a stored sweep: its manifest is the first rows of the longer one."""
+    short = plan.edf_manifest("s", "vit_c_nano", "adamw", SMOKE, trials=64, seed=3, sampler=sampler,
+                              space={"label_smoothing": Dimension("uniform", 0.0, 0.2)})  # fmt: skip
+    long = plan.edf_manifest("s", "vit_c_nano", "adamw", SMOKE, trials=128, seed=3, sampler=sampler,
+                             space={"label_smoothing": Dimension("uniform", 0.0, 0.2)})  # fmt: skip
+    pd.testing.assert_frame_equal(long.iloc[:64], short)
+    assert plan.extends(short, long) and not plan.extends(long, short) and not plan.extends(short, short)
+    other_seed = plan.edf_manifest("s", "vit_c_nano", "adamw", SMOKE, trials=128, seed=4, sampler=sampler)
+    assert not plan.extends(short, other_seed)
 
 
 def test_same_seed_same_pairs_different_seed_different():
