@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import sensitivity, stats
 from store import schema
 
 FAMILIES = ["ViT_P", "ViT_C", "RegNetY"]
@@ -350,6 +350,7 @@ def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int 
             row.update(
                 floors.loc[sweep, ["seeds", "noise_std", "noise_std_lo", "noise_std_hi", "noise_range"]].to_dict()
             )
+        row.update(sensitivity.sensitivities(g))
         row["metric"] = schema.metric_of_frame(g).name
         rows.append(row)
     return pd.DataFrame(rows)

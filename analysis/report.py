@@ -140,7 +140,8 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
             section(
                 "Stability summary",
                 "<p>Per EDF sweep: the share of trials within 1/2/4/8 points of the best, the median and mean "
-                "delta, the area under the EDF up to 10 points, each with a 95% interval for its expected value "
+                "delta, the area under the EDF up to 10 points, the mean of min(delta, 10) "
+                "(<code>capped_mean_delta</code>), each with a 95% interval for its expected value "
                 "at the sweep's size (the draws resampled, the best redrawn from the spread of the lowest trials; "
                 "distances in the sweep's <code>metric</code>: points of top-1 error for the built-in trainer); "
                 "<code>best_err</code>: the sweep's best value of its metric; "
@@ -148,7 +149,11 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
                 "at the metric's diverged value (error 100 for top-1 error); "
                 "<code>seeds</code>, <code>noise_std</code> (with its 95% interval, <code>noise_std_lo</code>/"
                 "<code>noise_std_hi</code>) and <code>noise_range</code>: the spread of the best (lr, wd) across "
-                "seeds, where <code>stability noise</code> measured it.</p>",
+                "seeds, where <code>stability noise</code> measured it; <code>lr_sensitivity</code> and "
+                "<code>wd_sensitivity</code>: Wortsman et al.'s (2023) sensitivity, the mean over the values of "
+                "lr (or wd) of the best outcome there, capped at the outcome at initialisation (chance error), "
+                "minus the sweep's best, over a grid's values or <code>*_points</code> equal-width bins of log lr "
+                "(or log wd) across the sampled interval.</p>",
                 table(summary),
             )
         )

@@ -39,8 +39,8 @@ from scipy import stats as scipy_stats
 
 WITHIN = (1.0, 2.0, 4.0, 8.0)
 AUC_UP_TO = 10.0  # the area under the EDF is taken on [0, 10] points
-SENSITIVITY_CAP = 10.0
-SUMMARIES = ("within_1", "within_2", "within_4", "within_8", "median_delta", "mean_delta", "auc", "lr_sensitivity")
+CAP = 10.0  # capped_mean_delta: a draw counts at most this far from the best
+SUMMARIES = ("within_1", "within_2", "within_4", "within_8", "median_delta", "mean_delta", "auc", "capped_mean_delta")
 COMPARED = ("within_1", "within_2", "within_4", "within_8", "median_delta", "mean_delta", "auc")
 FRACTIONS = {"within_1", "within_2", "within_4", "within_8"}
 EFFECT = "mean_delta"  # the summary whose difference a comparison tests: the area above each EDF
@@ -104,7 +104,7 @@ def _summaries(x: np.ndarray, best: np.ndarray, pseudo: np.ndarray | None = None
     counts = [np.count_nonzero(d <= k, axis=-1) for k in WITHIN]
     fractions = [c / n if pseudo is None else (c + pseudo) / (n + 1) for c in counts]
     auc = np.clip(1.0 - d / AUC_UP_TO, 0.0, 1.0).mean(axis=-1)  # the EDF's area on [0, 10], exactly
-    rest = [np.median(capped, axis=-1), capped.mean(axis=-1), auc, np.minimum(d, SENSITIVITY_CAP).mean(axis=-1)]
+    rest = [np.median(capped, axis=-1), capped.mean(axis=-1), auc, np.minimum(d, CAP).mean(axis=-1)]
     return np.stack([*fractions, *rest], axis=-1)
 
 
@@ -114,8 +114,9 @@ def summarize(errors, *, baseline: float | None = None) -> dict:
     within_k: fraction of trials within k points of the best; median_delta; mean_delta (the
     area above the EDF: the expected excess error of a random draw over the best, what a
     comparison tests); auc: the area under the EDF from 0 to 10 points, divided by 10 (1 = every
-    trial as good as the best); lr_sensitivity: mean over the trials of min(delta, 10), lower is
-    more stable. An infinite score is never within k, and counts at the largest finite distance in
+    trial as good as the best); capped_mean_delta: mean over the trials of min(delta, 10), lower is
+    more stable (what earlier releases named lr_sensitivity; the learning rate's sensitivity is
+    ``analysis.sensitivity``'s). An infinite score is never within k, and counts at the largest finite distance in
     the median and mean (``largest_distance``).
     """
     x = as_errors(errors)

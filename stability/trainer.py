@@ -331,6 +331,7 @@ def result_row(
         "wall_s": wall,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "simulated_gpu": cfg.simulated_gpu,
+        "num_classes": data.num_classes,
         **cost,
         "started_at": started.isoformat(),
         "finished_at": datetime.now(UTC).isoformat(),

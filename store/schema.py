@@ -154,6 +154,7 @@ OUTCOME = [
     "wall_s",
     "device",
     "simulated_gpu",
+    "num_classes",
     "flops",
     "params",
     "acts",
@@ -173,6 +174,7 @@ OUTCOME = [
 NULLABLE = {
     "diverged_epoch": "Int64",
     "completed_epochs": "Int64",
+    "num_classes": "Int64",
     "error": "string",
     "patch_size": "Int64",
     "noise_of": "string",

@@ -58,7 +58,7 @@ def test_edf_matches_definition_and_baseline():
     s = stats.summarize(errs)
     assert (s["within_1"], s["within_2"], s["within_8"]) == (0.2, 0.6, 0.6)
     assert s["median_delta"] == 2.0
-    assert s["lr_sensitivity"] == pytest.approx((0 + 2 + 2 + 10 + 10) / 5)
+    assert s["capped_mean_delta"] == pytest.approx((0 + 2 + 2 + 10 + 10) / 5)
 
 
 @settings(max_examples=15, deadline=None)
@@ -284,7 +284,7 @@ def test_carry_forward_gap_and_length_delta():
 def test_stability_table_orders_fragile_after_stable():
     table = experiments.stability_table(edf_trials(), n_resamples=100).set_index("model")
     assert table.loc["vit_c_4gf", "within_2"] > table.loc["vit_p_4gf", "within_2"]
-    assert table.loc["vit_p_4gf", "lr_sensitivity"] > table.loc["vit_c_4gf", "lr_sensitivity"]
+    assert table.loc["vit_p_4gf", "capped_mean_delta"] > table.loc["vit_c_4gf", "capped_mean_delta"]
     assert (table["within_1_lo"] <= table["within_1"]).all()
 
 

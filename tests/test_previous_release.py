@@ -8,8 +8,12 @@ it, re-recorded when the statistics changed on purpose (the release of "Verdicts
 the intervals of the summary table, its exact area under the EDF, which moved by at most 4e-4,
 the seed-noise columns it gained, and the EDF bands, now simultaneous and named in the legend;
 every other column, line, point and label was checked equal to the 29b6a73 recording
-first). A figure is compared by what it draws (every line, point, band, label and limit), not by
-its pixels, so that a new matplotlib's rendering does not fail the test.
+first), and again in the release of "Budgets, sensitivity and transfer" (the summary named
+``lr_sensitivity``, the mean of min(delta, 10), renamed ``capped_mean_delta`` with the same
+values and intervals, and the learning rate's and weight decay's sensitivity added; every
+other column checked equal first). A figure is compared by what it draws (every line, point,
+band, label and limit), not by its pixels, so that a new matplotlib's rendering does not fail
+the test.
 """
 
 from __future__ import annotations
