@@ -24,7 +24,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 
-from analysis import experiments, stats
+from analysis import experiments, sensitivity, stats
 from store import schema
 
 COLORS = dict(zip(experiments.FAMILIES, sns.color_palette("colorblind", 3), strict=True))
@@ -548,11 +548,22 @@ def figure_comparison(trials: pd.DataFrame, *, n_resamples: int = 1000, colors: 
                 _log_axis(ax)
             ax.set_xlabel(name)
             ax.set_ylabel(metric.label)
+            if name in sensitivity.HYPERPARAMETERS:
+                _sensitivity_notes(ax, chosen, name, colors)
     fig.tight_layout()
     if fixed:
         fig.text(0.01, 0.0, fixed_note(fixed), fontsize=7, color="0.3", va="top")
     _sweep_legend(fig, axes)
     return fig
+
+
+def _sensitivity_notes(ax, chosen: dict[str, pd.DataFrame], name: str, colors: dict[str, tuple]) -> None:
+    """Each sweep's sensitivity to the panel's lr or wd (``analysis.sensitivity``), in its colour,
+    in the panel's corner: how much worse than its best a sweep is on average across the values."""
+    found = [(sweep, sensitivity.sweep_sensitivity(g, name)[0]) for sweep, g in sorted(chosen.items())]
+    for i, (sweep, value) in enumerate((sweep, v) for sweep, v in found if np.isfinite(v)):
+        ax.text(0.98, 0.97 - 0.09 * i, f"{name} sensitivity {value:.2f}", transform=ax.transAxes, ha="right",
+                va="top", fontsize=6, color=colors[sweep])  # fmt: skip
 
 
 def comparison_rows(sets: dict[str, pd.DataFrame]) -> list[tuple[schema.Metric, str]]:

@@ -10,8 +10,9 @@ the seed-noise columns it gained, and the EDF bands, now simultaneous and named 
 every other column, line, point and label was checked equal to the 29b6a73 recording
 first), and again in the release of "Budgets, sensitivity and transfer" (the summary named
 ``lr_sensitivity``, the mean of min(delta, 10), renamed ``capped_mean_delta`` with the same
-values and intervals, and the learning rate's and weight decay's sensitivity added; every
-other column checked equal first). A figure is compared by what it draws (every line, point,
+values and intervals, and the learning rate's and weight decay's sensitivity added to the
+table and, as one line per sweep, to the comparison figure's lr and wd panels; every other
+column, line, point and label checked equal first). A figure is compared by what it draws (every line, point,
 band, label and limit), not by its pixels, so that a new matplotlib's rendering does not fail
 the test.
 """
