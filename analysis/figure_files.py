@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import experiments
+from analysis import budget, experiments
 from analysis.loading import UnreadableResultWarning, load_trials
 
 HOW_TO = {
@@ -45,12 +45,15 @@ def missing_parts(trials: pd.DataFrame, figure: str, protocol: str | None = None
 
 def write_tables(trials: pd.DataFrame, out: Path, n_resamples: int) -> list[Path]:
     """The summary tables as CSV and Markdown: per EDF sweep (with its failed trials counted),
-    and the grid's optimizer gaps and training-length deltas (with their protocol)."""
+    the grid's optimizer gaps and training-length deltas (with their protocol), and the budgets:
+    trials to target per sweep and the performance profile's areas (``analysis.budget``)."""
     tables = {
         "stability_summary": experiments.stability_table(trials, n_resamples=n_resamples),
         "optimizer_gaps": experiments.optimizer_gaps(trials),
         "training_length_deltas": experiments.training_length_deltas(trials),
+        "trials_to_target": budget.budget_table(trials),
     }
+    tables["performance_profile"] = budget.profile_areas(tables["trials_to_target"])
     written = []
     for name, frame in tables.items():
         if frame.empty:

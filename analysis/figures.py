@@ -24,7 +24,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.patches import Patch
 
-from analysis import experiments, sensitivity, stats
+from analysis import budget, experiments, sensitivity, stats
 from store import schema
 
 COLORS = dict(zip(experiments.FAMILIES, sns.color_palette("colorblind", 3), strict=True))
@@ -564,6 +564,33 @@ def _sensitivity_notes(ax, chosen: dict[str, pd.DataFrame], name: str, colors: d
     for i, (sweep, value) in enumerate((sweep, v) for sweep, v in found if np.isfinite(v)):
         ax.text(0.98, 0.97 - 0.09 * i, f"{name} sensitivity {value:.2f}", transform=ax.transAxes, ha="right",
                 va="top", fontsize=6, color=colors[sweep])  # fmt: skip
+
+
+def figure_profile(table: pd.DataFrame):
+    """Performance profiles over trials to target (``budget.performance_profile``), one panel per
+    δ: for each method the share of workloads where its k* is within τ times the best method's,
+    as a step line from τ = 1 to the largest ratio, its normalised area in the legend. None where
+    no axis is compared."""
+    deltas = [d for d in dict.fromkeys(table["delta"]) if not budget.performance_profile(table, d).empty]
+    if not deltas:
+        return None
+    fig, axes = plt.subplots(1, len(deltas), figsize=(3.4 * len(deltas), 2.8), squeeze=False)
+    for ax, delta in zip(axes[0], deltas, strict=True):
+        profile = budget.performance_profile(table, delta)
+        top = max(2.0, float(profile["tau"].max()))
+        for method, p in profile.groupby("method"):
+            taus, rhos = [1.0, *p["tau"], top], [0.0, *p["rho"], p["rho"].iloc[-1]]
+            label = f"{optim_name(method)} (area {p['area'].iloc[0]:.2f})"
+            ax.step(taus, rhos, where="post", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlim(1, top)
+        ax.set_ylim(0, 1.02)
+        ax.set_title(f"within {delta} of the best", fontsize=9)
+        ax.set_xlabel("τ (k* over the best method's k*)")
+        ax.set_ylabel("share of workloads")
+        ax.legend(fontsize=7, frameon=False, loc="lower right")
+    fig.tight_layout()
+    return fig
 
 
 def comparison_rows(sets: dict[str, pd.DataFrame]) -> list[tuple[schema.Metric, str]]:

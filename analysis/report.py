@@ -23,7 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis import experiments, stats
+from analysis import budget, experiments, stats
 from analysis import figures as figs
 from analysis.figure_files import HOW_TO, figure_protocols, missing_parts
 from analysis.importance import importance
@@ -186,6 +186,7 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
             "same noise at every draw.</p>"
         )
         body.append(section("Comparisons (same optimizer and protocol)", said, f"<ul>{words}</ul>", table(shown)))
+    body += budget_parts(trials, n_resamples)
     paper, lacking = [], []
     for f in ("2", "3", "4", "5"):
         gaps = missing_parts(trials, f)
@@ -201,6 +202,39 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Stability report</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+def budget_parts(trials: pd.DataFrame, n_resamples: int) -> list[str]:
+    """The "Budgets" section: trials to target per sweep, the performance profile over them where
+    a study compares methods across workloads, and each method's odds of being best at budget k."""
+    k_table = budget.budget_table(trials)
+    if k_table.empty:
+        return []
+    wide = k_table.pivot_table(index=["sweep", "trials"], columns="delta", values="k_star", sort=False).reset_index()
+    parts = [
+        "<p>Trials to target k*(δ): the smallest number of random trials whose expected best (drawn without "
+        "replacement) is within δ of the sweep's best; sweeps of one protocol counted on the draws they share "
+        "(their first <code>trials</code>).</p>",
+        table(wide),
+    ]
+    fig = figs.figure_profile(k_table)
+    if fig is not None:
+        parts += [
+            "<p>Performance profiles over k* (Dolan and Moré 2002): for each method, the share of workloads where "
+            "its k* is within τ times the best method's; the area under the profile, normalised to 1, in the "
+            "legend and the table.</p>",
+            png(fig),
+            table(budget.profile_areas(k_table)),
+        ]
+    odds = budget.probability_table(trials, n_resamples=min(n_resamples, 200))
+    if not odds.empty:
+        parts += [
+            "<p>Probability of being best at budget k (Sivaprasad et al. 2020): the share of bootstrap "
+            "resamples of each sweep's trials in which a method's expected best of k is the lowest, per "
+            "workload.</p>",
+            table(odds.pivot_table(index=["workload", "k"], columns="method", values="probability").reset_index()),
+        ]
+    return [section("Budgets", *parts)]
 
 
 def write_report(

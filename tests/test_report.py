@@ -9,11 +9,12 @@ import re
 import shutil
 from html.parser import HTMLParser
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from analysis import experiments, load_trials
+from analysis import budget, experiments, load_trials
 from cli import main
 from tests.conftest import join_shared_ray
 
@@ -137,3 +138,37 @@ def test_first_k_reads_each_sweeps_first_draws_only(tiny_store, tmp_path, capsys
     page.feed(out.read_text())
     text = "".join(page.text)
     assert "each sweep's first 2 trials" in text and "2 trials drawn" in text and "3 trials drawn" not in text
+
+
+def test_a_study_of_two_optimizers_across_three_models_reports_budgets_and_sensitivities(tmp_path, capsys):
+    """Written (not trained): 3 nano models x AdamW and SGD, 8 trials each."""
+    from sweeps import plan
+    from tests.conftest import write_planned_sweeps
+
+    scale = plan.choose_scale("smoke", False, dataset="synthetic", image_size=8, patch_size=4, batch_size=64)
+    sweeps = {
+        f"{m}-{o}": plan.edf_manifest(f"{m}-{o}", m, o, scale, trials=8, seed=0)
+        for m in ("vit_p_nano", "vit_c_nano", "regnety_nano")
+        for o in ("adamw", "sgd")
+    }
+    write_planned_sweeps(tmp_path / "store", sweeps, seed=5)
+    out = tmp_path / "report.html"
+    assert main(["report", "--results", str(tmp_path / "store"), "--out", str(out), "--resamples", "20"]) == 0
+    capsys.readouterr()
+    page = Page()
+    page.feed(out.read_text())
+    text = "".join(page.text)
+    assert "Budgets" in page.headings and "Trials to target k*(δ)" in text
+    assert "Performance profiles over k*" in text and "Probability of being best at budget k" in text
+    assert "lr_sensitivity" in text and "wd_sensitivity" in text and "capped_mean_delta" in text
+    areas = budget.profile_areas(budget.budget_table(load_trials(tmp_path / "store")))
+    assert set(areas["method"]) == {"adamw", "sgd"} and set(areas["workloads"]) == {3}
+    table = budget.budget_table(load_trials(tmp_path / "store"))
+    for delta in set(table["delta"]):  # each area is the integral of its step profile over [1, tau_max]
+        profile = budget.performance_profile(table, delta)
+        top = profile["tau"].max()
+        for method, p in profile.groupby("method"):
+            steps = np.append(p["tau"].to_numpy(), top)
+            integral = float(np.sum(np.diff(steps) * p["rho"].to_numpy()))
+            expected = integral / (top - 1) if top > 1 else 1.0
+            assert p["area"].iloc[0] == pytest.approx(expected), (delta, method)
