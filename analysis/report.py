@@ -23,7 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis import budget, experiments, stats
+from analysis import budget, experiments, stats, transfer
 from analysis import figures as figs
 from analysis.figure_files import HOW_TO, figure_protocols, missing_parts
 from analysis.importance import importance
@@ -187,6 +187,12 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
         )
         body.append(section("Comparisons (same optimizer and protocol)", said, f"<ul>{words}</ul>", table(shown)))
     body += budget_parts(trials, n_resamples)
+    moves = transfer.transfer_table(trials)
+    if not moves.empty:
+        body.append(section("Transfer", "<p>Tuning on sweep <code>a</code> and training <code>b</code> (one model at "
+                            "two lengths, or one family at two sizes): the optimum's shift in log2 lr and wd, the "
+                            "rank correlation over the draws both tried, and the regret of b at a's optimum (the "
+                            "same draw, or b's nearest trial), in b's metric.</p>", table(moves)))  # fmt: skip
     paper, lacking = [], []
     for f in ("2", "3", "4", "5"):
         gaps = missing_parts(trials, f)

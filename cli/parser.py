@@ -158,6 +158,13 @@ def build_parser() -> Parser:
     add_first_flag(p)
 
     p = add_command(
+        sub, "transfer", "cli.transfer:command", help="tune on one sweep, train another: optimum shift, ranks, regret"
+    )
+    p.add_argument("--results", default="results")
+    p.add_argument("--from", dest="source", metavar="SWEEP", help="the sweep tuned on (with --to)")
+    p.add_argument("--to", dest="target", metavar="SWEEP", help="the sweep its optimum is used in (with --from)")
+
+    p = add_command(
         sub, "figures", "cli.figures:command", help="draw Figures 2-5 and the summary tables from a results store"
     )
     p.add_argument("--results", default="results")

@@ -137,6 +137,14 @@ COMMANDS = {
             "--first": COUNTS,
         },
     ),
+    "transfer": (
+        ["transfer"],
+        {
+            "--results": ["{tmp}/store", "{tmp}/empty", "{tmp}/nowhere"],
+            "--from": ["s", "missing", ""],
+            "--to": ["s", "missing", ""],
+        },
+    ),
     "report": (
         ["report", "--out", "{tmp}/report.html"],
         {
