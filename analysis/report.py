@@ -23,7 +23,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis import budget, experiments, stats, transfer
+from analysis import budget, experiments, power, stats, transfer
 from analysis import figures as figs
 from analysis.figure_files import HOW_TO, figure_protocols, missing_parts
 from analysis.importance import importance
@@ -185,7 +185,8 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
             "and the seeds behind it); the noise is measured at each sweep's best only, so the floor assumes the "
             "same noise at every draw.</p>"
         )
-        body.append(section("Comparisons (same optimizer and protocol)", said, f"<ul>{words}</ul>", table(shown)))
+        body.append(section("Comparisons (same optimizer and protocol)", said, f"<ul>{words}</ul>", table(shown),
+                            *power_parts(pairs, sets)))  # fmt: skip
     body += budget_parts(trials, n_resamples)
     moves = transfer.transfer_table(trials)
     if not moves.empty:
@@ -208,6 +209,22 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Stability report</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+def power_parts(pairs: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> list[str]:
+    """Beside the comparisons, per family of pairs: the difference in mean delta that N trials per
+    sweep would detect with 80% power, simulated from the family's sweeps pooled (``analysis.power``)."""
+    parts = [
+        "<p>How many trials: the smallest difference in mean delta (the tested summary, in the metric's points) "
+        "that the comparison test detects with 80% power at alpha 0.05, for N trials per sweep, simulated from "
+        "the family's sweeps as a pilot (their distances to their bests pooled; 100 simulated comparisons per "
+        "step: <code>stability power</code> simulates more).</p>"
+    ]
+    for family, group in pairs.groupby("holm_family", sort=True):
+        names = sorted(set(group["a"]) | set(group["b"]))
+        found = power.power_table(*(sets[n]["metric_score"] for n in names), sims=100, n_resamples=200)
+        parts += [f"<h3>{html.escape(str(family))}</h3>", table(found)]
+    return parts
 
 
 def budget_parts(trials: pd.DataFrame, n_resamples: int) -> list[str]:

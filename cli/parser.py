@@ -165,6 +165,15 @@ def build_parser() -> Parser:
     p.add_argument("--to", dest="target", metavar="SWEEP", help="the sweep its optimum is used in (with --from)")
 
     p = add_command(
+        sub, "power", "cli.power:command", help="the difference N trials per sweep detect, simulated from a pilot"
+    )
+    p.add_argument("--results", default="results")
+    p.add_argument("--sweep", action="append", required=True, help="a pilot sweep (twice: two pooled)")
+    p.add_argument("--trials", type=trial_counts, default=[16, 32, 64, 128], help="N,N,...: trials per sweep")
+    p.add_argument("--sims", type=at_least(20, 100_000), default=400, help="simulated comparisons per step")
+    p.add_argument("--seed", type=seed, default=0)
+
+    p = add_command(
         sub, "figures", "cli.figures:command", help="draw Figures 2-5 and the summary tables from a results store"
     )
     p.add_argument("--results", default="results")
@@ -236,6 +245,11 @@ def at_least(minimum: int, at_most: int | None = None):
         return value
 
     return parse
+
+
+def trial_counts(text: str) -> list[int]:
+    """Comma-separated trials per sweep, 2 to 4096 each (a simulation of more would run for hours)."""
+    return [at_least(2, 4096)(part) for part in text.split(",")]
 
 
 # The resampling holds every resample in memory at once (analysis.stats, vectorized): beyond

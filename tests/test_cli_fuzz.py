@@ -145,6 +145,15 @@ COMMANDS = {
             "--to": ["s", "missing", ""],
         },
     ),
+    "power": (
+        ["power", "--sims", "20", "--trials", "4"],
+        {
+            "--results": ["{tmp}/store", "{tmp}/empty", "{tmp}/nowhere"],
+            "--sweep": ["s", "missing", ""],
+            "--trials": ["4", "1", "4,x", ""],
+            "--sims": ["20", "19", "many"],
+        },
+    ),
     "report": (
         ["report", "--out", "{tmp}/report.html"],
         {
@@ -177,6 +186,8 @@ REQUIRED = {
     "import": ("--csv",),
     "export": ("--optuna",),
     "report": ("--results",),
+    "power": ("--sweep", "--results"),
+    "transfer": ("--results",),
 }
 
 

@@ -161,6 +161,9 @@ def test_a_study_of_two_optimizers_across_three_models_reports_budgets_and_sensi
     assert "Budgets" in page.headings and "Trials to target k*(δ)" in text
     assert "Performance profiles over k*" in text and "Probability of being best at budget k" in text
     assert "lr_sensitivity" in text and "wd_sensitivity" in text and "capped_mean_delta" in text
+    assert "How many trials" in text and "detectable_mean_delta_diff" in text  # the power table, per family
+    for family in ("the 3 adamw pairs of protocol", "the 3 sgd pairs of protocol"):
+        assert any(h.startswith(family) for h in page.headings), family
     areas = budget.profile_areas(budget.budget_table(load_trials(tmp_path / "store")))
     assert set(areas["method"]) == {"adamw", "sgd"} and set(areas["workloads"]) == {3}
     table = budget.budget_table(load_trials(tmp_path / "store"))
