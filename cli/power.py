@@ -22,9 +22,10 @@ def command(args: argparse.Namespace) -> int:
     if missing:
         held = ", ".join(sorted(sets)) or "none"
         raise UserError(f"no EDF sweep {missing[0]!r} in {args.results!r}; it holds {held}")
-    pilots = [sets[s]["metric_score"] for s in args.sweep]
-    table = power.power_table(*pilots, trials=args.trials, sims=args.sims, seed=args.seed)
-    print(f"pilot: {', '.join(args.sweep)} ({sum(len(p) for p in pilots)} trials); the comparison test at alpha "
-          f"{power.ALPHA}, {power.POWER:.0%} power, {args.sims} simulated comparisons per step")  # fmt: skip
+    pilot = power.sweeps_pilot({s: sets[s] for s in dict.fromkeys(args.sweep)})
+    table = power.table_of(pilot, args.trials, sims=args.sims, seed=args.seed)
+    how = f"{len(pilot)} pairs of the same draws, paired test" if pilot.ndim == 2 else f"{pilot.size} trials pooled"
+    print(f"pilot: {', '.join(args.sweep)} ({how}); the comparison test at alpha {power.ALPHA}, "
+          f"{power.POWER:.0%} power, {args.sims} simulated comparisons per step")  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return 0
