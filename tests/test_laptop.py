@@ -257,3 +257,43 @@ def test_the_readmes_laptop_tables_are_what_the_committed_store_says(capsys):
     block = readme.split(begin, 1)[1].split(end, 1)[0]
     assert claims.main(["--results", str(root / "docs" / "laptop" / "store")]) == 0
     assert capsys.readouterr().out == block
+
+
+README_BUDGETS = ("<!-- laptop budgets: tests/test_laptop.py renders this block from the committed stores -->\n",
+                  "<!-- end of laptop budgets -->")  # fmt: skip
+DELTAS = ("1 points", "2 points", "4 points")
+
+
+def laptop_budgets(root: Path) -> str:
+    """The README's budgets, sensitivity and transfer tables, from the committed laptop stores."""
+    import warnings
+
+    from analysis import budget, experiments, load_trials, transfer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trials, moved = load_trials(root / "docs/laptop/store"), load_trials(root / "docs/laptop/transfer")
+    table = budget.budget_table(trials)
+    k = table.pivot_table(index="sweep", columns="delta", values="k_star", sort=False)
+    summary = experiments.stability_table(trials, n_resamples=20).set_index("sweep")
+    lines = ["| sweep | k* within 1 / 2 / 4 points | lr sensitivity | wd sensitivity |", "|---|---|---|---|"]
+    for sweep, s in summary.iterrows():
+        ks = " / ".join(str(int(k.loc[sweep, d])) for d in DELTAS)
+        lines.append(f"| `{sweep}` | {ks} | {s['lr_sensitivity']:.2f} | {s['wd_sensitivity']:.2f} |")
+    areas = budget.profile_areas(table).pivot_table(index="method", columns="delta", values="area")
+    lines += ["", "| optimizer | profile area within 1 / 2 / 4 points (3 models) |", "|---|---|"]
+    for method, a in areas.iterrows():
+        lines.append(f"| {method} | {' / '.join(format(a[d], '.2f') for d in DELTAS)} |")
+    lines += ["", "| tuned at 3 epochs, trained at 10 | lr shift | wd shift | rank correlation | regret |",
+              "|---|---|---|---|---|"]  # fmt: skip
+    for _, r in transfer.transfer_table(moved).iterrows():
+        lines.append(f"| `{r['a']}` | {r['lr_shift']:+.2f} | {r['wd_shift']:+.2f} | {r['rank_correlation']:.2f} | "
+                     f"{r['regret']:.2f} points |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def test_the_readmes_budget_tables_are_what_the_committed_stores_say():
+    root = Path(__file__).resolve().parent.parent
+    begin, end = README_BUDGETS
+    block = (root / "README.md").read_text().split(begin, 1)[1].split(end, 1)[0]
+    assert block == laptop_budgets(root)
