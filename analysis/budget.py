@@ -18,14 +18,18 @@ the smallest count among them (the draws of an extended sweep begin with the sho
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 
 from analysis import experiments, stats
+from analysis.experiments import first_trials
 from store import schema
 
 DELTAS = (1.0, 2.0, 4.0)  # points of top-1 error
 RANGE_SHARES = (0.05, 0.1, 0.2)  # of another metric's range in the sweep
+PROFILE_COLUMNS = ["method", "tau", "rho", "area", "workloads"]
 
 
 def trials_to_target(scores, delta: float) -> int:
@@ -37,18 +41,14 @@ def trials_to_target(scores, delta: float) -> int:
 
 
 def targets(g: pd.DataFrame) -> list[tuple[str, float]]:
-    """The sweep's δs with their labels: points of top-1 error, or shares of another metric's range."""
+    """The sweep's δs with their labels: points of top-1 error, or shares of another metric's
+    range in the sweep (one label for every sweep, so that methods compare at one share; the
+    sweep's own δ is the table's ``delta_value``)."""
     if schema.metric_of_frame(g) == schema.TOP1_ERR:
         return [(f"{d:g} points", d) for d in DELTAS]
     finite = g["metric_score"][np.isfinite(g["metric_score"])]
     spread = float(finite.max() - finite.min()) if len(finite) else 0.0
-    return [(f"{share:.0%} of its range ({share * spread:.3g})", share * spread) for share in RANGE_SHARES]
-
-
-def first_trials(sets: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
-    """Each sweep's first k trials by index, k the smallest count among them."""
-    k = min(len(g) for g in sets.values())
-    return {name: g[g["index"] < k] for name, g in sets.items()}
+    return [(f"{share:.0%} of its range", share * spread) for share in RANGE_SHARES]
 
 
 def budget_table(trials: pd.DataFrame) -> pd.DataFrame:
@@ -67,6 +67,7 @@ def budget_table(trials: pd.DataFrame) -> pd.DataFrame:
                              "family": g["family"].iloc[0], "optimizer": g["optimizer"].iloc[0],
                              "epochs": g["epochs"].iloc[0], "metric": metric,
                              "trials": len(g), "best": stats.best_of(g["metric_score"]), "delta": label,
+                             "delta_value": delta,
                              "k_star": trials_to_target(g["metric_score"], delta)})  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -89,7 +90,7 @@ def performance_profile(table: pd.DataFrame, delta: str) -> pd.DataFrame:
     chosen = table[table["delta"] == delta].assign(size=lambda t: t["model"].map(experiments.SIZE_OF))
     axes = profile_axes(chosen)
     if axes is None:
-        return pd.DataFrame(columns=["method", "tau", "rho", "area", "workloads"])
+        return pd.DataFrame(columns=PROFILE_COLUMNS)
     method, workload = axes
     keys = chosen[workload].astype(str)  # an imported sweep's unknown length is a workload too
     wide = chosen.assign(**keys).pivot_table(index=workload, columns=method, values="k_star", aggfunc="min").dropna()
@@ -102,17 +103,24 @@ def performance_profile(table: pd.DataFrame, delta: str) -> pd.DataFrame:
         for tau in np.unique(r):
             rows.append({"method": m, "tau": float(tau), "rho": float(np.mean(r <= tau)), "area": area,
                          "workloads": len(r)})  # fmt: skip
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=PROFILE_COLUMNS)
 
 
 def probability_best(sets: dict[str, pd.DataFrame], k: int, *, n_resamples: int = 1000, seed: int = 0) -> dict:
-    """Per sweep, the share of bootstrap resamples (each sweep's trials redrawn with replacement)
-    in which its expected best of ``k`` is the lowest of the sweeps, ties shared."""
+    """Per sweep, the share of bootstrap resamples (each sweep's trials redrawn with replacement;
+    sweeps of the same draws redrawn together) in which its expected best of ``k`` is the lowest
+    of the sweeps, ties shared; on the draws the sweeps share."""
     rng = np.random.default_rng(seed)
-    scores = {name: stats.as_errors(g["metric_score"]) for name, g in first_trials(sets).items()}
+    first = first_trials(sets)
+    names = list(first)
+    paired = all(experiments.same_draws(first[a], first[b]) for a, b in itertools.pairwise(names))
+    ordered = {n: g.sort_values("index") if paired else g for n, g in first.items()}
+    scores = {name: stats.as_errors(g["metric_score"]) for name, g in ordered.items()}
     wins = dict.fromkeys(scores, 0.0)
     for _ in range(n_resamples):
-        means = {n: stats.expected_best(rng.choice(x, x.size), [k])["mean"].iloc[0] for n, x in scores.items()}
+        shared = rng.integers(0, len(next(iter(scores.values()))), len(next(iter(scores.values()))))
+        picks = {n: x[shared] if paired else rng.choice(x, x.size) for n, x in scores.items()}
+        means = {n: stats.expected_best(x, [k])["mean"].iloc[0] for n, x in picks.items()}
         low = min(means.values())
         winners = [n for n, v in means.items() if v == low]
         for n in winners:

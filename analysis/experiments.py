@@ -356,6 +356,18 @@ def stability_table(trials: pd.DataFrame, *, n_resamples: int = 1000, seed: int 
     return pd.DataFrame(rows)
 
 
+def sensitivity_table(trials: pd.DataFrame) -> pd.DataFrame:
+    """The lr and wd sensitivity of each ``--sampler grid`` sweep, exact over its grid's values
+    (``analysis.sensitivity``); its EDF sweeps' are in ``stability_table``. Failed trials left out."""
+    grid = trials[trials["sampler"] == "grid"] if "sampler" in trials else trials.iloc[:0]
+    rows = []
+    for sweep, g in usable(grid).groupby("sweep") if len(grid) else []:
+        g = scored(g)
+        rows.append({"sweep": sweep, "model": g["model"].iloc[0], "optimizer": g["optimizer"].iloc[0],
+                     "epochs": g["epochs"].iloc[0], "trials": len(g), **sensitivity.sensitivities(g)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def same_draws(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     """Whether two sweeps tried the same (lr, wd) draws in the same order (then they pair by
     index): the same values, or the same positions in each sweep's own intervals (one seed and
@@ -370,11 +382,17 @@ def same_draws(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return pa is not None and pb is not None and bool(np.allclose(pa, pb, rtol=0, atol=1e-9))
 
 
-def common_prefix(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Each sweep's first k trials by index, k the shorter sweep's count: a sweep extended by
-    ``--trials`` still pairs with its partner on the draws they share."""
-    k = min(len(a), len(b))
-    return a[a["index"] < k], b[b["index"] < k]
+def shared_draws(sets: dict[str, pd.DataFrame]) -> int:
+    """How many draws the sweeps share: the smallest planned count among them (highest index + 1,
+    whatever trials failed and left no row). An extended sweep's draws begin with the shorter's."""
+    return int(min(g["index"].max() for g in sets.values())) + 1
+
+
+def first_trials(sets: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """Each sweep's trials among the draws they share (``shared_draws``): what sweeps of different
+    lengths are compared on."""
+    k = shared_draws(sets)
+    return {name: g[g["index"] < k] for name, g in sets.items()}
 
 
 def draw_positions(g: pd.DataFrame) -> np.ndarray | None:
@@ -462,9 +480,10 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, noise: pd.D
                  seed: int) -> dict:  # fmt: skip
     """One row of ``comparisons``: the summaries' differences, the test and the noise floor."""
     counts = {"trials_a": len(ga), "trials_b": len(gb)}  # each sweep's own count, said with the comparison
-    first_a, first_b = common_prefix(ga, gb)
-    paired = same_draws(first_a, first_b)  # both sweeps' first k draws, k the shorter's count
-    ga, gb = (first_a.sort_values("index"), first_b.sort_values("index")) if paired else (ga, gb)
+    k = shared_draws({a: ga, b: gb})
+    first = first_trials({a: ga, b: gb})  # sweeps of two lengths compare on the draws they share
+    paired = same_draws(first[a], first[b])
+    ga, gb = (first[a].sort_values("index"), first[b].sort_values("index")) if paired else (first[a], first[b])
     ea, eb = ga["metric_score"].to_numpy(), gb["metric_score"].to_numpy()
     diffs = stats.summary_differences(ea, eb, paired=paired, n_resamples=n_resamples, seed=seed)
     tested = diffs[stats.EFFECT]
@@ -478,7 +497,7 @@ def compare_pair(a: str, b: str, ga: pd.DataFrame, gb: pd.DataFrame, noise: pd.D
         "optimizer": ga["optimizer"].iloc[0],
         "metric": schema.metric_of_frame(ga).name,
         "paired": paired,
-        "draws": len(ga) if paired else None,  # the draws paired: the shorter sweep's, where one was extended
+        "draws": k,  # the draws compared: each sweep's first k (the shorter's planned count)
         "test": stats.PAIRED_TEST if paired else stats.UNPAIRED_TEST,
         "effect": stats.EFFECT,
         "statistic": tested.estimate,
@@ -544,11 +563,10 @@ def in_words(r) -> str:
     f = ".2f" if unit == "points" else ".3g"  # points of error as the paper writes them; other units as they come
     d, lo, hi = r.effect_diff, r.effect_lo, r.effect_hi
     what = r.effect.replace("_", " ")
-    if r.paired:
-        longer = max(r.trials_a, r.trials_b)
-        what += (
-            " over the same draws" if r.draws == longer else f" over their first {r.draws:.0f} draws (the same in both)"
-        )
+    if r.draws < max(r.trials_a, r.trials_b):  # a sweep was extended: the draws both tried
+        what += f" over their first {r.draws:.0f} draws" + (" (the same in both)" if r.paired else "")
+    elif r.paired:
+        what += " over the same draws"
     head = f"equals {b}'s" if d == 0 else f"is {'lower' if d < 0 else 'higher'} than {b}'s"
     text = f"{a}'s {what} {head}: difference {d:+{f}} {unit}, 95% CI [{lo:{f}}, {hi:{f}}]"
     if np.isfinite(r.p_value):

@@ -54,6 +54,7 @@ def write_tables(trials: pd.DataFrame, out: Path, n_resamples: int) -> list[Path
         "trials_to_target": budget.budget_table(trials),
     }
     tables["performance_profile"] = budget.profile_areas(tables["trials_to_target"])
+    tables["grid_sensitivity"] = experiments.sensitivity_table(trials)
     written = []
     for name, frame in tables.items():
         if frame.empty:

@@ -37,13 +37,18 @@ def _read_all(paths: list[Path]) -> pd.DataFrame:
 
 
 def load_trials(results_root: str | os.PathLike, *, first: int | None = None) -> pd.DataFrame:
-    """One row per finished trial of every sweep under the root. ``first``: only each sweep's
-    first K draws (index below K; a noise run keeps its source trial's index), to see what a
-    smaller budget would have said: the draws are a sweep's prefix, whatever its final length."""
+    """One row per finished trial of every sweep under the root. ``first``: only each EDF sweep's
+    first K draws (index below K), to see what a smaller budget would have said (the draws are a
+    sweep's prefix, whatever its final length); grid points and noise runs are kept whole."""
     trials, bad = read_trial_files(sorted(Path(results_root).glob("*/trials/*.parquet")))
     _warn(bad)
     if first is not None and len(trials):
-        trials = trials[trials["index"] < first].reset_index(drop=True)
+        from analysis.experiments import EDF_SAMPLERS
+
+        grid_or_noise = (
+            ~trials["sampler"].isin(EDF_SAMPLERS) | trials.get("noise_of", pd.Series(index=trials.index)).notna()
+        )
+        trials = trials[grid_or_noise | (trials["index"] < first)].reset_index(drop=True)
     return trials if len(trials) else pd.DataFrame()
 
 

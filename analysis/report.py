@@ -155,6 +155,7 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
                 "minus the sweep's best, over a grid's values or <code>*_points</code> equal-width bins of log lr "
                 "(or log wd) across the sampled interval.</p>",
                 table(summary),
+                *grid_sensitivity(trials),
             )
         )
     for optim in figs.optimizer_order({v["optimizer"].iloc[0] for v in sets.values()}):
@@ -209,6 +210,15 @@ def build(trials: pd.DataFrame, results: str, *, n_resamples: int = 1000, replac
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Stability report</title>'
         f"<style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+def grid_sensitivity(trials: pd.DataFrame) -> list[str]:
+    """The ``--sampler grid`` sweeps' exact lr and wd sensitivity, where the store holds some."""
+    found = experiments.sensitivity_table(trials)
+    if found.empty:
+        return []
+    return ["<p>Grid sweeps (<code>--sampler grid</code>): the same sensitivities, exact over the grid's values.</p>",
+            table(found)]  # fmt: skip
 
 
 def power_parts(pairs: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> list[str]:

@@ -42,7 +42,8 @@ def sensitivity(values, scores, *, initial: float, edges=None) -> tuple[float, i
     """Wortsman et al.'s sensitivity of ``scores`` (lower is better) to the hyperparameter
     ``values``, with ``initial`` the score at initialisation; returns it with the number of
     values (or bins) it averages over. ``edges``: bin edges on the values' scale (None: each
-    distinct value is one point of a grid)."""
+    distinct value is one point of a grid). NaN where fewer than two values (or bins) hold
+    trials, or no trial did better than ``initial``."""
     v, s = np.asarray(values, dtype=float), np.minimum(np.asarray(scores, dtype=float), initial)
     keep = np.isfinite(v)
     v, s = v[keep], s[keep]
@@ -50,6 +51,8 @@ def sensitivity(values, scores, *, initial: float, edges=None) -> tuple[float, i
         return math.nan, 0
     groups = np.unique(v, return_inverse=True)[1] if edges is None else np.digitize(v, edges[1:-1])
     best = np.array([s[groups == g].min() for g in np.unique(groups)])
+    if best.size < 2 or best.min() >= initial:  # one value, or nothing trained past the start: unknown, not 0
+        return math.nan, int(best.size)
     return float(np.mean(best - best.min())), int(best.size)
 
 

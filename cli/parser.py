@@ -168,7 +168,12 @@ def build_parser() -> Parser:
         sub, "power", "cli.power:command", help="the difference N trials per sweep detect, simulated from a pilot"
     )
     p.add_argument("--results", default="results")
-    p.add_argument("--sweep", action="append", required=True, help="a pilot sweep (twice: two pooled)")
+    p.add_argument(
+        "--sweep",
+        action="append",
+        required=True,
+        help="a pilot sweep; again for more (two of the same draws: a paired pilot; else pooled)",
+    )
     p.add_argument("--trials", type=trial_counts, default=[16, 32, 64, 128], help="N,N,...: trials per sweep")
     p.add_argument("--sims", type=at_least(20, 100_000), default=400, help="simulated comparisons per step")
     p.add_argument("--seed", type=seed, default=0)

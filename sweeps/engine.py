@@ -86,7 +86,8 @@ def stored_manifest(store: Store, sweep: str, manifest: pd.DataFrame) -> pd.Data
         return old
     differ = definition_differences(old, manifest)
     if differ:
-        more = "; --trials can only grow a sweep" if len(manifest) < len(old) and differ == ["number of trials"] else ""
+        fewer = len(manifest) < len(old) and differ == ["number of trials"]
+        more = f"; it has {len(old)}: --trials {len(old)} resumes it, more extends it" if fewer else ""
         raise UserError(
             f"sweep {sweep!r} already exists in {store.root} with another definition (it differs in "
             f"{', '.join(differ)}{more}); rerun it with the same flags, or choose a new --name "

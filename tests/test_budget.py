@@ -74,3 +74,28 @@ def test_the_budget_table_of_a_store(tiny_store):
         assert 1 <= r["k_star"] <= r["trials"] == 3
     by_delta = table.pivot_table(index="sweep", columns="delta", values="k_star")
     assert (by_delta["1 points"] >= by_delta["4 points"]).all()  # a looser target needs no more trials
+
+
+def test_the_shared_draws_are_counted_by_index_whatever_failed():
+    """Failed trials leave no row: the prefix is each sweep's planned draws below the smallest
+    planned count, not the shortest row count."""
+    full = pd.DataFrame({"index": range(32)})
+    holed = pd.DataFrame({"index": [i for i in range(32) if i not in (5, 9)]})  # two failed
+    longer = pd.DataFrame({"index": range(64)})
+    kept = budget.first_trials({"full": full, "holed": holed, "longer": longer})
+    assert {n: len(g) for n, g in kept.items()} == {"full": 32, "holed": 30, "longer": 32}
+
+
+def test_another_metric_s_profile_compares_methods_at_one_share_of_each_range():
+    rows = []
+    for model, spread in (("m1", 1.0), ("m2", 3.0)):
+        for optim, scale in (("adamw", 1.0), ("sgd", 2.0)):
+            for i, loss in enumerate(np.linspace(0, spread * scale, 8)):
+                rows.append({"sweep": f"{model}-{optim}", "index": i, "model": model, "family": "F", "optimizer": optim,
+                             "epochs": 3, "status": "ok", "sampler": "random", "dataset": "d", "loss": 1 + loss,
+                             "metric": "loss", "metric_direction": "minimize", "metric_diverged": np.inf})  # fmt: skip
+    table = budget.budget_table(pd.DataFrame(rows))
+    assert set(table["delta"]) == {"5% of its range", "10% of its range", "20% of its range"}
+    assert (table["delta_value"] > 0).all()
+    profile = budget.performance_profile(table, "20% of its range")
+    assert set(profile["method"]) == {"adamw", "sgd"} and set(profile["workloads"]) == {2}

@@ -79,7 +79,7 @@ BAD_INPUTS = {
     "unwritable results": ([*SWEEP, "--results", "{tmp}/a-file/results"], "not writable"),
     "unreachable address": ([*SWEEP, "--address", "127.0.0.1:{port}"], "cannot reach a Ray cluster"),
     "reused name": ([*SWEEP, "--seed", "9"], "another definition (it differs in lr, wd, seed)"),
-    "shrunk sweep": ([*SWEEP, "--trials", "2"], "number of trials; --trials can only grow a sweep"),
+    "shrunk sweep": ([*SWEEP, "--trials", "2"], "number of trials; it has 3: --trials 3 resumes it, more extends it"),
     "extended grid": (
         [*SWEEP, "--sampler", "grid", "--space", "wd=choice:0.1|0.2", "--space", "lr=choice:0.1|0.2", "--trials", "9"],
         "each of its space's 4 points once; it cannot be extended to --trials 9",

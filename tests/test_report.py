@@ -128,9 +128,10 @@ def test_sweeps_record_their_space(tiny_store):
 def test_first_k_reads_each_sweeps_first_draws_only(tiny_store, tmp_path, capsys):
     """``--first K``: what a budget of K trials per sweep would have said."""
     every, first = load_trials(tiny_store), load_trials(tiny_store, first=2)
-    expected = every[every["index"] < 2].sort_values("trial_id").reset_index(drop=True)
+    edf = every["sampler"].isin(["random", "sobol", "imported"])
+    expected = every[~edf | (every["index"] < 2)].sort_values("trial_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(first.sort_values("trial_id").reset_index(drop=True), expected)
-    assert set(first.groupby("sweep").size()) <= {1, 2} and len(first) < len(every)
+    assert set(first[first["sampler"] == "random"].groupby("sweep").size()) == {2} and len(first) < len(every)
     out = tmp_path / "report.html"
     argv = ["report", "--results", str(tiny_store), "--out", str(out), "--resamples", "20", "--first", "2"]
     assert main(argv) == 0, capsys.readouterr().err
@@ -175,3 +176,9 @@ def test_a_study_of_two_optimizers_across_three_models_reports_budgets_and_sensi
             integral = float(np.sum(np.diff(steps) * p["rho"].to_numpy()))
             expected = integral / (top - 1) if top > 1 else 1.0
             assert p["area"].iloc[0] == pytest.approx(expected), (delta, method)
+
+
+def test_first_k_leaves_grid_and_noise_rows_whole(tiny_store):
+    every, first = load_trials(tiny_store), load_trials(tiny_store, first=1)
+    kept = ~every["sampler"].isin(["random", "sobol", "imported"])
+    assert kept.any() and len(first[~first["sampler"].isin(["random", "sobol", "imported"])]) == kept.sum()

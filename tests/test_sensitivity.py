@@ -71,14 +71,21 @@ def test_a_metric_without_a_known_start_has_no_sensitivity():
 )
 def test_sensitivity_laws(scores, shift, initial):
     """Zero when every value is as good as the best; between 0 and l0 - l*; unchanged when every
-    outcome and l0 move by one constant (it measures distances, not levels)."""
+    outcome and l0 move by one constant (it measures distances, not levels); unknown (NaN) with
+    one value, or where nothing beat l0."""
     values = np.arange(len(scores)) % 5
     s, n = sensitivity(values, scores, initial=initial)
     capped = np.minimum(scores, initial)
-    assert n == len(set(values.tolist())) and -1e-9 <= s <= initial - capped.min() + 1e-9
+    assert n == len(set(values.tolist()))
+    if capped.min() >= initial:
+        assert math.isnan(s)
+        return
+    assert -1e-9 <= s <= initial - capped.min() + 1e-9
     moved, _ = sensitivity(values, np.array(scores) + shift, initial=initial + shift)
     assert moved == pytest.approx(s, abs=1e-6)
-    assert sensitivity(values, np.full(len(scores), 3.0), initial=initial)[0] == 0.0
+    level = min(3.0, initial - 1)
+    assert sensitivity(values, np.full(len(scores), level), initial=initial)[0] == 0.0
+    assert math.isnan(sensitivity(np.zeros(len(scores)), scores, initial=initial)[0])
 
 
 def test_the_built_in_class_counts_are_the_loaders():
@@ -98,3 +105,22 @@ def test_the_summary_table_has_each_sweep_s_sensitivities(tiny_store):
         assert table.loc[sweep, "lr_sensitivity"] == pytest.approx(sweep_sensitivity(g, "lr")[0])
         assert table.loc[sweep, "lr_sensitivity_points"] == bins_for(len(g))
     assert "capped_mean_delta" in table and "wd_sensitivity" in table
+
+
+def test_one_occupied_bin_or_nothing_better_than_chance_is_unknown_not_zero():
+    g = grid_sweep()
+    assert not math.isnan(sweep_sensitivity(g[g["lr"] == 1e-2], "wd")[0])  # two wd values at one lr: known
+    one_value = g[g["wd"] == 0.1]
+    assert math.isnan(sweep_sensitivity(one_value, "wd")[0])  # one value: no sensitivity, not 0
+    at_chance = g.assign(top1_err=95.0, metric_score=95.0)
+    assert math.isnan(sweep_sensitivity(at_chance, "lr")[0])  # no trial beat chance: l* = l0
+
+
+def test_grid_sampler_sweeps_get_their_sensitivity_in_a_table_of_their_own():
+    """A --sampler grid sweep is not an EDF sweep (the summary table leaves it out); its exact
+    sensitivity is in ``experiments.sensitivity_table``."""
+    g = grid_sweep().drop(columns=["metric_score"])
+    trials = g.assign(sweep="scan", model="vit_c_nano", family="ViT_C", optimizer="adamw", epochs=3)
+    table = experiments.sensitivity_table(trials).set_index("sweep")
+    assert table.loc["scan", "lr_sensitivity"] == pytest.approx(((35 - 20) + 0 + (90 - 20)) / 3)
+    assert table.loc["scan", "lr_sensitivity_points"] == 3 and table.loc["scan", "trials"] == 6

@@ -79,7 +79,7 @@ def test_sweep_end_to_end_resume_and_rerun(tmp_path, capsys, shared_ray):
 
     from analysis import load_trials
 
-    assert len(load_trials(tmp_path)) == 3
+    assert len(load_trials(tmp_path)) == 5
 
 
 def test_changed_definition_is_refused(tmp_path, capsys):

@@ -55,3 +55,26 @@ def test_the_transfer_command(tiny_store, capsys):
     assert a in out and b in out and "regret" in out and "rank_correlation" in out
     assert main(["transfer", "--results", str(tiny_store), "--from", a, "--to", "nope"]) == 2
     assert capsys.readouterr().err.startswith("error: no EDF sweep 'nope'")
+
+
+def test_a_zero_weight_decay_or_an_unsampled_lr_gives_no_shift_and_no_made_up_regret():
+    a = sweep("a", [30.0, 20.0, 25.0, 40.0, 50.0]).assign(wd=[0.0, 0.0, 0.1, 0.2, 0.1])
+    b = sweep("b", [35.0, 30.0, 22.0, 28.0, 60.0], lrs=[x * 1.3 for x in LRS]).assign(wd=[0.1, 0.0, 0.0, 0.2, 0.1])
+    row = transfer.transfer(a, b)  # both optima at wd 0: no log2 ratio, and no log-space distance to it
+    assert math.isnan(row["wd_shift"]) and row["lr_shift"] == pytest.approx(math.log2(4e-3 * 1.3 / 2e-3))
+    assert math.isnan(row["regret"]) and row["at"] == "none"
+    unsampled = transfer.transfer(a.assign(lr=math.nan), b.assign(lr=math.nan))
+    assert math.isnan(unsampled["lr_shift"]) and math.isnan(unsampled["regret"])
+
+
+def test_draws_at_the_same_positions_of_other_intervals_rank_together_but_transfer_to_the_nearest():
+    """Two models' intervals centred apart (the laptop preset): the same positions pair the draws
+    for the rank correlation, but B's trial of A's index is another (lr, wd), so the regret is
+    read at B's trial nearest to A's optimum."""
+    space_a = '{"lr": ["log", 1e-3, 1.6e-2], "wd": ["log", 0.1, 0.2]}'
+    space_b = '{"lr": ["log", 1.5e-3, 2.4e-2], "wd": ["log", 0.1, 0.2]}'
+    a = sweep("a", [30.0, 20.0, 25.0, 40.0, 50.0], space=space_a)
+    b = sweep("b", [35.0, 30.0, 22.0, 28.0, 60.0], lrs=[1.5 * x for x in LRS], space=space_b)
+    row = transfer.transfer(a, b)
+    assert row["rank_correlation"] == pytest.approx(0.5) and row["at"] == "nearest"
+    assert row["regret"] == pytest.approx(30.0 - 22.0)  # B's draw 1 (3e-3, 0.2) is nearest to A's (2e-3, 0.2)
