@@ -228,11 +228,11 @@ def power_parts(pairs: pd.DataFrame, sets: dict[str, pd.DataFrame]) -> list[str]
         "<p>How many trials: the smallest difference in mean delta (the tested summary, in the metric's points) "
         "that the comparison test detects with 80% power at alpha 0.05, for N trials per sweep, simulated from "
         "the family's sweeps as a pilot (paired where its comparisons are: their pairs of distances to their bests "
-        "pooled; else the distances pooled; 100 simulated comparisons per step: <code>stability power</code> "
-        "simulates more).</p>"
+        "pooled; else the distances pooled; 100 simulated comparisons of 100 resamples per step: "
+        "<code>stability power</code> simulates more).</p>"
     ]
     for family, group in pairs.groupby("holm_family", sort=True):
-        found = power.table_of(power.family_pilot(sets, group), sims=100, n_resamples=200)
+        found = power.table_of(power.family_pilot(sets, group), sims=100, n_resamples=100)
         parts += [f"<h3>{html.escape(str(family))}</h3>", table(found)]
     return parts
 

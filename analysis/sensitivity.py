@@ -11,8 +11,9 @@ diverged trial among them) counts as l0 and no more. Lower is less sensitive. On
 the interval the sweep's space stored, and a bin without trials is left out.
 
 Top-1 error starts at chance, 100 (1 - 1/C) for C classes: the trial row's ``num_classes``, or,
-for rows written before it was recorded, the built-in dataset's class count. A metric whose
-value at initialisation the store does not hold has no sensitivity (NaN).
+for rows written before it was recorded, the built-in dataset's class count. Another metric
+starts at the value its trainable declared (``trainables.register(initial=...)``, the row's
+``metric_initial``); without one it has no sensitivity (NaN).
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def sensitivity(values, scores, *, initial: float, edges=None) -> tuple[float, i
 def initial_score(g: pd.DataFrame) -> float:
     """The sweep's score at initialisation (``schema.scores`` units: lower is better), or NaN."""
     metric = schema.metric_of_frame(g)
-    if metric != schema.TOP1_ERR:
-        return math.nan
+    if metric != schema.TOP1_ERR:  # the value its trainable declared (``initial``), if one
+        declared = (
+            pd.to_numeric(g["metric_initial"], errors="coerce").dropna().unique() if "metric_initial" in g else []
+        )
+        return metric.sign * float(declared[0]) if len(declared) == 1 else math.nan
     classes = pd.to_numeric(g["num_classes"], errors="coerce").dropna() if "num_classes" in g else pd.Series([])
     datasets = g["dataset"].dropna().unique() if "dataset" in g else []
     counts = set(classes) or {BUILT_IN_CLASSES.get(d) for d in datasets}

@@ -87,6 +87,7 @@ class Entry:
     optimizer: str  # a label for tables and figures: what the function trains with
     dataset: str | None
     about: str
+    initial: float | None = None  # the metric before any training (the sensitivities' l0)
 
 
 _REGISTRY = Registry("trainable")
@@ -106,13 +107,16 @@ def register(
     optimizer: str = "custom",
     dataset: str | None = None,
     about: str = "",
+    initial: float | None = None,
 ) -> Callable[[Fn], Fn]:
     """Decorator: register ``fn`` as trainable ``name``, once per name (``models.registry.Registry``).
 
     ``metric``: the reported value that is the trial's outcome, better in ``direction``;
     ``diverged``: what a diverged trial counts as (default: the worst, +inf or -inf);
     ``epochs``: the default length (``--epochs`` overrides it); ``optimizer`` and ``dataset``:
-    labels the store and figures show."""
+    labels the store and figures show; ``initial``: the metric's value before training (a loss
+    at initialisation, chance accuracy), which the lr and wd sensitivity caps each value at
+    (``analysis.sensitivity``; without it a trainable's sweep has no sensitivity)."""
     if not name or not metric:
         raise ValueError("a trainable needs a name and a metric")
     clash = sorted(set(hyperparameters or {}) & (TAKEN | set(GIVEN)))
@@ -125,7 +129,8 @@ def register(
         raise ValueError(f"trainable {name!r}: epochs must be at least 1")
 
     return _REGISTRY.decorator(
-        name, lambda fn: Entry(name, fn, spec, dict(hyperparameters or {}), epochs, optimizer, dataset, about)
+        name,
+        lambda fn: Entry(name, fn, spec, dict(hyperparameters or {}), epochs, optimizer, dataset, about, initial),
     )
 
 
@@ -243,6 +248,7 @@ def run(row: dict, checkpoint_dir: Path, *, device: str = "cpu", on_point=None):
         "version": VERSION,
         "error": None,
         "resumed_from_epoch": None if curve.resumed_from is None else int(curve.resumed_from),
+        "metric_initial": math.nan if spec.initial is None else float(spec.initial),
     }
     planned = {k: v for k, v in row.items() if k in PLAN or k in spec.hyperparameters}
     return TrainResult({**planned, **spec.metric.columns(), **outcome}, curve.points)

@@ -124,3 +124,14 @@ def test_grid_sampler_sweeps_get_their_sensitivity_in_a_table_of_their_own():
     table = experiments.sensitivity_table(trials).set_index("sweep")
     assert table.loc["scan", "lr_sensitivity"] == pytest.approx(((35 - 20) + 0 + (90 - 20)) / 3)
     assert table.loc["scan", "lr_sensitivity_points"] == 3 and table.loc["scan", "trials"] == 6
+
+
+def test_a_trainable_s_declared_start_is_its_l0_in_its_own_direction():
+    """Validation accuracy (higher is better) declared to start at chance, 10%: l(lr) is the best
+    accuracy at each lr (60, 80, and a diverged 0 that counts as 10); the mean distance to 80 is
+    (20 + 0 + 70) / 3 = 30 points."""
+    acc = [60.0, 50.0, 80.0, 70.0, 0.0, 5.0]
+    g = grid_sweep().assign(val_acc=acc, metric="val_acc", metric_direction="maximize", metric_diverged=0.0,
+                            metric_initial=10.0, metric_score=[-a for a in acc])  # fmt: skip
+    assert sweep_sensitivity(g, "lr") == (pytest.approx(30.0), 3)
+    assert math.isnan(sweep_sensitivity(g.drop(columns=["metric_initial"]), "lr")[0])

@@ -30,7 +30,7 @@ import json, math
 from stability import trainables
 
 @trainables.register(
-    "toy", metric="loss", epochs=3,
+    "toy", metric="loss", epochs=3, initial=9.0,
     hyperparameters={"lr": trainables.positive(0.1), "wd": trainables.nonnegative(0.0),
                      "fault": trainables.integer(0, low=0, high=3)},
 )
@@ -78,6 +78,7 @@ def test_a_run_reports_its_curve_and_its_last_metric(toy, tmp_path):
         math.inf,
     )
     assert result.row["completed_epochs"] == 3 and result.row["resumed_from_epoch"] is None
+    assert result.row["metric_initial"] == 9.0  # the declared loss before training: the sensitivities' l0
 
 
 def test_defaults_fill_what_a_row_does_not_sample(toy):
