@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import warnings
-from pathlib import Path
 
-from stability.errors import UserError
+from cli.stored_sweeps import edf_sweeps
 
 
 def command(args: argparse.Namespace) -> int:
-    from analysis import experiments, load_trials, power
+    from analysis import power
 
-    if not Path(args.results).is_dir():
-        raise UserError(f"no results folder {args.results!r}; run `stability sweep` first or pass --results")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # unreadable files: `stability status` names them
-        trials = load_trials(args.results)
-    sets = experiments.edf_sets(trials) if not trials.empty else {}
-    missing = [s for s in args.sweep if s not in sets]
-    if missing:
-        held = ", ".join(sorted(sets)) or "none"
-        raise UserError(f"no EDF sweep {missing[0]!r} in {args.results!r}; it holds {held}")
+    _, sets = edf_sweeps(args.results, args.sweep)
     pilot = power.sweeps_pilot({s: sets[s] for s in dict.fromkeys(args.sweep)})
     table = power.table_of(pilot, args.trials, sims=args.sims, seed=args.seed)
     how = f"{len(pilot)} pairs of the same draws, paired test" if pilot.ndim == 2 else f"{pilot.size} trials pooled"
